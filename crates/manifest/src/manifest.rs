@@ -1,0 +1,668 @@
+//! `spin.toml` (`spin_manifest_version = 2`): the raw TOML schema and its validation into
+//! [`Manifest`].
+
+use crate::error::{ManifestError, SourceFile};
+use crate::routes::{self, Router, RouterBuildError};
+use crate::template::{Template, is_variable_name};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// A place in the manifest, kept for errors found after parsing (missing files, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Location {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+}
+
+/// A validated application manifest.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// The manifest file.
+    pub path: PathBuf,
+    /// The directory relative paths are resolved against.
+    pub dir: PathBuf,
+    /// `[application]`.
+    pub application: Application,
+    /// `[application.trigger.http] base`, normalised (`/` by default).
+    pub http_base: String,
+    /// `[variables.<name>]`.
+    pub variables: BTreeMap<String, Variable>,
+    /// `[[trigger.http]]`, in manifest order.
+    pub http_triggers: Vec<HttpTrigger>,
+    /// `[component.<id>]`, and inline components under generated ids.
+    pub components: BTreeMap<String, Component>,
+}
+
+/// `[application]`.
+#[derive(Debug, Clone, Default)]
+pub struct Application {
+    /// `name`.
+    pub name: String,
+    /// `version`.
+    pub version: Option<String>,
+    /// `description`.
+    pub description: Option<String>,
+    /// `authors`.
+    pub authors: Vec<String>,
+}
+
+/// `[variables.<name>]`.
+#[derive(Debug, Clone)]
+pub struct Variable {
+    /// `default`.
+    pub default: Option<String>,
+    /// `required`.
+    pub required: bool,
+    /// `secret`: the value is never printed.
+    pub secret: bool,
+    /// `description`.
+    pub description: Option<String>,
+}
+
+/// One `[[trigger.http]]`.
+#[derive(Debug, Clone)]
+pub struct HttpTrigger {
+    /// `id`, or one made from the position.
+    pub id: String,
+    /// `route`.
+    pub route: Route,
+    /// What serves the route.
+    pub target: HttpTarget,
+    /// Where the trigger's `route` is written.
+    pub location: Location,
+}
+
+/// An HTTP route setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// A path pattern.
+    Path(String),
+    /// `{ private = true }`: reachable only by other components, not served.
+    Private,
+}
+
+/// What answers an HTTP trigger.
+#[derive(Debug, Clone)]
+pub enum HttpTarget {
+    /// A component id.
+    Component(String),
+    /// `static_response`: answered by the host with no component.
+    Static(StaticResponse),
+}
+
+/// `static_response = { status_code, headers, body }`.
+#[derive(Debug, Clone, Default)]
+pub struct StaticResponse {
+    /// `status_code` (200 by default).
+    pub status_code: u16,
+    /// `headers`.
+    pub headers: BTreeMap<String, String>,
+    /// `body`.
+    pub body: String,
+}
+
+/// `[component.<id>]`.
+#[derive(Debug, Clone)]
+pub struct Component {
+    /// The component id.
+    pub id: String,
+    /// `source`, resolved against the manifest's directory.
+    pub source: PathBuf,
+    /// Where `source` is written.
+    pub source_location: Location,
+    /// `description`.
+    pub description: Option<String>,
+    /// `environment`.
+    pub environment: BTreeMap<String, String>,
+    /// `files`.
+    pub files: Vec<FileMount>,
+    /// `exclude_files` globs.
+    pub exclude_files: Vec<String>,
+    /// `allowed_outbound_hosts`, possibly with `{{ variable }}` templates.
+    pub allowed_outbound_hosts: Vec<(Template, Location)>,
+    /// `variables`: component config values, possibly templated.
+    pub variables: BTreeMap<String, Template>,
+    /// `build`.
+    pub build: Option<Build>,
+}
+
+/// One `files` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileMount {
+    /// A glob relative to the app directory, mounted at the same relative path under `/`.
+    Glob {
+        /// The pattern.
+        pattern: String,
+        /// Where it is written.
+        location: Location,
+    },
+    /// `{ source = "dir-or-file", destination = "/path" }`.
+    Map {
+        /// Host path, relative to the app directory.
+        source: PathBuf,
+        /// Absolute guest path.
+        destination: String,
+        /// Where it is written.
+        location: Location,
+    },
+}
+
+/// `build = { command, workdir, watch }`.
+#[derive(Debug, Clone)]
+pub struct Build {
+    /// Shell commands run in order.
+    pub commands: Vec<String>,
+    /// `workdir`, relative to the app directory.
+    pub workdir: Option<PathBuf>,
+    /// `watch` globs (kept for `tessera watch`, which does not exist yet).
+    pub watch: Vec<String>,
+}
+
+// ---- raw TOML schema -------------------------------------------------------------------
+
+type Unsupported = Option<Spanned<toml::Value>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    spin_manifest_version: Spanned<toml::Value>,
+    application: Spanned<RawApplication>,
+    #[serde(default)]
+    variables: BTreeMap<String, Spanned<RawVariable>>,
+    #[serde(default)]
+    trigger: Option<Spanned<RawTriggers>>,
+    #[serde(default)]
+    component: BTreeMap<String, Spanned<RawComponent>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApplication {
+    name: Spanned<String>,
+    version: Option<String>,
+    description: Option<String>,
+    #[serde(default)]
+    authors: Vec<String>,
+    trigger: Option<RawAppTriggers>,
+    targets: Unsupported,
+    tool: Unsupported,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAppTriggers {
+    http: Option<RawAppHttp>,
+    redis: Unsupported,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAppHttp {
+    base: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVariable {
+    default: Option<String>,
+    #[serde(default)]
+    required: bool,
+    #[serde(default)]
+    secret: bool,
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTriggers {
+    #[serde(default)]
+    http: Vec<Spanned<RawHttpTrigger>>,
+    redis: Unsupported,
+    cron: Unsupported,
+    mqtt: Unsupported,
+    sqs: Unsupported,
+    command: Unsupported,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttpTrigger {
+    id: Option<String>,
+    route: Option<Spanned<toml::Value>>,
+    component: Option<Spanned<toml::Value>>,
+    static_response: Option<Spanned<RawStaticResponse>>,
+    executor: Option<Spanned<toml::Value>>,
+    components: Unsupported,
+    dependencies: Unsupported,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStaticResponse {
+    status_code: Option<u16>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    body: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawComponent {
+    source: Spanned<toml::Value>,
+    description: Option<String>,
+    #[serde(default)]
+    environment: BTreeMap<String, String>,
+    #[serde(default)]
+    files: Vec<Spanned<toml::Value>>,
+    #[serde(default)]
+    exclude_files: Vec<String>,
+    #[serde(default)]
+    allowed_outbound_hosts: Vec<Spanned<String>>,
+    #[serde(default)]
+    variables: BTreeMap<String, Spanned<String>>,
+    build: Option<RawBuild>,
+    key_value_stores: Option<Spanned<Vec<String>>>,
+    sqlite_databases: Option<Spanned<Vec<String>>>,
+    ai_models: Option<Spanned<Vec<String>>>,
+    allowed_http_hosts: Unsupported,
+    targets: Unsupported,
+    tool: Unsupported,
+    dependencies_inherit_configuration: Unsupported,
+    dependencies: Unsupported,
+    profile: Unsupported,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBuild {
+    command: Spanned<toml::Value>,
+    workdir: Option<String>,
+    #[serde(default)]
+    watch: Vec<String>,
+    environment: Unsupported,
+}
+
+// ---- validation ------------------------------------------------------------------------
+
+impl Manifest {
+    /// Reads and validates the manifest at `path`.
+    pub fn from_file(path: &Path) -> Result<Self, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ManifestError::whole_file(path, format!("cannot read the manifest: {e}"))
+                .with_hint("pass the app's spin.toml (or its directory) with -f")
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Validates manifest `text` that was read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ManifestError> {
+        let src = SourceFile::new(path, text);
+        let raw: RawManifest = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
+        Validator { src: &src, offset: 0 }.manifest(raw)
+    }
+
+    /// The router for the HTTP triggers: routes to indexes into `http_triggers`.
+    pub fn http_router(&self) -> Router<usize> {
+        let routes = self
+            .http_triggers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| match &t.route {
+                Route::Path(p) => Some((p.clone(), i)),
+                Route::Private => None,
+            });
+        // Validation built the same router already, so this cannot fail.
+        Router::build(&self.http_base, routes).expect("routes were validated")
+    }
+}
+
+struct Validator<'a> {
+    src: &'a SourceFile<'a>,
+    /// Added to spans: inline components are parsed from a slice of the file.
+    offset: usize,
+}
+
+fn not_supported(what: &str) -> String {
+    format!("`{what}` is a Spin key that Tessera does not support yet")
+}
+
+impl Validator<'_> {
+    fn err(&self, span: Range<usize>, message: impl Into<String>, hint: &str) -> ManifestError {
+        self.src.error(span.start + self.offset..span.end + self.offset, message).with_hint(hint)
+    }
+
+    fn loc(&self, span: &Range<usize>) -> Location {
+        let (line, column) = self.src.line_col(span.start + self.offset);
+        Location { line, column }
+    }
+
+    fn unsupported(&self, value: &Unsupported, key: &str, hint: &str) -> Result<(), ManifestError> {
+        match value {
+            Some(v) => Err(self.err(v.span(), not_supported(key), hint)),
+            None => Ok(()),
+        }
+    }
+
+    fn manifest(&self, raw: RawManifest) -> Result<Manifest, ManifestError> {
+        let version = &raw.spin_manifest_version;
+        if version.get_ref().as_integer() != Some(2) {
+            return Err(self.err(
+                version.span(),
+                format!("spin_manifest_version is {}; Tessera reads version 2", version.get_ref()),
+                "convert the manifest with `spin doctor`, or set spin_manifest_version = 2",
+            ));
+        }
+
+        let app_span = raw.application.span();
+        let app = raw.application.into_inner();
+        self.unsupported(&app.targets, "application.targets", "remove it")?;
+        self.unsupported(&app.tool, "application.tool", "remove it")?;
+        let mut http_base = "/".to_string();
+        if let Some(triggers) = app.trigger {
+            self.unsupported(&triggers.redis, "application.trigger.redis", "remove it: only HTTP triggers run on Tessera for now")?;
+            if let Some(base) = triggers.http.and_then(|h| h.base) {
+                if !base.get_ref().starts_with('/') {
+                    return Err(self.err(base.span(), format!("base `{}` must start with `/`", base.get_ref()), "write it as an absolute path, e.g. base = \"/api\""));
+                }
+                http_base = routes::normalize_base(base.get_ref());
+            }
+        }
+        let name = app.name.get_ref().trim();
+        if name.is_empty() {
+            return Err(self.err(app.name.span(), "application name is empty", "set [application] name = \"my-app\""));
+        }
+        let _ = app_span;
+        let application = Application {
+            name: name.to_string(),
+            version: app.version,
+            description: app.description,
+            authors: app.authors,
+        };
+
+        let mut variables = BTreeMap::new();
+        for (name, var) in raw.variables {
+            let span = var.span();
+            let var = var.into_inner();
+            if !is_variable_name(&name) {
+                return Err(self.err(span, format!("variable name `{name}` is not lower_snake_case"), "rename it, e.g. `api_key`"));
+            }
+            match (&var.default, var.required) {
+                (Some(_), true) => return Err(self.err(span, format!("variable `{name}` has both `default` and `required = true`"), "keep one: a required variable has no default")),
+                (None, false) => return Err(self.err(span, format!("variable `{name}` has neither `default` nor `required = true`"), "add a default = \"...\" or required = true")),
+                _ => {}
+            }
+            variables.insert(name, Variable { default: var.default, required: var.required, secret: var.secret, description: var.description });
+        }
+
+        let mut components = BTreeMap::new();
+        for (id, comp) in raw.component {
+            let span = comp.span();
+            if !is_component_id(&id) {
+                return Err(self.err(span, format!("component id `{id}` is not kebab-case"), "use lowercase letters, digits and single hyphens, starting with a letter, e.g. `hello-world`"));
+            }
+            let c = self.component(&id, comp.into_inner(), &variables)?;
+            components.insert(id, c);
+        }
+
+        let mut http_triggers = Vec::new();
+        if let Some(triggers) = raw.trigger {
+            let triggers = triggers.into_inner();
+            let only_http = "remove it: only HTTP triggers run on Tessera for now";
+            self.unsupported(&triggers.redis, "trigger.redis", only_http)?;
+            self.unsupported(&triggers.cron, "trigger.cron", only_http)?;
+            self.unsupported(&triggers.mqtt, "trigger.mqtt", only_http)?;
+            self.unsupported(&triggers.sqs, "trigger.sqs", only_http)?;
+            self.unsupported(&triggers.command, "trigger.command", only_http)?;
+            for (index, trigger) in triggers.http.into_iter().enumerate() {
+                let t = self.http_trigger(index, trigger, &mut components, &variables)?;
+                http_triggers.push(t);
+            }
+        }
+        if http_triggers.is_empty() {
+            return Err(ManifestError::whole_file(self.src.path(), "the manifest has no [[trigger.http]]: nothing to serve")
+                .with_hint("add [[trigger.http]] with a route and a component"));
+        }
+        self.check_routes(&http_base, &http_triggers)?;
+
+        let dir = self
+            .src
+            .path()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+        for c in components.values_mut() {
+            c.source = dir.join(&c.source);
+        }
+        Ok(Manifest {
+            path: self.src.path().to_path_buf(),
+            dir,
+            application,
+            http_base,
+            variables,
+            http_triggers,
+            components,
+        })
+    }
+
+    fn check_routes(&self, base: &str, triggers: &[HttpTrigger]) -> Result<(), ManifestError> {
+        let routes: Vec<_> = triggers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| match &t.route {
+                Route::Path(p) => Some((p.clone(), i)),
+                Route::Private => None,
+            })
+            .collect();
+        let at = |i: usize| {
+            let l = triggers[i].location;
+            ManifestError {
+                file: self.src.path().to_path_buf(),
+                location: Some((l.line, l.column)),
+                message: String::new(),
+                hint: None,
+            }
+        };
+        match Router::build(base, routes) {
+            Ok(_) => Ok(()),
+            Err(RouterBuildError::Invalid(msg)) => Err(ManifestError::whole_file(self.src.path(), msg)),
+            Err(RouterBuildError::Duplicate(d)) => {
+                let first = triggers[d.first].location;
+                let mut e = at(d.second);
+                e.message = format!("duplicate route `{}`: the trigger at line {} already serves it", d.route, first.line);
+                e.hint = Some("give each [[trigger.http]] its own route, or remove one of them".into());
+                Err(e)
+            }
+        }
+    }
+
+    fn http_trigger(
+        &self,
+        index: usize,
+        trigger: Spanned<RawHttpTrigger>,
+        components: &mut BTreeMap<String, Component>,
+        variables: &BTreeMap<String, Variable>,
+    ) -> Result<HttpTrigger, ManifestError> {
+        let span = trigger.span();
+        let t = trigger.into_inner();
+        self.unsupported(&t.components, "trigger.http.components", "use a single `component`")?;
+        self.unsupported(&t.dependencies, "trigger.http.dependencies", "remove it")?;
+        if let Some(exec) = &t.executor {
+            let kind = exec.get_ref().get("type").and_then(|v| v.as_str());
+            if kind != Some("http") {
+                return Err(self.err(exec.span(), not_supported("trigger.http.executor (wagi)"), "remove `executor`: components must export wasi:http/incoming-handler"));
+            }
+        }
+        let id = t.id.unwrap_or_else(|| format!("trigger-{}", index + 1));
+        let route_value = t.route.ok_or_else(|| {
+            self.err(span.clone(), "[[trigger.http]] has no `route`", "add route = \"/...\" (or route = { private = true })")
+        })?;
+        let route_loc = self.loc(&route_value.span());
+        let route = match route_value.get_ref() {
+            toml::Value::String(s) => {
+                routes::validate_route(s).map_err(|e| self.err(route_value.span(), format!("invalid route: {e}"), "routes look like `/exact`, `/users/:id` or `/prefix/...`"))?;
+                Route::Path(s.clone())
+            }
+            toml::Value::Table(tbl) if tbl.len() == 1 && tbl.get("private").and_then(|v| v.as_bool()) == Some(true) => Route::Private,
+            _ => return Err(self.err(route_value.span(), "route must be a string pattern or `{ private = true }`", "write route = \"/path\" or route = { private = true }")),
+        };
+        let target = match (t.component, t.static_response) {
+            (Some(_), Some(s)) => return Err(self.err(s.span(), "a trigger has both `component` and `static_response`", "keep one of them")),
+            (None, None) => return Err(self.err(span, "[[trigger.http]] has neither `component` nor `static_response`", "add component = \"<id>\"")),
+            (None, Some(s)) => {
+                let s = s.into_inner();
+                HttpTarget::Static(StaticResponse { status_code: s.status_code.unwrap_or(200), headers: s.headers, body: s.body.unwrap_or_default() })
+            }
+            (Some(c), None) => {
+                let c_span = c.span();
+                match c.into_inner() {
+                    toml::Value::String(id) => {
+                        if !components.contains_key(&id) {
+                            let known: Vec<_> = components.keys().map(String::as_str).collect();
+                            return Err(self.err(c_span, format!("the trigger refers to component `{id}`, which is not defined"), &format!("add [component.{id}] or use one of: {}", known.join(", "))));
+                        }
+                        HttpTarget::Component(id)
+                    }
+                    toml::Value::Table(_) => {
+                        let inline = Validator { src: self.src, offset: c_span.start };
+                        let text = &self.src.text()[c_span.clone()];
+                        let raw = toml::de::ValueDeserializer::parse(text)
+                            .and_then(RawComponent::deserialize)
+                            .map_err(|e| {
+                                let at = e.span().unwrap_or(0..0);
+                                inline.err(at, format!("inline component: {}", e.message().trim()), "check the inline component's keys")
+                            })?;
+                        let inline_id = format!("{id}-component");
+                        let comp = inline.component(&inline_id, raw, variables)?;
+                        components.insert(inline_id.clone(), comp);
+                        HttpTarget::Component(inline_id)
+                    }
+                    _ => return Err(self.err(c_span, "component must be a component id or an inline component table", "write component = \"my-component\"")),
+                }
+            }
+        };
+        Ok(HttpTrigger { id, route, target, location: route_loc })
+    }
+
+    fn component(
+        &self,
+        id: &str,
+        c: RawComponent,
+        variables: &BTreeMap<String, Variable>,
+    ) -> Result<Component, ManifestError> {
+        let capability_later = "remove it: this capability is not in Tessera yet";
+        for (value, key) in [
+            (&c.key_value_stores, "key_value_stores"),
+            (&c.sqlite_databases, "sqlite_databases"),
+            (&c.ai_models, "ai_models"),
+        ] {
+            if let Some(v) = value
+                && !v.get_ref().is_empty()
+            {
+                return Err(self.err(v.span(), not_supported(&format!("component.{id}.{key}")), capability_later));
+            }
+        }
+        self.unsupported(&c.allowed_http_hosts, &format!("component.{id}.allowed_http_hosts"), "it is deprecated: list the hosts in allowed_outbound_hosts as `https://host`")?;
+        self.unsupported(&c.targets, &format!("component.{id}.targets"), "remove it")?;
+        self.unsupported(&c.tool, &format!("component.{id}.tool"), "remove it")?;
+        self.unsupported(&c.dependencies_inherit_configuration, &format!("component.{id}.dependencies_inherit_configuration"), "remove it")?;
+        self.unsupported(&c.dependencies, &format!("component.{id}.dependencies"), "compose the component ahead of time (e.g. with `wac plug`)")?;
+        self.unsupported(&c.profile, &format!("component.{id}.profile"), "remove it")?;
+
+        let source_span = c.source.span();
+        let source = match c.source.get_ref() {
+            toml::Value::String(s) if !s.trim().is_empty() => PathBuf::from(s),
+            toml::Value::Table(t) if t.contains_key("url") || t.contains_key("registry") || t.contains_key("package") => {
+                return Err(self.err(source_span, not_supported(&format!("component.{id}.source ({})", if t.contains_key("url") { "url" } else { "registry package" })), "download the component and point `source` at the file"));
+            }
+            _ => return Err(self.err(source_span, "source must be the path of a .wasm file", "write source = \"target/wasm32-wasip2/release/app.wasm\"")),
+        };
+
+        let mut files = Vec::new();
+        for f in c.files {
+            let location = self.loc(&f.span());
+            let mount = match f.get_ref() {
+                toml::Value::String(pattern) => FileMount::Glob { pattern: pattern.clone(), location },
+                toml::Value::Table(t) => {
+                    let (Some(source), Some(destination)) = (t.get("source").and_then(|v| v.as_str()), t.get("destination").and_then(|v| v.as_str())) else {
+                        return Err(self.err(f.span(), "a files entry table needs `source` and `destination` strings", "write { source = \"assets\", destination = \"/\" }"));
+                    };
+                    if let Some(extra) = t.keys().find(|k| *k != "source" && *k != "destination") {
+                        return Err(self.err(f.span(), format!("unknown key `{extra}` in a files entry"), "a files entry has only `source` and `destination`"));
+                    }
+                    if !destination.starts_with('/') {
+                        return Err(self.err(f.span(), format!("files destination `{destination}` is not absolute"), "start it with `/`"));
+                    }
+                    FileMount::Map { source: PathBuf::from(source), destination: destination.to_string(), location }
+                }
+                _ => return Err(self.err(f.span(), "a files entry must be a glob string or { source, destination }", "write files = [\"static/**/*\"]")),
+            };
+            files.push(mount);
+        }
+
+        let template = |text: &Spanned<String>| -> Result<Template, ManifestError> {
+            let t = Template::parse(text.get_ref()).map_err(|e| self.err(text.span(), e, "write templates as {{ variable_name }}"))?;
+            if let Some(missing) = t.variables().find(|v| !variables.contains_key(*v)) {
+                return Err(self.err(text.span(), format!("`{{{{ {missing} }}}}` refers to an application variable that is not defined"), &format!("add [variables.{missing}] with a default or required = true")));
+            }
+            Ok(t)
+        };
+
+        let mut allowed_outbound_hosts = Vec::new();
+        for host in &c.allowed_outbound_hosts {
+            let t = template(host)?;
+            if t.variables().next().is_none() {
+                crate::allowed_hosts::AllowedHost::parse(host.get_ref()).map_err(|e| self.err(host.span(), format!("invalid allowed_outbound_hosts entry: {e}"), "entries look like \"https://api.example.com\", \"http://127.0.0.1:8080\" or \"*://*:*\""))?;
+            }
+            allowed_outbound_hosts.push((t, self.loc(&host.span())));
+        }
+
+        let mut config = BTreeMap::new();
+        for (key, value) in &c.variables {
+            if !is_variable_name(key) {
+                return Err(self.err(value.span(), format!("component variable `{key}` is not lower_snake_case"), "rename it, e.g. `api_url`"));
+            }
+            config.insert(key.clone(), template(value)?);
+        }
+
+        let build = match c.build {
+            None => None,
+            Some(b) => {
+                self.unsupported(&b.environment, &format!("component.{id}.build.environment"), "set the variables in the command, e.g. `FOO=1 cargo build`")?;
+                let commands = match b.command.get_ref() {
+                    toml::Value::String(s) => vec![s.clone()],
+                    toml::Value::Array(items) if items.iter().all(|i| i.is_str()) => items.iter().filter_map(|i| i.as_str().map(String::from)).collect(),
+                    _ => return Err(self.err(b.command.span(), "build.command must be a string or a list of strings", "write command = \"cargo build --target wasm32-wasip2 --release\"")),
+                };
+                Some(Build { commands, workdir: b.workdir.map(PathBuf::from), watch: b.watch })
+            }
+        };
+
+        Ok(Component {
+            id: id.to_string(),
+            source,
+            source_location: self.loc(&source_span),
+            description: c.description,
+            environment: c.environment,
+            files,
+            exclude_files: c.exclude_files,
+            allowed_outbound_hosts,
+            variables: config,
+            build,
+        })
+    }
+}
+
+/// Spin's rule for component ids: kebab-case, starting with a letter.
+pub fn is_component_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '-'))
+        && !id.ends_with('-')
+        && !id.contains("--")
+}

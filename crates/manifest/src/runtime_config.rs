@@ -1,0 +1,317 @@
+//! The runtime-config file (`--runtime-config-file`): where state lives and the limits
+//! every instance runs under. Spin's keys keep their meaning; the limits are Tessera's.
+//!
+//! ```toml
+//! state_dir = ".spin"                # Spin
+//! log_dir = ".spin/logs"             # Spin
+//! max_instance_memory = "128MiB"     # Spin (bytes or a size with unit); all memories and tables
+//! request_timeout = "30s"
+//! max_request_body_size = "10MiB"
+//! max_request_header_size = "64KiB"
+//! max_concurrent_requests = 256      # instance slots
+//! max_queued_requests = 1024         # waiting when every slot is busy
+//! queue_timeout = "10s"              # how long one may wait for a slot
+//!
+//! [component.my-component]           # per-component overrides
+//! max_instance_memory = "512MiB"
+//! request_timeout = "2m"
+//! max_request_body_size = "100MiB"
+//! ```
+
+use crate::error::{ManifestError, SourceFile};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// Limits for one component's instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ComponentLimits {
+    /// Bytes of linear memory plus table space an instance may hold, over all its memories
+    /// and tables together.
+    pub max_instance_memory: u64,
+    /// Longest time a request may take, including a guest spinning in a loop.
+    pub request_timeout: Duration,
+    /// Largest request body accepted.
+    pub max_request_body_size: u64,
+}
+
+impl Default for ComponentLimits {
+    fn default() -> Self {
+        Self {
+            max_instance_memory: 128 << 20,
+            request_timeout: Duration::from_secs(30),
+            max_request_body_size: 10 << 20,
+        }
+    }
+}
+
+/// The parsed runtime config, with defaults for what the file leaves out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// `state_dir`, relative paths resolved against the file's directory.
+    pub state_dir: Option<PathBuf>,
+    /// `log_dir`.
+    pub log_dir: Option<PathBuf>,
+    /// Limits applied to every component without an override.
+    pub limits: ComponentLimits,
+    /// `[component.<id>]` overrides, merged over `limits`.
+    pub component_limits: BTreeMap<String, ComponentLimits>,
+    /// Largest request header section (bytes).
+    pub max_request_header_size: u64,
+    /// Instances running at once.
+    pub max_concurrent_requests: usize,
+    /// Requests waiting for an instance slot before new ones get 503.
+    pub max_queued_requests: usize,
+    /// How long a request waits for a slot before it gets 503.
+    pub queue_timeout: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            state_dir: None,
+            log_dir: None,
+            limits: ComponentLimits::default(),
+            component_limits: BTreeMap::new(),
+            max_request_header_size: 64 << 10,
+            max_concurrent_requests: 256,
+            max_queued_requests: 1024,
+            queue_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// The limits for `component`.
+    pub fn limits_for(&self, component: &str) -> ComponentLimits {
+        self.component_limits
+            .get(component)
+            .copied()
+            .unwrap_or(self.limits)
+    }
+
+    /// Reads the file at `path`.
+    pub fn from_file(path: &Path) -> Result<Self, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ManifestError::whole_file(path, format!("cannot read the runtime config: {e}"))
+                .with_hint("check the path given to --runtime-config-file")
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses runtime-config `text` read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ManifestError> {
+        let src = SourceFile::new(path, text);
+        let raw: RawRuntimeConfig = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for (value, key) in [
+            (&raw.key_value_store, "key_value_store"),
+            (&raw.sqlite_database, "sqlite_database"),
+            (&raw.variables_provider, "variables_provider"),
+            (&raw.outbound_networking, "outbound_networking"),
+            (&raw.client_tls, "client_tls"),
+            (&raw.llm_compute, "llm_compute"),
+        ] {
+            if let Some(v) = value {
+                return Err(src
+                    .error(v.span(), format!("`{key}` is a Spin runtime-config key that Tessera does not support yet"))
+                    .with_hint("remove it"));
+            }
+        }
+        let defaults = RuntimeConfig::default();
+        let top = RawLimits {
+            max_instance_memory: raw.max_instance_memory,
+            request_timeout: raw.request_timeout,
+            max_request_body_size: raw.max_request_body_size,
+        };
+        let limits = top.apply(&src, defaults.limits)?;
+        let mut component_limits = BTreeMap::new();
+        for (id, over) in raw.component {
+            component_limits.insert(id, over.apply(&src, limits)?);
+        }
+        let count = |v: Option<Spanned<i64>>, default: usize, key: &str| -> Result<usize, ManifestError> {
+            match v {
+                None => Ok(default),
+                Some(n) if *n.get_ref() >= 1 => Ok(*n.get_ref() as usize),
+                Some(n) => Err(src.error(n.span(), format!("`{key}` must be at least 1")).with_hint("use a positive number")),
+            }
+        };
+        Ok(Self {
+            state_dir: raw.state_dir.map(|d| dir.join(d)),
+            log_dir: raw.log_dir.map(|d| dir.join(d)),
+            limits,
+            component_limits,
+            max_request_header_size: match raw.max_request_header_size {
+                None => defaults.max_request_header_size,
+                Some(v) => size(&src, &v, "max_request_header_size")?,
+            },
+            max_concurrent_requests: count(raw.max_concurrent_requests, defaults.max_concurrent_requests, "max_concurrent_requests")?,
+            max_queued_requests: match raw.max_queued_requests {
+                None => defaults.max_queued_requests,
+                Some(n) if *n.get_ref() >= 0 => *n.get_ref() as usize,
+                Some(n) => return Err(src.error(n.span(), "`max_queued_requests` must not be negative").with_hint("use 0 to answer 503 at once when every slot is busy")),
+            },
+            queue_timeout: match raw.queue_timeout {
+                None => defaults.queue_timeout,
+                Some(v) => duration(&src, &v, "queue_timeout")?,
+            },
+        })
+    }
+}
+
+type Unsupported = Option<Spanned<toml::Value>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRuntimeConfig {
+    state_dir: Option<String>,
+    log_dir: Option<String>,
+    // The defaults for every component; `[component.<id>]` has the same three keys.
+    max_instance_memory: Option<Spanned<toml::Value>>,
+    request_timeout: Option<Spanned<toml::Value>>,
+    max_request_body_size: Option<Spanned<toml::Value>>,
+    max_request_header_size: Option<Spanned<toml::Value>>,
+    max_concurrent_requests: Option<Spanned<i64>>,
+    max_queued_requests: Option<Spanned<i64>>,
+    queue_timeout: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    component: BTreeMap<String, RawLimits>,
+    key_value_store: Unsupported,
+    sqlite_database: Unsupported,
+    variables_provider: Unsupported,
+    outbound_networking: Unsupported,
+    client_tls: Unsupported,
+    llm_compute: Unsupported,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_instance_memory: Option<Spanned<toml::Value>>,
+    request_timeout: Option<Spanned<toml::Value>>,
+    max_request_body_size: Option<Spanned<toml::Value>>,
+}
+
+impl RawLimits {
+    fn apply(self, src: &SourceFile<'_>, mut base: ComponentLimits) -> Result<ComponentLimits, ManifestError> {
+        if let Some(v) = &self.max_instance_memory {
+            base.max_instance_memory = size(src, v, "max_instance_memory")?;
+        }
+        if let Some(v) = &self.request_timeout {
+            base.request_timeout = duration(src, v, "request_timeout")?;
+        }
+        if let Some(v) = &self.max_request_body_size {
+            base.max_request_body_size = size(src, v, "max_request_body_size")?;
+        }
+        Ok(base)
+    }
+}
+
+fn size(src: &SourceFile<'_>, v: &Spanned<toml::Value>, key: &str) -> Result<u64, ManifestError> {
+    let parsed = match v.get_ref() {
+        toml::Value::Integer(n) if *n > 0 => Ok(*n as u64),
+        toml::Value::String(s) => parse_size(s),
+        _ => Err(String::new()),
+    };
+    parsed.map_err(|_| {
+        src.error(v.span(), format!("`{key}` must be a positive size"))
+            .with_hint("write bytes as a number, or a string such as \"128MiB\", \"512KiB\" or \"1GiB\"")
+    })
+}
+
+fn duration(src: &SourceFile<'_>, v: &Spanned<toml::Value>, key: &str) -> Result<Duration, ManifestError> {
+    let parsed = match v.get_ref() {
+        toml::Value::Integer(n) if *n > 0 => Ok(Duration::from_secs(*n as u64)),
+        toml::Value::String(s) => parse_duration(s),
+        _ => Err(String::new()),
+    };
+    parsed.map_err(|_| {
+        src.error(v.span(), format!("`{key}` must be a positive duration"))
+            .with_hint("write seconds as a number, or a string such as \"30s\", \"500ms\" or \"2m\"")
+    })
+}
+
+/// Parses `128MiB`, `10MB`, `512KiB`, `1GiB` or a plain byte count.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "kib" | "k" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" | "m" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" | "g" => 1 << 30,
+        _ => return Err(format!("`{s}` has an unknown unit")),
+    };
+    match n.checked_mul(mult) {
+        Some(0) | None => Err(format!("`{s}` is out of range")),
+        Some(v) => Ok(v),
+    }
+}
+
+/// Parses `30s`, `500ms`, `2m`, `1h` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration"))?;
+    let d = match unit.trim() {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" | "min" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(format!("`{s}` has an unknown unit")),
+    };
+    if d.is_zero() { Err(format!("`{s}` is zero")) } else { Ok(d) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<RuntimeConfig, ManifestError> {
+        RuntimeConfig::parse(Path::new("/app/rc.toml"), text)
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let rc = parse(
+            "max_instance_memory = \"64MiB\"\nrequest_timeout = 5\n[component.big]\nmax_instance_memory = 1073741824\n",
+        )
+        .unwrap();
+        assert_eq!(rc.limits.max_instance_memory, 64 << 20);
+        assert_eq!(rc.limits.request_timeout, Duration::from_secs(5));
+        let big = rc.limits_for("big");
+        assert_eq!(big.max_instance_memory, 1 << 30);
+        assert_eq!(big.request_timeout, Duration::from_secs(5));
+        assert_eq!(rc.limits_for("other").max_instance_memory, 64 << 20);
+        assert_eq!(parse("").unwrap(), RuntimeConfig::default());
+    }
+
+    #[test]
+    fn errors_point_at_the_value() {
+        let e = parse("\nrequest_timeout = \"soon\"\n").unwrap_err();
+        assert_eq!(e.location, Some((2, 19)));
+        assert!(e.to_string().contains("request_timeout"), "{e}");
+        let e = parse("max_instance_memry = 1\n").unwrap_err();
+        assert_eq!(e.location, Some((1, 1)));
+        assert!(e.message.contains("unknown field"), "{e}");
+        let e = parse("[key_value_store.default]\ntype = \"redis\"\n").unwrap_err();
+        assert!(e.message.contains("does not support yet"), "{e}");
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("10MiB").unwrap(), 10 << 20);
+        assert_eq!(parse_size("10 MB").unwrap(), 10_000_000);
+        assert!(parse_size("10 parsecs").is_err());
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert!(parse_duration("0s").is_err());
+    }
+}

@@ -1,0 +1,162 @@
+//! The manifest parser on good and bad `spin.toml` files, as a user would write them.
+
+use std::path::Path;
+use tessera_manifest::{FileMount, HttpTarget, Manifest, Route};
+
+fn parse(text: &str) -> Result<Manifest, tessera_manifest::ManifestError> {
+    Manifest::parse(Path::new("/app/spin.toml"), text)
+}
+
+/// Asserts the error is at `line:col` and its text contains every `needle`.
+fn assert_error(text: &str, line: usize, col: usize, needles: &[&str]) {
+    let err = parse(text).expect_err("the manifest should be rejected");
+    let shown = err.to_string();
+    assert_eq!(err.location, Some((line, col)), "wrong place in: {shown}");
+    assert!(shown.starts_with(&format!("/app/spin.toml:{line}:{col}: ")), "{shown}");
+    assert!(shown.contains("hint: "), "no hint in: {shown}");
+    for needle in needles {
+        assert!(shown.contains(needle), "`{needle}` missing from: {shown}");
+    }
+}
+
+const GOOD: &str = r#"
+spin_manifest_version = 2
+
+[application]
+name = "demo"
+version = "1.2.3"
+description = "A demo"
+authors = ["A <a@example.com>"]
+
+[application.trigger.http]
+base = "/api/"
+
+[variables]
+api_host = { default = "example.com" }
+token = { required = true, secret = true }
+
+[[trigger.http]]
+route = "/hello/..."
+component = "hello"
+
+[[trigger.http]]
+route = "/users/:id"
+component = { source = "users.wasm", environment = { MODE = "inline" } }
+
+[[trigger.http]]
+route = { private = true }
+component = "hello"
+
+[[trigger.http]]
+route = "/health"
+static_response = { status_code = 204, headers = { x-ok = "yes" } }
+
+[component.hello]
+source = "target/hello.wasm"
+description = "says hello"
+environment = { GREETING = "hi" }
+files = ["static/**/*", { source = "assets", destination = "/assets" }]
+exclude_files = ["static/secret.txt"]
+allowed_outbound_hosts = ["https://{{ api_host }}", "http://127.0.0.1:8080"]
+variables = { token = "{{ token }}", literal = "x" }
+build = { command = "cargo build", workdir = "hello", watch = ["src/**/*.rs"] }
+"#;
+
+#[test]
+fn reads_every_supported_key() {
+    let m = parse(GOOD).unwrap();
+    assert_eq!(m.application.name, "demo");
+    assert_eq!(m.application.version.as_deref(), Some("1.2.3"));
+    assert_eq!(m.application.authors.len(), 1);
+    assert_eq!(m.http_base, "/api");
+    assert!(m.variables["token"].secret && m.variables["token"].required);
+    assert_eq!(m.http_triggers.len(), 4);
+    assert_eq!(m.http_triggers[2].route, Route::Private);
+    let HttpTarget::Component(inline) = &m.http_triggers[1].target else { panic!() };
+    assert_eq!(m.components[inline].environment["MODE"], "inline");
+    let HttpTarget::Static(s) = &m.http_triggers[3].target else { panic!() };
+    assert_eq!(s.status_code, 204);
+    let hello = &m.components["hello"];
+    assert_eq!(hello.source, Path::new("/app/target/hello.wasm"));
+    assert_eq!(hello.files.len(), 2);
+    assert!(matches!(&hello.files[1], FileMount::Map { destination, .. } if destination == "/assets"));
+    assert_eq!(hello.allowed_outbound_hosts.len(), 2);
+    assert_eq!(hello.build.as_ref().unwrap().commands, ["cargo build"]);
+    let router = m.http_router();
+    let hit = router.route("/api/hello/x").unwrap();
+    assert_eq!(*hit.target, 0);
+    assert!(router.route("/hello/x").is_none(), "the base path applies");
+}
+
+fn with_component(extra: &str) -> String {
+    format!(
+        "spin_manifest_version = 2\n[application]\nname = \"a\"\n[[trigger.http]]\nroute = \"/\"\ncomponent = \"c\"\n[component.c]\nsource = \"c.wasm\"\n{extra}"
+    )
+}
+
+#[test]
+fn unknown_keys_point_at_the_key() {
+    assert_error(&with_component("sorce = \"x\"\n"), 9, 1, &["unknown field `sorce`"]);
+    let text = "spin_manifest_version = 2\n[application]\nname = \"a\"\nnmae = \"b\"\n";
+    assert_error(text, 4, 1, &["unknown field `nmae`"]);
+}
+
+#[test]
+fn unsupported_spin_keys_are_named() {
+    assert_error(&with_component("key_value_stores = [\"default\"]\n"), 9, 20, &["component.c.key_value_stores", "does not support yet"]);
+    assert_error(&with_component("dependencies = { \"a:b/c\" = \"1.0\" }\n"), 9, 16, &["component.c.dependencies", "not support yet"]);
+    let redis = "spin_manifest_version = 2\n[application]\nname = \"a\"\n[[trigger.redis]]\nchannel = \"x\"\ncomponent = \"c\"\n";
+    assert_error(redis, 4, 1, &["trigger.redis", "not support yet"]);
+    let url = with_component("").replace("source = \"c.wasm\"", "source = { url = \"https://x/c.wasm\", digest = \"sha256:00\" }");
+    assert_error(&url, 8, 10, &["source (url)", "not support yet"]);
+}
+
+#[test]
+fn inline_component_errors_point_into_the_inline_table() {
+    let text = "spin_manifest_version = 2\n[application]\nname = \"a\"\n[[trigger.http]]\nroute = \"/\"\ncomponent = { source = \"x.wasm\", enviroment = {} }\n";
+    assert_error(text, 6, 34, &["inline component", "unknown field `enviroment`"]);
+}
+
+#[test]
+fn wrong_types_are_reported_where_they_are() {
+    assert_error(&with_component("environment = [\"A=1\"]\n"), 9, 15, &["invalid type"]);
+    let text = "spin_manifest_version = 2\n[application]\nname = \"a\"\n[[trigger.http]]\nroute = 7\ncomponent = \"c\"\n";
+    assert_error(text, 5, 9, &["route must be a string"]);
+}
+
+#[test]
+fn duplicate_routes_are_errors() {
+    let text = "spin_manifest_version = 2\n[application]\nname = \"a\"\n[[trigger.http]]\nroute = \"/a\"\ncomponent = \"c\"\n[[trigger.http]]\nroute = \"/a/\"\ncomponent = \"c\"\n[component.c]\nsource = \"c.wasm\"\n";
+    assert_error(text, 8, 9, &["duplicate route `/a`", "line 5"]);
+}
+
+#[test]
+fn references_must_resolve() {
+    let text = with_component("").replace("component = \"c\"", "component = \"missing\"");
+    assert_error(&text, 6, 13, &["component `missing`", "not defined", "[component.missing]"]);
+    assert_error(&with_component("variables = { v = \"{{ nope }}\" }\n"), 9, 19, &["nope", "[variables.nope]"]);
+    assert_error(&with_component("allowed_outbound_hosts = [\"example.com\"]\n"), 9, 27, &["no scheme", "https://example.com"]);
+}
+
+#[test]
+fn variables_need_default_or_required() {
+    let text = "spin_manifest_version = 2\n[application]\nname = \"a\"\n[variables]\nv = { secret = true }\n[[trigger.http]]\nroute = \"/\"\nstatic_response = {}\n";
+    assert_error(text, 5, 5, &["neither `default` nor `required = true`"]);
+    let text = text.replace("{ secret = true }", "{ default = \"x\", required = true }");
+    assert_error(&text, 5, 5, &["both"]);
+}
+
+#[test]
+fn bad_ids_versions_and_syntax() {
+    assert_error(&with_component("").replace("[component.c]", "[component.Bad_Id]").replace("\"c\"", "\"Bad_Id\""), 7, 1, &["kebab-case"]);
+    assert_error("spin_manifest_version = 1\n[application]\nname = \"a\"\n", 1, 25, &["version 2"]);
+    assert_error("spin_manifest_version = 2\n[application\n", 2, 13, &["TOML"]);
+    let route = with_component("").replace("route = \"/\"", "route = \"/a/.../b\"");
+    assert_error(&route, 5, 9, &["invalid route", "..."]);
+}
+
+#[test]
+fn a_manifest_with_nothing_to_serve_is_an_error() {
+    let err = parse("spin_manifest_version = 2\n[application]\nname = \"a\"\n").unwrap_err();
+    assert!(err.to_string().contains("no [[trigger.http]]"), "{err}");
+}
