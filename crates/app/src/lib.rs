@@ -1,1 +1,166 @@
-//! placeholder
+//! Tessera's app layer: resolves what a manifest names into a [`LoadedApp`] the engine can
+//! run: component bytes, file mounts staged read-only, variable values and rendered
+//! grants. Every error names the manifest place to fix.
+#![deny(missing_docs)]
+
+mod files;
+mod variables;
+
+pub use files::Mount;
+pub use variables::Variables;
+
+use anyhow::{Context as _, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tessera_manifest::allowed_hosts::AllowedHosts;
+use tessera_manifest::{ComponentLimits, Location, Manifest, ManifestError, RuntimeConfig};
+
+/// An app ready to run.
+#[derive(Debug)]
+pub struct LoadedApp {
+    /// The validated manifest.
+    pub manifest: Manifest,
+    /// The runtime config (defaults when no file was given).
+    pub runtime_config: RuntimeConfig,
+    /// Where the app keeps state (`.spin` beside the manifest by default).
+    pub state_dir: PathBuf,
+    /// Where guest output is written (`<state_dir>/logs` by default).
+    pub log_dir: PathBuf,
+    /// Application variable values.
+    pub variables: Variables,
+    /// Components by id.
+    pub components: BTreeMap<String, LoadedComponent>,
+    /// Holds staged `files` copies until the app is dropped.
+    _staging: Option<tempfile::TempDir>,
+}
+
+/// One component with everything resolved.
+#[derive(Debug)]
+pub struct LoadedComponent {
+    /// The component id.
+    pub id: String,
+    /// The `source` path.
+    pub source: PathBuf,
+    /// The component's bytes.
+    pub bytes: Vec<u8>,
+    /// Read-only directories to preopen for the guest.
+    pub mounts: Vec<Mount>,
+    /// `environment`.
+    pub environment: BTreeMap<String, String>,
+    /// `allowed_outbound_hosts`, rendered and parsed.
+    pub allowed_outbound_hosts: AllowedHosts,
+    /// `variables` (component configuration), rendered.
+    pub config: BTreeMap<String, String>,
+    /// Limits from the runtime config.
+    pub limits: ComponentLimits,
+}
+
+/// Where to find things when loading.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `--runtime-config-file`.
+    pub runtime_config_file: Option<PathBuf>,
+    /// `--log-dir`.
+    pub log_dir: Option<PathBuf>,
+}
+
+fn located(m: &Manifest, at: Location, message: String, hint: &str) -> anyhow::Error {
+    ManifestError {
+        file: m.path.clone(),
+        location: Some((at.line, at.column)),
+        message,
+        hint: Some(hint.to_string()),
+    }
+    .into()
+}
+
+impl LoadedApp {
+    /// Loads the app whose manifest is at `manifest_path`.
+    pub fn load(manifest_path: &Path, options: &LoadOptions) -> Result<Self> {
+        let manifest = Manifest::from_file(manifest_path)?;
+        let runtime_config = match &options.runtime_config_file {
+            Some(path) => RuntimeConfig::from_file(path)?,
+            None => RuntimeConfig::default(),
+        };
+        for id in runtime_config.component_limits.keys() {
+            if !manifest.components.contains_key(id) {
+                anyhow::bail!(
+                    "the runtime config sets limits for component `{id}`, which the manifest does not define\n  hint: fix [component.{id}] in {}",
+                    options.runtime_config_file.as_deref().unwrap_or(Path::new("")).display()
+                );
+            }
+        }
+        let state_dir = runtime_config
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| manifest.dir.join(".spin"));
+        let log_dir = options
+            .log_dir
+            .clone()
+            .or_else(|| runtime_config.log_dir.clone())
+            .unwrap_or_else(|| state_dir.join("logs"));
+        let variables = Variables::resolve(&manifest)?;
+
+        let mut staging = None;
+        let mut components = BTreeMap::new();
+        for (id, c) in &manifest.components {
+            let bytes = std::fs::read(&c.source).map_err(|e| {
+                located(
+                    &manifest,
+                    c.source_location,
+                    format!("component `{id}`: cannot read source `{}`: {e}", c.source.display()),
+                    "build the component first (`tessera build`, or `tessera up --build`), or fix `source`",
+                )
+            })?;
+            let mounts = files::mounts(&manifest, c, &mut staging)?;
+            let mut rendered = Vec::new();
+            for (template, at) in &c.allowed_outbound_hosts {
+                let host = template.render(variables.values()).map_err(|e| located(&manifest, *at, e, "give the variable a value"))?;
+                rendered.push((host, *at));
+            }
+            let mut allowed = Vec::new();
+            for (host, at) in &rendered {
+                tessera_manifest::allowed_hosts::AllowedHost::parse(host).map_err(|e| {
+                    located(&manifest, *at, format!("invalid allowed_outbound_hosts entry after variables were filled in: {e}"), "check the variable's value")
+                })?;
+                allowed.push(host.clone());
+            }
+            let allowed_outbound_hosts = AllowedHosts::parse(&allowed).map_err(anyhow::Error::msg)?;
+            let mut config = BTreeMap::new();
+            for (key, template) in &c.variables {
+                let value = template.render(variables.values()).map_err(anyhow::Error::msg)?;
+                config.insert(key.clone(), value);
+            }
+            components.insert(
+                id.clone(),
+                LoadedComponent {
+                    id: id.clone(),
+                    source: c.source.clone(),
+                    bytes,
+                    mounts,
+                    environment: c.environment.clone(),
+                    allowed_outbound_hosts,
+                    config,
+                    limits: runtime_config.limits_for(id),
+                },
+            );
+        }
+        Ok(Self {
+            manifest,
+            runtime_config,
+            state_dir,
+            log_dir,
+            variables,
+            components,
+            _staging: staging,
+        })
+    }
+
+    /// Creates the state and log directories.
+    pub fn create_dirs(&self) -> Result<()> {
+        for dir in [&self.state_dir, &self.log_dir] {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,87 @@
+//! Compiled components on disk, keyed by the component's SHA-256 and the engine's
+//! compatibility hash (Wasmtime version and every setting that changes code), so a second
+//! start maps the machine code instead of compiling it again.
+
+use anyhow::{Context as _, Result};
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use wasmtime::component::Component;
+
+/// Where a component's machine code came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompiledFrom {
+    /// Compiled now.
+    Source,
+    /// Loaded from the cache.
+    Cache,
+}
+
+/// The on-disk cache of compiled components.
+#[derive(Debug)]
+pub struct CompileCache {
+    dir: PathBuf,
+    engine_key: String,
+}
+
+impl CompileCache {
+    /// `$TESSERA_CACHE_DIR`, else `$XDG_CACHE_HOME/tessera/components`, else
+    /// `~/.cache/tessera/components`.
+    pub fn default_dir() -> Option<PathBuf> {
+        if let Some(dir) = std::env::var_os("TESSERA_CACHE_DIR") {
+            return Some(PathBuf::from(dir));
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
+        Some(base.join("tessera").join("components"))
+    }
+
+    /// A cache in `dir` for code compiled by `engine`.
+    pub fn new(dir: PathBuf, engine: &wasmtime::Engine) -> Self {
+        // The compatibility hash covers the Wasmtime version and code-shaping settings.
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        Self {
+            dir,
+            engine_key: format!("{:016x}", hasher.finish()),
+        }
+    }
+
+    /// The file that holds (or will hold) the compiled form of `bytes`.
+    pub fn path_for(&self, bytes: &[u8]) -> PathBuf {
+        let digest = hex::encode(Sha256::digest(bytes));
+        self.dir.join(format!("{digest}-{}.cwasm", self.engine_key))
+    }
+
+    /// Loads the compiled component for `bytes`, compiling and storing it on a miss.
+    /// A damaged entry is compiled again and replaced; a cache that cannot be written
+    /// only costs the next start a compile.
+    pub fn load(&self, engine: &wasmtime::Engine, bytes: &[u8]) -> Result<(Component, CompiledFrom)> {
+        let path = self.path_for(bytes);
+        if path.is_file() {
+            // SAFETY: the file was written by `Component::serialize` for an engine with the
+            // same compatibility hash, into a cache directory owned by this user.
+            match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(c) => return Ok((c, CompiledFrom::Cache)),
+                Err(e) => tracing::warn!("ignoring damaged compile-cache entry {}: {e}", path.display()),
+            }
+        }
+        let component = Component::new(engine, bytes)?;
+        if let Err(e) = self.store(&path, &component) {
+            tracing::warn!("cannot write the compile cache at {}: {e:#}", path.display());
+        }
+        Ok((component, CompiledFrom::Source))
+    }
+
+    fn store(&self, path: &Path, component: &Component) -> Result<()> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        let serialized = component.serialize()?;
+        // Write then rename, so a crash never leaves a half-written entry behind.
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, serialized)?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    }
+}
