@@ -1,1 +1,106 @@
-//! placeholder
+//! Tessera's host capabilities. Each is one module with the same lifecycle (the idea of
+//! Spin's factors):
+//!
+//! 1. `link` once per engine: add its WIT interfaces to the shared linker;
+//! 2. `configure` once per component of an app: validate grants, open backends, build the
+//!    shared state;
+//! 3. `instance` once per request: the small per-instance state in the store.
+//!
+//! Adding a capability means a new module and one line in each of [`link`],
+//! [`ComponentCapabilities::configure`] and [`ComponentCapabilities::instance`].
+#![deny(missing_docs)]
+
+pub mod logging;
+pub mod outbound_http;
+pub mod wasi_cli;
+
+use anyhow::Result;
+use std::sync::Arc;
+use tessera_app::{LoadedApp, LoadedComponent};
+use tessera_engine::InstanceLimiter;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// The data of one instance's store: every capability's per-instance state.
+pub struct InstanceState {
+    /// Resources handed to the guest.
+    pub table: ResourceTable,
+    /// Memory accounting over all memories and tables.
+    pub limiter: InstanceLimiter,
+    /// `wasi:cli`, `wasi:filesystem`, ... ([`wasi_cli`]).
+    pub wasi: WasiCtx,
+    /// `wasi:http` types.
+    pub http: WasiHttpCtx,
+    /// Outbound HTTP policy ([`outbound_http`]).
+    pub outbound: outbound_http::InstanceHooks,
+    /// The request this instance serves, for log lines.
+    pub request_id: u64,
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
+}
+
+/// Adds every capability's interfaces to `linker`. Everything Tessera knows is linked for
+/// every component; grants are checked when a capability is used.
+pub fn link(linker: &mut Linker<InstanceState>) -> Result<()> {
+    wasi_cli::link(linker)?;
+    outbound_http::link(linker)?;
+    Ok(())
+}
+
+/// One component's configured capabilities, shared by all its instances.
+pub struct ComponentCapabilities {
+    id: Arc<str>,
+    max_instance_memory: u64,
+    wasi_cli: wasi_cli::ComponentState,
+    logging: logging::ComponentState,
+    outbound_http: outbound_http::ComponentState,
+}
+
+impl ComponentCapabilities {
+    /// Validates the component's grants and prepares shared state.
+    pub fn configure(app: &LoadedApp, component: &LoadedComponent) -> Result<Self> {
+        Ok(Self {
+            id: component.id.as_str().into(),
+            max_instance_memory: component.limits.max_instance_memory,
+            wasi_cli: wasi_cli::ComponentState::configure(component)?,
+            logging: logging::ComponentState::configure(app, component)?,
+            outbound_http: outbound_http::ComponentState::configure(component),
+        })
+    }
+
+    /// The component id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Fresh per-instance state for one request.
+    pub fn instance(&self, request_id: u64) -> Result<InstanceState> {
+        let (stdout, stderr) = self.logging.instance(request_id);
+        Ok(InstanceState {
+            table: ResourceTable::new(),
+            limiter: InstanceLimiter::new(self.max_instance_memory),
+            wasi: self.wasi_cli.instance(stdout, stderr)?,
+            http: WasiHttpCtx::new(),
+            outbound: self.outbound_http.instance(request_id),
+            request_id,
+        })
+    }
+}

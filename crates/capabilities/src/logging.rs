@@ -1,0 +1,151 @@
+//! Guest stdout and stderr, line by line: prefixed with the component id on the terminal
+//! and appended to `<log_dir>/<component>_stdout.txt` / `_stderr.txt`, as Spin does.
+
+use anyhow::{Context as _, Result};
+use std::fs::File;
+use std::io::Write;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tessera_app::{LoadedApp, LoadedComponent};
+use tokio::io::AsyncWrite;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+
+/// Largest partial line kept before it is written out anyway.
+const MAX_LINE: usize = 16 << 10;
+
+#[derive(Clone, Copy)]
+enum Terminal {
+    Stdout,
+    Stderr,
+}
+
+/// The open log files of one component.
+pub struct ComponentState {
+    prefix: Arc<str>,
+    stdout_file: Arc<Mutex<File>>,
+    stderr_file: Arc<Mutex<File>>,
+}
+
+impl ComponentState {
+    /// Opens (appends to) the component's log files.
+    pub fn configure(app: &LoadedApp, component: &LoadedComponent) -> Result<Self> {
+        std::fs::create_dir_all(&app.log_dir)
+            .with_context(|| format!("cannot create the log directory {}", app.log_dir.display()))?;
+        let open = |suffix: &str| -> Result<Arc<Mutex<File>>> {
+            let path = app.log_dir.join(format!("{}_{suffix}.txt", component.id));
+            let file = File::options()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            Ok(Arc::new(Mutex::new(file)))
+        };
+        Ok(Self {
+            prefix: format!("[{}] ", component.id).into(),
+            stdout_file: open("stdout")?,
+            stderr_file: open("stderr")?,
+        })
+    }
+
+    /// Streams for one instance.
+    pub fn instance(&self, _request_id: u64) -> (GuestOutput, GuestOutput) {
+        (
+            GuestOutput::new(self.prefix.clone(), self.stdout_file.clone(), Terminal::Stdout),
+            GuestOutput::new(self.prefix.clone(), self.stderr_file.clone(), Terminal::Stderr),
+        )
+    }
+}
+
+/// One guest output stream of one instance: buffers a partial line until its newline.
+#[derive(Clone)]
+pub struct GuestOutput {
+    inner: Arc<Mutex<LineBuffer>>,
+}
+
+struct LineBuffer {
+    prefix: Arc<str>,
+    file: Arc<Mutex<File>>,
+    terminal: Terminal,
+    partial: Vec<u8>,
+}
+
+impl GuestOutput {
+    fn new(prefix: Arc<str>, file: Arc<Mutex<File>>, terminal: Terminal) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(LineBuffer {
+                prefix,
+                file,
+                terminal,
+                partial: Vec::new(),
+            })),
+        }
+    }
+}
+
+impl LineBuffer {
+    fn write(&mut self, mut bytes: &[u8]) {
+        while let Some(i) = bytes.iter().position(|b| *b == b'\n') {
+            self.partial.extend_from_slice(&bytes[..=i]);
+            self.emit();
+            bytes = &bytes[i + 1..];
+        }
+        self.partial.extend_from_slice(bytes);
+        if self.partial.len() >= MAX_LINE {
+            self.partial.push(b'\n');
+            self.emit();
+        }
+    }
+
+    fn emit(&mut self) {
+        let line = std::mem::take(&mut self.partial);
+        if let Ok(mut f) = self.file.lock() {
+            let _ = f.write_all(&line);
+        }
+        let mut out = Vec::with_capacity(self.prefix.len() + line.len());
+        out.extend_from_slice(self.prefix.as_bytes());
+        out.extend_from_slice(&line);
+        let _ = match self.terminal {
+            Terminal::Stdout => std::io::stdout().lock().write_all(&out),
+            Terminal::Stderr => std::io::stderr().lock().write_all(&out),
+        };
+    }
+}
+
+impl Drop for LineBuffer {
+    fn drop(&mut self) {
+        if !self.partial.is_empty() {
+            self.partial.push(b'\n');
+            self.emit();
+        }
+    }
+}
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl AsyncWrite for GuestOutput {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.write(buf);
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
