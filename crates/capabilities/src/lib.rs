@@ -38,6 +38,16 @@ pub struct InstanceState {
     pub request_id: u64,
 }
 
+impl InstanceState {
+    /// Ties the instance to the request it serves: its id for log lines, and where to
+    /// publish peak memory for the access log.
+    pub fn begin_request(&mut self, request_id: u64, peak_memory: std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        self.request_id = request_id;
+        self.outbound.set_request_id(request_id);
+        self.limiter.publish_peak_to(peak_memory);
+    }
+}
+
 impl WasiView for InstanceState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {

@@ -57,6 +57,13 @@ pub struct InstanceHooks {
     request_id: u64,
 }
 
+impl InstanceHooks {
+    /// Sets the request id used in log lines.
+    pub fn set_request_id(&mut self, id: u64) {
+        self.request_id = id;
+    }
+}
+
 type SendResult = Result<
     (
         http::Response<WasiBody>,

@@ -46,6 +46,12 @@ impl InstanceLimiter {
         self.peak.clone()
     }
 
+    /// Publishes the peak to `handle` from now on (starting with the peak so far).
+    pub fn publish_peak_to(&mut self, handle: Arc<AtomicU64>) {
+        handle.fetch_max(self.peak.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.peak = handle;
+    }
+
     /// Bytes held now.
     pub fn used(&self) -> u64 {
         self.used

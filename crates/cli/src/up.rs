@@ -1,0 +1,112 @@
+//! `tessera up`: load an app and serve its HTTP routes.
+
+use anyhow::{Context as _, Result};
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tessera_app::{LoadOptions, LoadedApp};
+use tessera_engine::{CompileCache, CompiledFrom, Engine, EngineSettings};
+use tessera_manifest::{Manifest, find_manifest};
+use tessera_trigger_http::HttpTrigger;
+
+/// Arguments of `tessera up` (the same flags as `spin up`, plus Tessera's own).
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// The app's manifest, or a directory holding spin.toml (or tessera.toml).
+    #[arg(short = 'f', long = "from", value_name = "FILE_OR_DIR", default_value = ".")]
+    pub from: PathBuf,
+    /// The address to serve on; use port 0 for any free port.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+    /// Runtime config: state and log locations, limits (see the README).
+    #[arg(long, value_name = "FILE")]
+    pub runtime_config_file: Option<PathBuf>,
+    /// Run `tessera build` first.
+    #[arg(long)]
+    pub build: bool,
+    /// Where guest output is logged (default: .spin/logs beside the manifest).
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+    /// Where compiled components are cached (default: ~/.cache/tessera/components).
+    #[arg(long, value_name = "DIR", env = "TESSERA_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile every component again instead of using the compile cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+pub fn run(args: UpArgs) -> Result<()> {
+    let manifest_path = find_manifest(&args.from)?;
+    if args.build {
+        crate::build::build_all(&Manifest::from_file(&manifest_path)?)?;
+    }
+    let app = LoadedApp::load(
+        &manifest_path,
+        &LoadOptions {
+            runtime_config_file: args.runtime_config_file.clone(),
+            log_dir: args.log_dir.clone(),
+        },
+    )?;
+    app.create_dirs()?;
+    let rc = &app.runtime_config;
+    let largest_memory = app
+        .components
+        .values()
+        .map(|c| c.limits.max_instance_memory)
+        .max()
+        .unwrap_or(rc.limits.max_instance_memory);
+    let settings = EngineSettings {
+        // Room for instances still finishing after their slot was handed on.
+        max_instances: (rc.max_concurrent_requests.saturating_mul(2) + 16).min(u32::MAX as usize) as u32,
+        max_instance_memory: largest_memory,
+        cache_dir: if args.no_cache { None } else { args.cache_dir.clone().or_else(CompileCache::default_dir) },
+    };
+    let engine = Engine::new(&settings)?;
+    let trigger = Arc::new(HttpTrigger::new(&engine, &app)?);
+    for load in trigger.load_reports() {
+        let how = match load.from {
+            CompiledFrom::Cache => "loaded from the compile cache",
+            CompiledFrom::Source => "compiled",
+        };
+        tracing::info!(
+            "component `{}` ({:.1} MB) {how} in {:.1} ms",
+            load.id,
+            load.size as f64 / 1e6,
+            load.elapsed.as_secs_f64() * 1000.0
+        );
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| {
+            format!(
+                "cannot listen on {}\n  hint: is another server using it? pick another address with --listen (port 0 picks a free one)",
+                args.listen
+            )
+        })?;
+        let addr = listener.local_addr()?;
+        print_routes(&trigger, addr);
+        tokio::select! {
+            r = trigger.serve(listener) => r,
+            _ = tokio::signal::ctrl_c() => {
+                println!("Shutting down");
+                Ok(())
+            }
+        }
+    })
+}
+
+fn print_routes(trigger: &HttpTrigger, addr: SocketAddr) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "Serving http://{addr}");
+    let _ = writeln!(out, "Available Routes:");
+    for r in trigger.routes() {
+        let wildcard = if r.wildcard { " (wildcard)" } else { "" };
+        let _ = writeln!(out, "  {}: http://{addr}{}{wildcard}", r.label, r.path);
+    }
+    let _ = out.flush();
+}

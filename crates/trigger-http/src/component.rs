@@ -1,0 +1,206 @@
+//! One component ready to serve: its pre-instantiated `wasi:http` handler and the
+//! per-request instance lifecycle (a fresh store per request, never reused).
+
+use anyhow::{Context as _, Result, bail};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+use tessera_capabilities::{ComponentCapabilities, InstanceState};
+use tessera_engine::{Engine, LimitHit};
+use wasmtime::component::{Component, GuestTaskId, Linker};
+use wasmtime::{Store, StoreContextMut};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::handler::{
+    HandlerState, Instance, ProxyHandler, ProxyPre, ShouldAccept, WorkerExpiration, WorkerState,
+    WorkerStatus,
+};
+
+/// What the request path shares with the instance serving it.
+pub struct RequestData {
+    /// The request id shown to the client and in logs.
+    pub id: u64,
+    /// Peak bytes of memories and tables, for the access log.
+    pub peak_memory: Arc<AtomicU64>,
+}
+
+/// A component ready to serve requests.
+pub struct ServedComponent {
+    handler: ProxyHandler<ComponentHandler>,
+}
+
+impl ServedComponent {
+    /// Pre-instantiates `component`, checking it exports a `wasi:http` handler.
+    pub fn new(
+        engine: &Engine,
+        linker: &Linker<InstanceState>,
+        component: &Component,
+        capabilities: ComponentCapabilities,
+        request_timeout: Duration,
+    ) -> Result<Self> {
+        let id = capabilities.id().to_string();
+        check_http_export(engine, component, &id)?;
+        let pre = linker.instantiate_pre(component).map_err(anyhow::Error::from).with_context(|| {
+            format!("component `{id}` imports something Tessera does not provide")
+        })?;
+        let proxy = match wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone()) {
+            Ok(p3) => ProxyPre::P3(p3),
+            Err(_) => ProxyPre::P2(
+                wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre)
+                    .map_err(anyhow::Error::from)
+                    .with_context(|| format!("component `{id}` has no usable wasi:http handler export"))?,
+            ),
+        };
+        Ok(Self {
+            handler: ProxyHandler::new(ComponentHandler {
+                proxy,
+                capabilities,
+                request_timeout,
+            }),
+        })
+    }
+
+    /// Runs one request on a fresh instance.
+    pub async fn handle(
+        &self,
+        data: RequestData,
+        request: wasmtime_wasi_http::handler::Request,
+    ) -> Result<wasmtime_wasi_http::handler::Response, wasmtime::Error> {
+        self.handler.handle(data, request).await
+    }
+}
+
+fn check_http_export(engine: &Engine, component: &Component, id: &str) -> Result<()> {
+    let ty = component.component_type();
+    let exports: Vec<String> = ty.exports(engine.wasmtime()).map(|(name, _)| name.to_string()).collect();
+    let serves = exports.iter().any(|e| {
+        e.starts_with("wasi:http/incoming-handler@0.2.") || e == "wasi:http/handler@0.3.0"
+    });
+    if !serves {
+        let list = if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") };
+        bail!(
+            "component `{id}` exports neither wasi:http/incoming-handler@0.2.x nor wasi:http/handler@0.3.0 (it exports {list}); \
+             build it as an HTTP component (e.g. with the Spin SDK or `wasi::http::proxy::export!`)"
+        );
+    }
+    Ok(())
+}
+
+struct ComponentHandler {
+    proxy: ProxyPre<InstanceState>,
+    capabilities: ComponentCapabilities,
+    request_timeout: Duration,
+}
+
+impl HandlerState for ComponentHandler {
+    type StoreData = InstanceState;
+    type WorkerExpiration = Expiration;
+    type WorkerState = OneRequest;
+
+    async fn instantiate(&self) -> wasmtime::Result<Instance<InstanceState, Expiration, OneRequest>> {
+        let engine = self.proxy_engine();
+        let data = self.capabilities.instance(0).map_err(wasmtime::Error::from_anyhow)?;
+        let mut store = Store::new(&engine, data);
+        store.limiter(|s| &mut s.limiter);
+        // Yield to the host every tick so a timeout can stop a guest that never returns.
+        store.epoch_deadline_async_yield_and_update(1);
+        store.set_epoch_deadline(1);
+        let proxy = self.proxy.instantiate_async(&mut store).await?;
+        Ok(Instance {
+            store,
+            proxy,
+            view: WasiHttpView::http,
+            expiration: Expiration {
+                timeout: self.request_timeout,
+                sleep: Box::pin(tokio::time::sleep(Duration::MAX / 4)),
+            },
+            state: OneRequest {
+                component: self.capabilities.id().into(),
+                timeout: self.request_timeout,
+                request_id: AtomicU64::new(0),
+            },
+        })
+    }
+}
+
+impl ComponentHandler {
+    fn proxy_engine(&self) -> wasmtime::Engine {
+        match &self.proxy {
+            ProxyPre::P2(p) => p.engine().clone(),
+            ProxyPre::P3(p) => p.engine().clone(),
+        }
+    }
+}
+
+/// Ends an instance once its request has run for `timeout` (or right after it finishes).
+struct Expiration {
+    timeout: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl WorkerExpiration for Expiration {
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        status: WorkerStatus,
+        start: Instant,
+    ) -> Poll<()> {
+        let timeout = match status {
+            // Instances are never reused: an idle one is done.
+            WorkerStatus::Idle => Duration::ZERO,
+            WorkerStatus::Requests | WorkerStatus::PostReturn => self.timeout,
+        };
+        let Some(deadline) = start.checked_add(timeout) else {
+            return Poll::Pending;
+        };
+        let deadline = tokio::time::Instant::from_std(deadline);
+        if self.sleep.deadline() != deadline {
+            self.sleep.as_mut().reset(deadline);
+        }
+        self.sleep.as_mut().poll(cx)
+    }
+}
+
+/// Serves exactly one request per instance.
+struct OneRequest {
+    component: Arc<str>,
+    timeout: Duration,
+    request_id: AtomicU64,
+}
+
+impl WorkerState for OneRequest {
+    type StoreData = InstanceState;
+    type RequestData = RequestData;
+
+    fn should_accept_request(&self, _concurrent: usize, total: usize) -> ShouldAccept {
+        if total >= 1 { ShouldAccept::Never } else { ShouldAccept::Yes }
+    }
+
+    fn on_request_start(
+        &self,
+        mut store: StoreContextMut<'_, InstanceState>,
+        data: RequestData,
+        _task: GuestTaskId,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
+        self.request_id.store(data.id, Ordering::Relaxed);
+        store.data_mut().begin_request(data.id, data.peak_memory);
+        Box::pin(tokio::time::sleep(self.timeout))
+    }
+
+    fn drop(&self, store: Store<InstanceState>, result: Result<(), wasmtime::Error>) {
+        let request = self.request_id.load(Ordering::Relaxed);
+        let hit = store.data().limiter.hit();
+        match (result, hit) {
+            (Err(e), Some(LimitHit::Memory { limit, requested })) => tracing::error!(
+                "request {request}: component `{}` hit its memory limit: it asked for {requested} bytes of memory and tables, max_instance_memory is {limit} (raise it in the runtime config, globally or under [component.{}]): {e:?}",
+                self.component, self.component
+            ),
+            (Err(e), None) => tracing::error!(
+                "request {request}: component `{}` failed: {e:?}",
+                self.component
+            ),
+            (Ok(()), _) => {}
+        }
+    }
+}

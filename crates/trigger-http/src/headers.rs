@@ -1,0 +1,64 @@
+//! The request headers Spin sets for a guest, so routers in the Spin SDKs work unchanged.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use std::net::SocketAddr;
+use tessera_manifest::routes::RouteMatch;
+
+/// Sets Spin's headers on `headers`. Client-sent `spin-*` headers are removed first so a
+/// client cannot forge them.
+pub fn set_spin_headers<T>(
+    headers: &mut HeaderMap,
+    full_url: &str,
+    route: &RouteMatch<'_, T>,
+    client: SocketAddr,
+) {
+    let forged: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("spin-"))
+        .cloned()
+        .collect();
+    for name in forged {
+        headers.remove(name);
+    }
+    let mut set = |name: &str, value: &str| {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            headers.insert(n, v);
+        }
+    };
+    set("spin-full-url", full_url);
+    set("spin-path-info", &route.path_info);
+    set("spin-matched-route", route.based_route);
+    set("spin-base-path", route.base);
+    set("spin-raw-component-route", route.raw_route);
+    set("spin-component-route", route.raw_route_or_prefix());
+    set("spin-client-addr", &client.to_string());
+    for (name, value) in &route.params {
+        set(&format!("spin-path-match-{}", name.to_ascii_lowercase()), value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_manifest::routes::Router;
+
+    #[test]
+    fn sets_spin_headers_and_drops_forged_ones() {
+        let router = Router::build("/", [("/foo/:userid/...".to_string(), ())]).unwrap();
+        let m = router.route("/foo/42/bar").unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("spin-client-addr", HeaderValue::from_static("6.6.6.6:1"));
+        h.insert("spin-path-match-admin", HeaderValue::from_static("yes"));
+        let client: SocketAddr = "127.0.0.1:8777".parse().unwrap();
+        set_spin_headers(&mut h, "http://h/foo/42/bar?x=1", &m, client);
+        assert_eq!(h["spin-full-url"], "http://h/foo/42/bar?x=1");
+        assert_eq!(h["spin-path-info"], "/bar");
+        assert_eq!(h["spin-matched-route"], "/foo/:userid/...");
+        assert_eq!(h["spin-raw-component-route"], "/foo/:userid/...");
+        assert_eq!(h["spin-component-route"], "/foo/:userid");
+        assert_eq!(h["spin-base-path"], "/");
+        assert_eq!(h["spin-client-addr"], "127.0.0.1:8777");
+        assert_eq!(h["spin-path-match-userid"], "42");
+        assert!(!h.contains_key("spin-path-match-admin"));
+    }
+}
