@@ -24,6 +24,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Guest failures carry their wasm backtrace; a host backtrace on each would only be
+    // slow noise. Set before any thread starts.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: no other thread exists yet.
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+    }
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command {

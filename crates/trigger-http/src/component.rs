@@ -133,6 +133,10 @@ impl ComponentHandler {
     }
 }
 
+/// How long an instance outlives its request's deadline, so the client gets a clear 504
+/// before the instance is torn down.
+const EXPIRY_GRACE: Duration = Duration::from_millis(250);
+
 /// Ends an instance once its request has run for `timeout` (or right after it finishes).
 struct Expiration {
     timeout: Duration,
@@ -149,7 +153,8 @@ impl WorkerExpiration for Expiration {
         let timeout = match status {
             // Instances are never reused: an idle one is done.
             WorkerStatus::Idle => Duration::ZERO,
-            WorkerStatus::Requests | WorkerStatus::PostReturn => self.timeout,
+            // The request path answers 504 at `timeout`; the instance goes a moment later.
+            WorkerStatus::Requests | WorkerStatus::PostReturn => self.timeout + EXPIRY_GRACE,
         };
         let Some(deadline) = start.checked_add(timeout) else {
             return Poll::Pending;
@@ -185,7 +190,7 @@ impl WorkerState for OneRequest {
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
         self.request_id.store(data.id, Ordering::Relaxed);
         store.data_mut().begin_request(data.id, data.peak_memory);
-        Box::pin(tokio::time::sleep(self.timeout))
+        Box::pin(tokio::time::sleep(self.timeout + EXPIRY_GRACE))
     }
 
     fn drop(&self, store: Store<InstanceState>, result: Result<(), wasmtime::Error>) {
@@ -195,6 +200,10 @@ impl WorkerState for OneRequest {
             (Err(e), Some(LimitHit::Memory { limit, requested })) => tracing::error!(
                 "request {request}: component `{}` hit its memory limit: it asked for {requested} bytes of memory and tables, max_instance_memory is {limit} (raise it in the runtime config, globally or under [component.{}]): {e:?}",
                 self.component, self.component
+            ),
+            (Err(e), None) if e.to_string().contains("timed out") => tracing::error!(
+                "request {request}: component `{}` ran past request_timeout ({:?}) and was stopped: {e:?}",
+                self.component, self.timeout
             ),
             (Err(e), None) => tracing::error!(
                 "request {request}: component `{}` failed: {e:?}",

@@ -264,7 +264,11 @@ impl HttpTrigger {
         };
         let peak = Arc::new(AtomicU64::new(0));
         let data = RequestData { id, peak_memory: peak.clone() };
-        match served.handle(data, request).await {
+        let outcome = match tokio::time::timeout(timeout, served.handle(data, request)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(wasmtime::Error::new(ExpirationError)),
+        };
+        match outcome {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let (parts, body) = response.into_parts();
@@ -281,7 +285,8 @@ impl HttpTrigger {
                 } else {
                     "failed"
                 };
-                tracing::error!("request {id}: component `{component}` {what}: {e:?}");
+                // The instance's own log line (see component.rs) has the cause and backtrace.
+                tracing::warn!("request {id}: component `{component}` {what}, answered 500: {e}");
                 text(500, &format!("the component {what}\nrequest id: {id}\n"), Some(log(500, component, Some(peak))))
             }
         }

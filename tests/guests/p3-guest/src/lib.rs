@@ -1,0 +1,30 @@
+//! A WASI 0.3 (`wasi:http/handler@0.3.0`) component: answers with its method, path and
+//! the `spin-path-info` header, to show the handler and Spin headers reach it.
+
+use wasip3::http::types::{ErrorCode, Fields, Request, Response};
+use wasip3::{wit_bindgen, wit_future, wit_stream};
+
+wasip3::http::service::export!(Handler);
+
+struct Handler;
+
+impl wasip3::exports::http::handler::Guest for Handler {
+    async fn handle(request: Request) -> Result<Response, ErrorCode> {
+        let path = request.get_path_with_query().unwrap_or_default();
+        let info = request
+            .get_headers()
+            .get("spin-path-info")
+            .first()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default();
+        let text = format!("hello from WASI 0.3: path={path} path-info={info}\n");
+        let (mut body_tx, body_rx) = wit_stream::new();
+        let (trailers_tx, trailers_rx) = wit_future::new(|| Ok(None));
+        let (response, _result) = Response::new(Fields::new(), Some(body_rx), trailers_rx);
+        drop(trailers_tx);
+        wit_bindgen::spawn_local(async move {
+            let _ = body_tx.write_all(text.into_bytes()).await;
+        });
+        Ok(response)
+    }
+}
