@@ -1,0 +1,242 @@
+//! Runs the real `tessera` binary on an ephemeral port and talks to it over HTTP.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// A guest built by `scripts/build-guests.sh`.
+pub fn guest(file: &str) -> PathBuf {
+    let candidates = [
+        repo_root().join("tests/guests/target/wasm32-wasip2/release").join(file),
+        repo_root().join("examples").join(file),
+    ];
+    for c in &candidates {
+        if c.is_file() {
+            return c.clone();
+        }
+    }
+    panic!("guest {file} is missing: run scripts/build-guests.sh first (looked in {candidates:?})");
+}
+
+/// A temporary app directory with a manifest.
+pub struct App {
+    pub dir: tempfile::TempDir,
+}
+
+impl App {
+    pub fn new(manifest: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = manifest
+            .replace("{http_guest}", &guest("http_guest.wasm").display().to_string())
+            .replace("{p3_guest}", &guest("p3_guest.wasm").display().to_string());
+        std::fs::write(dir.path().join("spin.toml"), manifest).unwrap();
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, contents: &str) -> &Self {
+        let p = self.dir.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, contents).unwrap();
+        self
+    }
+
+    pub fn start(&self, extra: &[&str]) -> Server {
+        Server::start(self.path(), extra)
+    }
+}
+
+/// The shared compile cache of this test run.
+pub fn cache_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tessera-test-cache-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn tessera() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    cmd.env("RUST_LOG", "warn,tessera=info").env_remove("RUST_BACKTRACE");
+    cmd
+}
+
+/// A running `tessera up`.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    pub stdout: Arc<Mutex<String>>,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+fn capture(stream: impl Read + Send + 'static, into: Arc<Mutex<String>>, first_line_tx: Option<std::sync::mpsc::Sender<String>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if let Some(tx) = &first_line_tx {
+                let _ = tx.send(line.clone());
+            }
+            let mut s = into.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+}
+
+impl Server {
+    pub fn start(dir: &Path, extra: &[&str]) -> Self {
+        Self::try_start(dir, extra).unwrap_or_else(|e| panic!("tessera up failed to start: {e}"))
+    }
+
+    /// Starts `tessera up`; on failure returns what it printed.
+    pub fn try_start(dir: &Path, extra: &[&str]) -> Result<Self, String> {
+        let mut cmd = tessera();
+        cmd.args(["up", "-f"]).arg(dir).args(["--listen", "127.0.0.1:0"]);
+        if !extra.contains(&"--cache-dir") {
+            cmd.arg("--cache-dir").arg(cache_dir());
+        }
+        let mut child = cmd
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        capture(child.stdout.take().unwrap(), stdout.clone(), Some(tx));
+        capture(child.stderr.take().unwrap(), stderr.clone(), None);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    if let Some(addr) = line.strip_prefix("Serving http://") {
+                        // Let the route lines arrive too.
+                        std::thread::sleep(Duration::from_millis(50));
+                        return Ok(Self { child, addr: addr.trim().parse().unwrap(), stdout, stderr });
+                    }
+                }
+                Err(_) => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        std::thread::sleep(Duration::from_millis(100));
+                        return Err(format!("exited with {status}: {}", stderr.lock().unwrap()));
+                    }
+                }
+            }
+        }
+        let _ = child.kill();
+        Err(format!("no `Serving` line within 120 s: {}", stderr.lock().unwrap()))
+    }
+
+    /// CPU time (user + system) the server process has used, in clock ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after_name.split(' ').collect();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        request("GET", &self.url(path), &[], None)
+    }
+
+    pub fn post(&self, path: &str, body: &[u8]) -> Response {
+        request("POST", &self.url(path), &[], Some(body))
+    }
+
+    /// The host's log so far.
+    pub fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Response {
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build();
+    let mut req = agent.request(method, url);
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    let result = match body {
+        Some(b) => req.send_bytes(b),
+        None => req.call(),
+    };
+    let resp = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    let status = resp.status();
+    let headers = resp
+        .headers_names()
+        .into_iter()
+        .map(|n| {
+            let v = resp.header(&n).unwrap_or_default().to_string();
+            (n, v)
+        })
+        .collect();
+    let body = resp.into_string().unwrap_or_default();
+    Response { status, headers, body }
+}
+
+/// A plain HTTP server on an ephemeral loopback port answering every request with `body`.
+pub fn upstream(body: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                let _ = stream.read(&mut buf);
+                let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            });
+        }
+    });
+    addr
+}

@@ -1,0 +1,500 @@
+//! End to end: the real `tessera` binary serving apps on ephemeral ports.
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::*;
+
+const GUEST_APP: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "e2e"
+[[trigger.http]]
+route = "/..."
+component = "guest"
+[component.guest]
+source = "{http_guest}"
+"#;
+
+#[test]
+fn routes_and_spin_headers_match_spin() {
+    let app = App::new(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "routing"
+[application.trigger.http]
+base = "/api"
+[[trigger.http]]
+route = "/..."
+component = "catch-all"
+[[trigger.http]]
+route = "/users/:id/headers"
+component = "users"
+[[trigger.http]]
+route = "/files/..."
+component = "files"
+[[trigger.http]]
+route = "/exact/headers"
+component = "files"
+[[trigger.http]]
+route = "/health"
+static_response = { status_code = 201, headers = { x-static = "yes" }, body = "ok" }
+[[trigger.http]]
+route = { private = true }
+component = "hidden"
+[component.catch-all]
+source = "{http_guest}"
+[component.users]
+source = "{http_guest}"
+[component.files]
+source = "{http_guest}"
+[component.hidden]
+source = "{http_guest}"
+"#,
+    );
+    let server = app.start(&[]);
+    let out = server.stdout.lock().unwrap().clone();
+    let base = format!("http://{}", server.addr);
+    assert!(out.contains(&format!("  users: {base}/api/users/:id/headers\n")), "{out}");
+    assert!(out.contains(&format!("  files: {base}/api/files (wildcard)\n")), "{out}");
+    assert!(out.contains(&format!("  catch-all: {base}/api (wildcard)\n")), "{out}");
+    assert!(!out.contains("hidden"), "private routes are not served: {out}");
+
+    // A parameter route beats the catch-all; Spin's headers come with it.
+    let r = request("GET", &server.url("/api/users/42/headers?x=1"), &[("spin-path-match-admin", "forged")], None);
+    assert_eq!(r.status, 200);
+    let h = &r.body;
+    assert!(h.contains("spin-path-match-id: 42\n"), "{h}");
+    assert!(h.contains("spin-matched-route: /api/users/:id/headers\n"), "{h}");
+    assert!(h.contains("spin-raw-component-route: /users/:id/headers\n"), "{h}");
+    assert!(h.contains("spin-component-route: /users/:id/headers\n"), "{h}");
+    assert!(h.contains("spin-base-path: /api\n"), "{h}");
+    assert!(h.contains(&format!("spin-full-url: http://{}/api/users/42/headers?x=1\n", server.addr)), "{h}");
+    assert!(h.contains("spin-path-info: \n"), "{h}");
+    assert!(h.contains("spin-client-addr: 127.0.0.1:"), "{h}");
+    assert!(!h.contains("forged"), "client-sent spin-* headers are dropped: {h}");
+
+    // Wildcards report the rest of the path; exact beats wildcard.
+    let r = server.get("/api/files/a/b/headers");
+    assert!(r.body.contains("spin-path-info: /a/b/headers\n"), "{}", r.body);
+    assert!(r.body.contains("spin-component-route: /files\n"), "{}", r.body);
+    let r = server.get("/api/exact/headers");
+    assert!(r.body.contains("spin-matched-route: /api/exact/headers\n"), "{}", r.body);
+
+    let r = server.get("/api/health");
+    assert_eq!((r.status, r.body.as_str(), r.header("x-static")), (201, "ok", Some("yes")));
+
+    // Outside the base path nothing matches.
+    let r = server.get("/users/42/headers");
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("no route matches /users/42/headers"));
+}
+
+#[test]
+fn files_and_environment_are_isolated() {
+    let app = App::new(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "isolation"
+[[trigger.http]]
+route = "/..."
+component = "guest"
+[component.guest]
+source = "{http_guest}"
+files = ["static/**/*", { source = "assets", destination = "/data" }]
+exclude_files = ["static/private.txt"]
+environment = { GREETING = "hi", MODE = "test" }
+"#,
+    );
+    app.write("static/hello.txt", "hello file\n")
+        .write("static/private.txt", "excluded\n")
+        .write("assets/a.txt", "asset a\n")
+        .write("outside.txt", "not mounted\n");
+    std::os::unix::fs::symlink("/etc/passwd", app.path().join("static/passwd-link")).unwrap();
+    let server = app.start(&[]);
+
+    assert_eq!(server.get("/read?path=/static/hello.txt").body, "hello file\n");
+    assert_eq!(server.get("/read?path=/data/a.txt").body, "asset a\n");
+    for path in ["/etc/passwd", "/outside.txt", "/static/private.txt", "/static/passwd-link", "/data/../outside.txt", "/data/../../etc/passwd"] {
+        let r = server.get(&format!("/read?path={path}"));
+        assert_eq!(r.status, 404, "{path} must not be readable, got {}", r.body);
+    }
+    let r = server.get("/write?path=/static/hello.txt");
+    assert_eq!(r.status, 403, "mounts are read-only: {}", r.body);
+
+    let env = server.get("/env").body;
+    let mut lines: Vec<&str> = env.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["GREETING=hi", "MODE=test"], "only `environment` reaches the guest");
+}
+
+#[test]
+fn outbound_http_follows_allowed_outbound_hosts() {
+    let up = upstream("upstream says hi");
+    let manifest = format!(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "outbound"
+[variables]
+upstream_port = {{ default = "{port}" }}
+[[trigger.http]]
+route = "/allowed/..."
+component = "allowed"
+[[trigger.http]]
+route = "/wide/..."
+component = "wide"
+[[trigger.http]]
+route = "/none/..."
+component = "none"
+[component.allowed]
+source = "{{http_guest}}"
+allowed_outbound_hosts = ["http://127.0.0.1:{{{{ upstream_port }}}}"]
+[component.wide]
+source = "{{http_guest}}"
+allowed_outbound_hosts = ["*://*:*"]
+[component.none]
+source = "{{http_guest}}"
+"#,
+        port = up.port()
+    );
+    let app = App::new(&manifest);
+    let server = app.start(&[]);
+    let url = format!("http://127.0.0.1:{}/x", up.port());
+
+    let r = server.get(&format!("/allowed/outbound?url={url}"));
+    assert_eq!((r.status, r.body.as_str()), (200, "upstream says hi"));
+
+    let r = server.get(&format!("/none/outbound?url={url}"));
+    assert_eq!(r.status, 502);
+    assert!(r.body.contains("HttpRequestDenied"), "{}", r.body);
+    let log = server.wait_for_log("allowed_outbound_hosts in [component.none]");
+    assert!(log.contains(&format!("add \"http://127.0.0.1:{}\" to allowed_outbound_hosts in [component.none]", up.port())), "{log}");
+
+    // `*://*:*` does not name loopback, metadata or private addresses.
+    for target in [url.clone(), "http://169.254.169.254/latest".into(), "http://[::1]:9/".into(), "http://10.1.2.3/".into()] {
+        let r = server.get(&format!("/wide/outbound?url={target}"));
+        assert_eq!(r.status, 502, "{target}: {}", r.body);
+        assert!(r.body.contains("DestinationIpProhibited"), "{target}: {}", r.body);
+    }
+    let r = server.get("/wide/outbound?url=http://localhost:1/");
+    assert!(r.body.contains("DestinationIpProhibited"), "names resolving to loopback are refused: {}", r.body);
+    assert!(server.log().contains("non-public address"));
+}
+
+#[test]
+fn a_memory_bomb_hits_the_instance_limit_and_the_host_keeps_serving() {
+    let app = App::new(GUEST_APP);
+    app.write("rc.toml", "max_instance_memory = \"24MiB\"\n");
+    let rc = app.path().join("rc.toml");
+    let server = app.start(&["--runtime-config-file", rc.to_str().unwrap()]);
+    let r = server.get("/memory-bomb");
+    assert_eq!(r.status, 500);
+    assert!(r.body.contains("request id: "), "{}", r.body);
+    let log = server.wait_for_log("hit its memory limit");
+    assert!(log.contains("max_instance_memory is 25165824"), "{log}");
+    assert!(log.contains("wasm backtrace"), "{log}");
+    assert_eq!(server.get("/hello").status, 200);
+    let access = server.log();
+    let line = access.lines().find(|l| l.contains("GET /memory-bomb 500")).expect("access log line");
+    let peak: u64 = line.split("peak_memory=").nth(1).unwrap().split("KiB").next().unwrap().parse().unwrap();
+    assert!(peak > 16 * 1024 && peak <= 24 * 1024, "peak {peak} KiB: {line}");
+}
+
+#[test]
+fn a_spinning_guest_is_stopped_at_request_timeout() {
+    let app = App::new(GUEST_APP);
+    app.write("rc.toml", "request_timeout = \"1s\"\n");
+    let rc = app.path().join("rc.toml");
+    let server = app.start(&["--runtime-config-file", rc.to_str().unwrap()]);
+    let url = server.url("/spin");
+    let spinner = std::thread::spawn(move || {
+        let start = Instant::now();
+        (request("GET", &url, &[], None), start.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    // Other requests are answered while one instance spins.
+    let start = Instant::now();
+    assert_eq!(server.get("/hello").status, 200);
+    assert!(start.elapsed() < Duration::from_millis(500));
+    let (r, took) = spinner.join().unwrap();
+    assert_eq!(r.status, 504, "{}", r.body);
+    assert!(r.body.contains("request_timeout") && r.body.contains("request id"), "{}", r.body);
+    assert!(took >= Duration::from_millis(950) && took < Duration::from_secs(5), "{took:?}");
+    let log = server.log();
+    assert!(log.contains("did not finish within request_timeout (1s); its instance was stopped"), "{log}");
+    // The instance really is gone: the host stops burning CPU.
+    std::thread::sleep(Duration::from_millis(600));
+    let before = server.cpu_ticks();
+    std::thread::sleep(Duration::from_secs(1));
+    let used = server.cpu_ticks() - before;
+    assert!(used < 30, "the host used {used} ticks in the second after the timeout: the guest still runs");
+}
+
+#[test]
+fn a_trap_answers_500_with_a_request_id_and_logs_the_backtrace() {
+    let app = App::new(GUEST_APP);
+    let server = app.start(&[]);
+    let r = server.get("/trap");
+    assert_eq!(r.status, 500);
+    let id = r.body.split("request id: ").nth(1).unwrap().trim().to_string();
+    let log = server.wait_for_log("wasm trap");
+    assert!(log.contains(&format!("request {id}: component `guest` failed")), "{log}");
+    assert!(log.contains("wasm backtrace") && log.contains("unreachable"), "{log}");
+    assert!(log.contains("[guest] the guest trapped on purpose"), "guest stderr is prefixed: {log}");
+    assert_eq!(server.get("/hello").status, 200);
+}
+
+#[test]
+fn large_bodies_round_trip_and_oversized_ones_get_413() {
+    let app = App::new(GUEST_APP);
+    app.write("rc.toml", "max_request_body_size = \"6MiB\"\n");
+    let rc = app.path().join("rc.toml");
+    let server = app.start(&["--runtime-config-file", rc.to_str().unwrap()]);
+    let body: Vec<u8> = (0..5 << 20).map(|i| b'a' + (i % 26) as u8).collect();
+    let r = server.post("/echo", &body);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-body-length"), Some("5242880"));
+    assert_eq!(r.body.as_bytes(), &body[..]);
+    // Declared too large: refused before any of it is read.
+    let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+    use std::io::{Read as _, Write as _};
+    write!(stream, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", 7 << 20).unwrap();
+    let mut head = [0u8; 512];
+    let n = stream.read(&mut head).unwrap();
+    let head = String::from_utf8_lossy(&head[..n]);
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    assert!(head.contains("max_request_body_size"), "{head}");
+    // Streamed without a length: cut off at the limit, the guest sees a body error.
+    let r = request("POST", &server.url("/echo"), &[("transfer-encoding", "chunked")], Some(&vec![b'y'; 7 << 20]));
+    assert!(r.body.len() <= 6 << 20, "no more than the limit reaches the guest");
+}
+
+#[test]
+fn concurrent_slow_requests_queue_instead_of_failing() {
+    let app = App::new(GUEST_APP);
+    app.write("rc.toml", "max_concurrent_requests = 4\nmax_queued_requests = 100\nqueue_timeout = \"30s\"\n");
+    let rc = app.path().join("rc.toml");
+    let server = app.start(&["--runtime-config-file", rc.to_str().unwrap()]);
+    let start = Instant::now();
+    let handles: Vec<_> = (0..24)
+        .map(|_| {
+            let url = server.url("/sleep?ms=300");
+            std::thread::spawn(move || request("GET", &url, &[], None).status)
+        })
+        .collect();
+    let statuses: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "every request waits its turn: {statuses:?}");
+    // 24 requests, 4 at a time, 300 ms each: at least six rounds.
+    assert!(start.elapsed() >= Duration::from_millis(1700), "{:?}", start.elapsed());
+}
+
+#[test]
+fn a_full_queue_answers_503_with_retry_after() {
+    let app = App::new(GUEST_APP);
+    app.write("rc.toml", "max_concurrent_requests = 1\nmax_queued_requests = 1\nqueue_timeout = \"10s\"\n");
+    let rc = app.path().join("rc.toml");
+    let server = app.start(&["--runtime-config-file", rc.to_str().unwrap()]);
+    let handles: Vec<_> = (0..6)
+        .map(|_| {
+            let url = server.url("/sleep?ms=800");
+            std::thread::spawn(move || {
+                let r = request("GET", &url, &[], None);
+                (r.status, r.header("retry-after").map(str::to_string))
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let ok = results.iter().filter(|(s, _)| *s == 200).count();
+    let busy: Vec<_> = results.iter().filter(|(s, _)| *s == 503).collect();
+    assert!(ok >= 2, "the running and the queued request succeed: {results:?}");
+    assert!(!busy.is_empty(), "the rest are turned away: {results:?}");
+    assert!(busy.iter().all(|(_, r)| r.as_deref() == Some("1")), "{results:?}");
+}
+
+#[test]
+fn the_spin_sdk_router_example_runs_unmodified() {
+    let example = repo_root().join("examples/spin-rust-router");
+    let wasm = example.join("target/wasm32-wasip2/release/spin_rust_router.wasm");
+    assert!(wasm.is_file(), "run scripts/build-guests.sh first: {} is missing", wasm.display());
+    let server = Server::start(&example, &["--log-dir", tempfile::tempdir().unwrap().path().to_str().unwrap()]);
+    let r = server.get("/hello/Ada");
+    assert_eq!((r.status, r.body.as_str()), (200, "Hello, Ada!\n"));
+    assert_eq!(server.get("/files/a/b.txt").body, "file: a/b.txt\n");
+    assert_eq!(server.get("/elsewhere").status, 404);
+}
+
+#[test]
+fn a_wasi_0_3_handler_is_served() {
+    let app = App::new(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "p3"
+[[trigger.http]]
+route = "/p3/..."
+component = "p3"
+[component.p3]
+source = "{p3_guest}"
+"#,
+    );
+    let server = app.start(&[]);
+    let r = server.get("/p3/some/path");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, "hello from WASI 0.3: path=/p3/some/path path-info=/some/path\n");
+}
+
+#[test]
+fn guest_output_goes_to_the_terminal_and_the_log_files() {
+    let app = App::new(GUEST_APP);
+    let server = app.start(&[]);
+    assert_eq!(server.get("/hello").status, 200);
+    let out = server.stdout.lock().unwrap().clone();
+    let log = server.wait_for_log("[guest] a line on stderr");
+    assert!(log.contains("[guest] a line on stderr"), "{log}");
+    let stdout_file = app.path().join(".spin/logs/guest_stdout.txt");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(&stdout_file).unwrap_or_default().contains("hello handler called") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read_to_string(&stdout_file).unwrap(), "hello handler called for /hello\n");
+    assert!(std::fs::read_to_string(app.path().join(".spin/logs/guest_stderr.txt")).unwrap().contains("a line on stderr"));
+    assert!(server.stdout.lock().unwrap().contains("[guest] hello handler called for /hello") || out.contains("[guest]"));
+    let access = server.log();
+    assert!(access.lines().any(|l| l.contains("GET /hello 200") && l.contains("component=guest") && l.contains("peak_memory=") && l.contains("ms")), "{access}");
+}
+
+#[test]
+fn the_compile_cache_makes_the_second_start_skip_compilation() {
+    let app = App::new(GUEST_APP);
+    let cache = tempfile::tempdir().unwrap();
+    let cache_arg = cache.path().to_str().unwrap();
+    let first = app.start(&["--cache-dir", cache_arg]);
+    assert!(first.log().contains("compiled in"), "{}", first.log());
+    drop(first);
+    let second = app.start(&["--cache-dir", cache_arg]);
+    assert!(second.log().contains("loaded from the compile cache"), "{}", second.log());
+    assert_eq!(second.get("/hello").status, 200);
+    // A damaged entry is compiled again, not trusted.
+    for entry in std::fs::read_dir(cache.path()).unwrap() {
+        std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
+    }
+    drop(second);
+    let third = app.start(&["--cache-dir", cache_arg]);
+    assert!(third.log().contains("compiled in"), "{}", third.log());
+    assert_eq!(third.get("/hello").status, 200);
+}
+
+fn up_error(manifest: &str, files: &[(&str, &[u8])]) -> String {
+    let app = App::new(manifest);
+    for (name, bytes) in files {
+        std::fs::write(app.path().join(name), bytes).unwrap();
+    }
+    match Server::try_start(app.path(), &[]) {
+        Ok(_) => panic!("tessera up should have failed"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn components_that_cannot_serve_http_are_refused_at_load() {
+    let manifest = "spin_manifest_version = 2\n[application]\nname = \"bad\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n[component.c]\nsource = \"c.wasm\"\n";
+    let core_module = b"\0asm\x01\0\0\0";
+    let e = up_error(manifest, &[("c.wasm", core_module)]);
+    assert!(e.contains("core WebAssembly module, not a component") && e.contains("wasm32-wasip2"), "{e}");
+    let empty_component = b"\0asm\x0d\0\x01\0";
+    let e = up_error(manifest, &[("c.wasm", empty_component)]);
+    assert!(e.contains("exports neither wasi:http/incoming-handler@0.2.x nor wasi:http/handler@0.3.0"), "{e}");
+    let e = up_error(manifest, &[]);
+    assert!(e.contains("spin.toml:8:10") && e.contains("cannot read source `") && e.contains("tessera build"), "{e}");
+}
+
+#[test]
+fn manifest_errors_name_file_line_and_column() {
+    let e = up_error("spin_manifest_version = 2\n[application]\nname = \"x\"\n[[trigger.http]]\nroute = \"/\"\ncomponent = \"c\"\ncomponentt = 1\n", &[]);
+    assert!(e.contains("spin.toml:7:1: unknown field `componentt`") && e.contains("hint:"), "{e}");
+}
+
+#[test]
+fn variables_fill_templates_and_secrets_stay_secret() {
+    let manifest = r#"
+spin_manifest_version = 2
+[application]
+name = "vars"
+[variables]
+api_token = { required = true, secret = true }
+[[trigger.http]]
+route = "/..."
+component = "guest"
+[component.guest]
+source = "{http_guest}"
+variables = { token = "{{ api_token }}" }
+"#;
+    let e = up_error(manifest, &[]);
+    assert!(e.contains("variable `api_token` is required") && e.contains("SPIN_VARIABLE_API_TOKEN"), "{e}");
+    let app = App::new(manifest);
+    // An address in use makes `up` fail after loading the app and printing what it prints.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut cmd = tessera();
+    let out = cmd
+        .args(["up", "-f"])
+        .arg(app.path())
+        .args(["--listen", &taken.local_addr().unwrap().to_string()])
+        .env("SPIN_VARIABLE_API_TOKEN", "hunter2-secret")
+        .output()
+        .unwrap();
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(all.contains("cannot listen on"), "{all}");
+    assert!(!all.contains("hunter2-secret"), "{all}");
+}
+
+#[test]
+fn build_runs_commands_and_stops_at_the_first_failure() {
+    let app = App::new(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "build"
+[[trigger.http]]
+route = "/a/..."
+component = "a"
+[[trigger.http]]
+route = "/b/..."
+component = "b"
+[component.a]
+source = "a.wasm"
+build = { command = "echo building-a > built.txt", workdir = "a-src" }
+[component.b]
+source = "b.wasm"
+build = { command = ["echo first-b", "exit 3", "echo never"] }
+"#,
+    );
+    std::fs::create_dir(app.path().join("a-src")).unwrap();
+    let out = tessera().args(["build", "-f"]).arg(app.path()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read_to_string(app.path().join("a-src/built.txt")).unwrap(), "building-a\n");
+    assert!(stdout.contains("first-b") && !stdout.contains("never"), "{stdout}");
+    assert!(stderr.contains("component `b` failed with exit code 3: `exit 3`"), "{stderr}");
+}
+
+#[test]
+fn up_build_builds_before_serving() {
+    let app = App::new(&GUEST_APP.replace("source = \"{http_guest}\"", "source = \"out/guest.wasm\"\nbuild = { command = \"mkdir -p out && cp {http_guest} out/guest.wasm\" }"));
+    let server = app.start(&["--build"]);
+    assert_eq!(server.get("/hello").status, 200);
+}
+
+#[test]
+fn help_and_version() {
+    let out = tessera().arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("tessera "));
+    for sub in ["up", "build"] {
+        let out = tessera().args([sub, "--help"]).output().unwrap();
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("--from"));
+    }
+}

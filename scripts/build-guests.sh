@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Builds every guest component the tests, examples and benchmarks use, from source.
+# Pinned by each guest's Cargo.lock; cargo's own cache makes a second run quick.
+#
+#   scripts/build-guests.sh            Rust guests (tests and examples)
+#   scripts/build-guests.sh --all      also the C, Python and JavaScript examples
+#   scripts/build-guests.sh --check    also verify committed example binaries rebuild identically
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+all=false; check=false
+for arg in "$@"; do
+  case "$arg" in
+    --all) all=true ;;
+    --check) check=true ;;
+    *) echo "unknown option $arg" >&2; exit 2 ;;
+  esac
+done
+
+rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+echo "== test guests"
+(cd tests/guests && cargo build --locked --target wasm32-wasip2 --release -q)
+
+echo "== examples/spin-rust-router"
+(cd examples/spin-rust-router && cargo build --locked --target wasm32-wasip2 --release -q)
+
+echo "== examples/hello-rust"
+committed=$(sha256sum examples/hello-rust/hello_rust.wasm | cut -d' ' -f1)
+(cd examples/hello-rust && cargo build --locked --target wasm32-wasip2 --release -q)
+rebuilt=$(sha256sum examples/hello-rust/target/wasm32-wasip2/release/hello_rust.wasm | cut -d' ' -f1)
+if $check && [ "$committed" != "$rebuilt" ]; then
+  echo "examples/hello-rust/hello_rust.wasm does not match a rebuild from source ($committed vs $rebuilt)" >&2
+  echo "  fix: cd examples/hello-rust && tessera build, then commit hello_rust.wasm" >&2
+  exit 1
+fi
+
+if $all; then
+  for ex in hello-c hello-python hello-js; do
+    if [ -x "examples/$ex/build.sh" ]; then
+      echo "== examples/$ex"
+      "examples/$ex/build.sh"
+    fi
+  done
+fi
+echo "guests built"
