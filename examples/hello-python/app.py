@@ -1,0 +1,23 @@
+"""A Python HTTP component (componentize-py, the standard wasi:http proxy world)."""
+
+from componentize_py_types import Ok
+from wit_world import exports
+from wit_world.imports.types import (
+    Fields,
+    IncomingRequest,
+    OutgoingBody,
+    OutgoingResponse,
+    ResponseOutparam,
+)
+
+
+class IncomingHandler(exports.IncomingHandler):
+    def handle(self, request: IncomingRequest, response_out: ResponseOutparam) -> None:
+        path = request.path_with_query() or "/"
+        print(f"python handling {path}")
+        response = OutgoingResponse(Fields.from_list([("content-type", b"text/plain")]))
+        body = response.body()
+        ResponseOutparam.set(response_out, Ok(response))
+        with body.write() as stream:
+            stream.blocking_write_and_flush(f"Hello from Python on Tessera! You asked for {path}\n".encode())
+        OutgoingBody.finish(body, None)
