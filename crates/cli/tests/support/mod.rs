@@ -164,16 +164,25 @@ impl Server {
         self.stderr.lock().unwrap().clone()
     }
 
-    /// Waits until the log contains `needle`.
+    /// Waits until the log (stderr) contains `needle`.
     pub fn wait_for_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let log = self.log();
-            if log.contains(needle) || Instant::now() > deadline {
-                return log;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        wait_for(&self.stderr, needle)
+    }
+
+    /// Waits until stdout (where guest stdout goes) contains `needle`.
+    pub fn wait_for_stdout(&self, needle: &str) -> String {
+        wait_for(&self.stdout, needle)
+    }
+}
+
+fn wait_for(text: &Mutex<String>, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = text.lock().unwrap().clone();
+        if log.contains(needle) || Instant::now() > deadline {
+            return log;
         }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
