@@ -131,6 +131,27 @@ environment = { GREETING = "hi", MODE = "test" }
 }
 
 #[test]
+fn guests_get_no_sockets_even_to_allowed_hosts() {
+    let up = upstream("never reached");
+    let app = App::new(&GUEST_APP.replace("source = \"{http_guest}\"", "source = \"{http_guest}\"\nallowed_outbound_hosts = [\"*://*:*\"]"));
+    let server = app.start(&[]);
+    let r = server.get(&format!("/connect?addr={up}"));
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.starts_with("error: "), "{}", r.body);
+}
+
+#[test]
+fn oversized_header_sections_get_431() {
+    let app = App::new(GUEST_APP);
+    let server = app.start(&[]);
+    let big = "x".repeat(100 << 10);
+    let r = request("GET", &server.url("/hello"), &[("x-big", &big)], None);
+    assert_eq!(r.status, 431);
+    let fine = "y".repeat(4 << 10);
+    assert_eq!(request("GET", &server.url("/hello"), &[("x-fine", &fine)], None).status, 200);
+}
+
+#[test]
 fn outbound_http_follows_allowed_outbound_hosts() {
     let up = upstream("upstream says hi");
     let manifest = format!(

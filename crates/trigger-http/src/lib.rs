@@ -215,6 +215,11 @@ impl HttpTrigger {
         };
         let host: Arc<str> = "-".into();
 
+        let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+        if header_bytes > self.max_header_size {
+            let message = format!("request header section is {header_bytes} bytes, over max_request_header_size ({} bytes)\nrequest id: {id}\n", self.max_header_size);
+            return text(431, &message, Some(log(431, &host, None)));
+        }
         let Some(matched) = self.router.route(req.uri().path()) else {
             return text(404, &format!("no route matches {}\n", req.uri().path()), Some(log(404, &host, None)));
         };

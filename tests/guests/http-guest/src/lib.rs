@@ -8,6 +8,7 @@
 //! - `/list?path=P`: the directory entries at `P`;
 //! - `/outbound?url=U`: a GET of `U`, answered with its status and body, or 502 and the
 //!   `wasi:http` error code;
+//! - `/connect?addr=A`: opens a TCP connection to `A` (which must fail: no sockets);
 //! - `/echo`: the request body, with its length in `x-body-length`;
 //! - `/memory-bomb`: allocates 1 MiB blocks until it fails;
 //! - `/spin`: loops forever;
@@ -75,6 +76,10 @@ impl wasip2::exports::http::incoming_handler::Guest for Guest {
             "outbound" => match fetch(&param("url").unwrap_or_default()) {
                 Ok((status, body)) => (200, vec![("x-upstream-status", status.to_string())], body),
                 Err(e) => (502, vec![], format!("error: {e}\n").into_bytes()),
+            },
+            "connect" => match std::net::TcpStream::connect(param("addr").unwrap_or_default()) {
+                Ok(_) => (200, vec![], b"connected\n".to_vec()),
+                Err(e) => (403, vec![], format!("error: {e}\n").into_bytes()),
             },
             "echo" => {
                 let body = read_body(&request);
