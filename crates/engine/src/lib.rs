@@ -62,10 +62,10 @@ impl Engine {
         let inner = wasmtime::Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("cannot create the Wasmtime engine")?;
-        let cache = match &settings.cache_dir {
-            Some(dir) => Some(Arc::new(CompileCache::new(dir.clone(), &inner))),
-            None => None,
-        };
+        let cache = settings
+            .cache_dir
+            .as_ref()
+            .map(|dir| Arc::new(CompileCache::new(dir.clone(), &inner)));
         let epoch = Arc::new(epoch::EpochTicker::start(inner.clone(), EPOCH_TICK));
         Ok(Self {
             inner,

@@ -135,6 +135,7 @@ impl Server {
             }
         }
         let _ = child.kill();
+        let _ = child.wait();
         Err(format!("no `Serving` line within 120 s: {}", stderr.lock().unwrap()))
     }
 
