@@ -4,7 +4,7 @@
 # `wasip2` crate (which the Rust test guests depend on) relabelled to 0.2.10.
 set -euo pipefail
 cd "$(dirname "$0")"
-[ -d node_modules ] || npm ci --no-audit --no-fund
+[ -d node_modules ] || npm install --no-audit --no-fund
 src=$(cd ../../tests/guests && cargo metadata --format-version 1 --locked |
   python3 -c 'import json,sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"]=="wasip2").rsplit("/",1)[0] + "/wit/deps")')
 wit=$(mktemp -d)
