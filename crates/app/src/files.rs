@@ -7,7 +7,8 @@
 
 use anyhow::{Context as _, Result, bail};
 use std::path::{Path, PathBuf};
-use tessera_manifest::{Component, FileMount, Location, Manifest, ManifestError};
+use crate::located;
+use tessera_manifest::{Component, FileMount, Manifest};
 
 /// A host directory visible to the guest at `guest_path`, read-only.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,16 +17,6 @@ pub struct Mount {
     pub host_path: PathBuf,
     /// Where the guest sees it.
     pub guest_path: String,
-}
-
-fn err_at(m: &Manifest, at: Location, message: String, hint: &str) -> anyhow::Error {
-    ManifestError {
-        file: m.path.clone(),
-        location: Some((at.line, at.column)),
-        message,
-        hint: Some(hint.to_string()),
-    }
-    .into()
 }
 
 pub(crate) fn mounts(
@@ -50,11 +41,11 @@ pub(crate) fn mounts(
         match mount {
             FileMount::Glob { pattern, location } => {
                 if Path::new(pattern).is_absolute() || pattern.split('/').any(|s| s == "..") {
-                    return Err(err_at(manifest, *location, format!("files pattern `{pattern}` leaves the app directory"), "use a pattern relative to the manifest's directory"));
+                    return Err(located(manifest, *location, format!("files pattern `{pattern}` leaves the app directory"), "use a pattern relative to the manifest's directory"));
                 }
                 let full = app_dir.join(pattern);
                 let entries = glob::glob(&full.to_string_lossy()).map_err(|e| {
-                    err_at(manifest, *location, format!("invalid files pattern `{pattern}`: {e}"), "use a glob such as `static/**/*`")
+                    located(manifest, *location, format!("invalid files pattern `{pattern}`: {e}"), "use a glob such as `static/**/*`")
                 })?;
                 for entry in entries {
                     let path = entry?;
@@ -68,10 +59,10 @@ pub(crate) fn mounts(
             FileMount::Map { source, destination, location } => {
                 let host = app_dir.join(source);
                 if !host.exists() {
-                    return Err(err_at(manifest, *location, format!("files source `{}` does not exist", source.display()), "fix `source` (it is relative to the manifest's directory)"));
+                    return Err(located(manifest, *location, format!("files source `{}` does not exist", source.display()), "fix `source` (it is relative to the manifest's directory)"));
                 }
                 if !inside(&app_dir, &host)? {
-                    return Err(err_at(manifest, *location, format!("files source `{}` leaves the app directory", source.display()), "keep mounted files inside the app directory"));
+                    return Err(located(manifest, *location, format!("files source `{}` leaves the app directory", source.display()), "keep mounted files inside the app directory"));
                 }
                 if host.is_dir() {
                     if component.exclude_files.is_empty() {

@@ -64,14 +64,9 @@ pub struct LoadOptions {
     pub log_dir: Option<PathBuf>,
 }
 
-fn located(m: &Manifest, at: Location, message: String, hint: &str) -> anyhow::Error {
-    ManifestError {
-        file: m.path.clone(),
-        location: Some((at.line, at.column)),
-        message,
-        hint: Some(hint.to_string()),
-    }
-    .into()
+/// An error at a place in the app's manifest.
+pub(crate) fn located(m: &Manifest, at: Location, message: String, hint: &str) -> anyhow::Error {
+    ManifestError::at(&m.path, at, message, hint).into()
 }
 
 impl LoadedApp {

@@ -31,6 +31,16 @@ impl ManifestError {
         }
     }
 
+    /// An error at a place recorded while parsing (see [`crate::Location`]).
+    pub fn at(file: &Path, at: crate::Location, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self {
+            file: file.to_path_buf(),
+            location: Some((at.line, at.column)),
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
+    }
+
     /// Adds a hint to the error.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());

@@ -459,25 +459,15 @@ impl Validator<'_> {
                 Route::Private => None,
             })
             .collect();
-        let at = |i: usize| {
-            let l = triggers[i].location;
-            ManifestError {
-                file: self.src.path().to_path_buf(),
-                location: Some((l.line, l.column)),
-                message: String::new(),
-                hint: None,
-            }
-        };
         match Router::build(base, routes) {
             Ok(_) => Ok(()),
             Err(RouterBuildError::Invalid(msg)) => Err(ManifestError::whole_file(self.src.path(), msg)),
-            Err(RouterBuildError::Duplicate(d)) => {
-                let first = triggers[d.first].location;
-                let mut e = at(d.second);
-                e.message = format!("duplicate route `{}`: the trigger at line {} already serves it", d.route, first.line);
-                e.hint = Some("give each [[trigger.http]] its own route, or remove one of them".into());
-                Err(e)
-            }
+            Err(RouterBuildError::Duplicate(d)) => Err(ManifestError::at(
+                self.src.path(),
+                triggers[d.second].location,
+                format!("duplicate route `{}`: the trigger at line {} already serves it", d.route, triggers[d.first].location.line),
+                "give each [[trigger.http]] its own route, or remove one of them",
+            )),
         }
     }
 
