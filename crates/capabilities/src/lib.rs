@@ -12,6 +12,7 @@
 
 pub mod logging;
 pub mod outbound_http;
+pub mod variables;
 pub mod wasi_cli;
 
 use anyhow::Result;
@@ -34,6 +35,8 @@ pub struct InstanceState {
     pub http: WasiHttpCtx,
     /// Outbound HTTP policy ([`outbound_http`]).
     pub outbound: outbound_http::InstanceHooks,
+    /// Component variables ([`variables`]).
+    pub variables: variables::InstanceVariables,
     /// The request this instance serves, for log lines.
     pub request_id: u64,
 }
@@ -72,6 +75,7 @@ impl WasiHttpView for InstanceState {
 pub fn link(linker: &mut Linker<InstanceState>) -> Result<()> {
     wasi_cli::link(linker)?;
     outbound_http::link(linker)?;
+    variables::link(linker)?;
     Ok(())
 }
 
@@ -82,6 +86,7 @@ pub struct ComponentCapabilities {
     wasi_cli: wasi_cli::ComponentState,
     logging: logging::ComponentState,
     outbound_http: outbound_http::ComponentState,
+    variables: variables::ComponentState,
 }
 
 impl ComponentCapabilities {
@@ -93,6 +98,7 @@ impl ComponentCapabilities {
             wasi_cli: wasi_cli::ComponentState::configure(component)?,
             logging: logging::ComponentState::configure(app, component)?,
             outbound_http: outbound_http::ComponentState::configure(component),
+            variables: variables::ComponentState::configure(component),
         })
     }
 
@@ -110,6 +116,7 @@ impl ComponentCapabilities {
             wasi: self.wasi_cli.instance(stdout, stderr)?,
             http: WasiHttpCtx::new(),
             outbound: self.outbound_http.instance(request_id),
+            variables: self.variables.instance(),
             request_id,
         })
     }

@@ -37,7 +37,8 @@ impl App {
         let dir = tempfile::tempdir().unwrap();
         let manifest = manifest
             .replace("{http_guest}", &guest("http_guest.wasm").display().to_string())
-            .replace("{p3_guest}", &guest("p3_guest.wasm").display().to_string());
+            .replace("{p3_guest}", &guest("p3_guest.wasm").display().to_string())
+            .replace("{spin_guest}", &guest("spin_guest.wasm").display().to_string());
         std::fs::write(dir.path().join("spin.toml"), manifest).unwrap();
         Self { dir }
     }
@@ -98,9 +99,17 @@ impl Server {
         Self::try_start(dir, extra).unwrap_or_else(|e| panic!("tessera up failed to start: {e}"))
     }
 
+    /// Starts `tessera up` from a prepared command (e.g. with environment variables set).
+    pub fn start_with(cmd: Command, dir: &Path, extra: &[&str]) -> Self {
+        Self::try_start_with(cmd, dir, extra).unwrap_or_else(|e| panic!("tessera up failed to start: {e}"))
+    }
+
     /// Starts `tessera up`; on failure returns what it printed.
     pub fn try_start(dir: &Path, extra: &[&str]) -> Result<Self, String> {
-        let mut cmd = tessera();
+        Self::try_start_with(tessera(), dir, extra)
+    }
+
+    fn try_start_with(mut cmd: Command, dir: &Path, extra: &[&str]) -> Result<Self, String> {
         cmd.args(["up", "-f"]).arg(dir).args(["--listen", "127.0.0.1:0"]);
         if !extra.contains(&"--cache-dir") {
             cmd.arg("--cache-dir").arg(cache_dir());

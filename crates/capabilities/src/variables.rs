@@ -1,0 +1,113 @@
+//! Component variables for guests: `fermyon:spin/variables@2.0.0`,
+//! `spin:variables/variables@3.0.0` and `wasi:config/store@0.2.0-draft-2024-09-27`, all
+//! over the same values: the component's `variables` table with `{{ app_variable }}`
+//! templates filled in when the app loads.
+
+use crate::InstanceState;
+use anyhow::Result;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tessera_app::LoadedComponent;
+use wasmtime::component::{Accessor, HasData, Linker};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "tessera:host/variables",
+        imports: {
+            "spin:variables/variables.get": async | store,
+            default: trappable,
+        },
+    });
+}
+
+use bindings::fermyon::spin::variables as v2;
+use bindings::spin::variables::variables as v3;
+use bindings::wasi::config::store as wasi_config;
+
+/// Links the three variables interfaces.
+pub fn link(linker: &mut Linker<InstanceState>) -> Result<()> {
+    v2::add_to_linker::<_, Variables>(linker, |s| &mut s.variables)?;
+    v3::add_to_linker::<_, Variables>(linker, |s| &mut s.variables)?;
+    wasi_config::add_to_linker::<_, Variables>(linker, |s| &mut s.variables)?;
+    Ok(())
+}
+
+/// One component's variable values.
+pub struct ComponentState {
+    values: Arc<BTreeMap<String, String>>,
+}
+
+impl ComponentState {
+    /// Takes the component's rendered `variables`.
+    pub fn configure(component: &LoadedComponent) -> Self {
+        Self {
+            values: Arc::new(component.config.clone()),
+        }
+    }
+
+    /// The per-instance view.
+    pub fn instance(&self) -> InstanceVariables {
+        InstanceVariables {
+            values: self.values.clone(),
+        }
+    }
+}
+
+/// Variables as one instance sees them.
+pub struct InstanceVariables {
+    values: Arc<BTreeMap<String, String>>,
+}
+
+struct Variables;
+
+impl HasData for Variables {
+    type Data<'a> = &'a mut InstanceVariables;
+}
+
+/// Spin's lookup: the name must be lower_snake_case and defined for the component.
+fn lookup(values: &BTreeMap<String, String>, name: &str) -> Result<String, LookupError> {
+    if !tessera_manifest::template::is_variable_name(name) {
+        return Err(LookupError::InvalidName(format!("`{name}` is not a valid variable name (lower_snake_case)")));
+    }
+    values
+        .get(name)
+        .cloned()
+        .ok_or_else(|| LookupError::Undefined(format!("no variable `{name}`: add it to the component's `variables` in spin.toml")))
+}
+
+enum LookupError {
+    InvalidName(String),
+    Undefined(String),
+}
+
+impl v2::Host for InstanceVariables {
+    fn get(&mut self, name: String) -> wasmtime::Result<Result<String, v2::Error>> {
+        Ok(lookup(&self.values, &name).map_err(|e| match e {
+            LookupError::InvalidName(m) => v2::Error::InvalidName(m),
+            LookupError::Undefined(m) => v2::Error::Undefined(m),
+        }))
+    }
+}
+
+impl v3::Host for InstanceVariables {}
+
+impl wasi_config::Host for InstanceVariables {
+    fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<String>, wasi_config::Error>> {
+        Ok(Ok(self.values.get(&key).cloned()))
+    }
+
+    fn get_all(&mut self) -> wasmtime::Result<Result<Vec<(String, String)>, wasi_config::Error>> {
+        Ok(Ok(self.values.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
+    }
+}
+
+impl<T> v3::HostWithStore<T> for Variables {
+    async fn get(accessor: &Accessor<T, Self>, name: String) -> Result<String, v3::Error> {
+        let values = accessor.with(|mut access| access.get().values.clone());
+        lookup(&values, &name).map_err(|e| match e {
+            LookupError::InvalidName(m) => v3::Error::InvalidName(m),
+            LookupError::Undefined(m) => v3::Error::Undefined(m),
+        })
+    }
+}
