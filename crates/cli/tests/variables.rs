@@ -15,9 +15,15 @@ api_token = { required = true, secret = true }
 [[trigger.http]]
 route = "/..."
 component = "spin"
+[[trigger.http]]
+route = "/v3/..."
+component = "spin3"
 [component.spin]
 source = "{spin_guest}"
 variables = { api_url = "https://{{ api_host }}/v1", token = "{{ api_token }}", plain = "literal" }
+[component.spin3]
+source = "{spin3_guest}"
+variables = { api_url = "https://{{ api_host }}/v3" }
 "#;
 
 fn start(env: &[(&str, &str)]) -> (App, Server) {
@@ -48,6 +54,14 @@ fn spin_sdk_variables_and_wasi_config_see_the_same_values() {
     let r = server.get("/variables/Bad-Name");
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(server.get("/config/nope").status, 404);
+
+    // The current SDK (WASI 0.3, spin:variables@3.0.0) sees its own component's values.
+    let r = request("GET", &server.url("/v3/variables/api_url"), &[], None);
+    assert_eq!((r.status, r.body.as_str()), (200, "https://api.internal/v3"));
+    let r = server.get("/v3/variables/token");
+    assert_eq!(r.status, 404, "variables are per component: {}", r.body);
+    assert!(r.body.starts_with("undefined: "), "{}", r.body);
+    assert_eq!(server.get("/v3/variables/Bad-Name").status, 400);
 
     // The secret never reaches the log.
     assert!(!server.log().contains("t0ken"), "{}", server.log());
