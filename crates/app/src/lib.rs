@@ -53,6 +53,8 @@ pub struct LoadedComponent {
     pub config: BTreeMap<String, String>,
     /// Limits from the runtime config.
     pub limits: ComponentLimits,
+    /// `key_value_stores` grants, with where each is written.
+    pub key_value_stores: Vec<(String, Location)>,
 }
 
 /// Where to find things when loading.
@@ -137,6 +139,7 @@ impl LoadedApp {
                     allowed_outbound_hosts,
                     config,
                     limits: runtime_config.limits_for(id),
+                    key_value_stores: c.key_value_stores.clone(),
                 },
             );
         }

@@ -7,9 +7,10 @@
 //! 3. `instance` once per request: the small per-instance state in the store.
 //!
 //! Adding a capability means a new module and one line in each of [`link`],
-//! [`ComponentCapabilities::configure`] and [`ComponentCapabilities::instance`].
+//! [`AppCapabilities`] and [`ComponentCapabilities::instance`].
 #![deny(missing_docs)]
 
+pub mod key_value;
 pub mod logging;
 pub mod outbound_http;
 pub mod variables;
@@ -37,6 +38,8 @@ pub struct InstanceState {
     pub outbound: outbound_http::InstanceHooks,
     /// Component variables ([`variables`]).
     pub variables: variables::InstanceVariables,
+    /// Key-value grants ([`key_value`]).
+    pub key_value: key_value::InstanceKeyValue,
     /// The request this instance serves, for log lines.
     pub request_id: u64,
 }
@@ -76,7 +79,35 @@ pub fn link(linker: &mut Linker<InstanceState>) -> Result<()> {
     wasi_cli::link(linker)?;
     outbound_http::link(linker)?;
     variables::link(linker)?;
+    key_value::link(linker)?;
     Ok(())
+}
+
+/// Capability state of a whole app, built once: backends shared by its components.
+pub struct AppCapabilities {
+    key_value: key_value::AppState,
+}
+
+impl AppCapabilities {
+    /// Opens the app's backends and checks every grant names one that exists.
+    pub fn configure(app: &LoadedApp) -> Result<Self> {
+        Ok(Self {
+            key_value: key_value::AppState::configure(app)?,
+        })
+    }
+
+    /// Prepares one component's capabilities.
+    pub fn component(&self, app: &LoadedApp, component: &LoadedComponent) -> Result<ComponentCapabilities> {
+        Ok(ComponentCapabilities {
+            id: component.id.as_str().into(),
+            max_instance_memory: component.limits.max_instance_memory,
+            wasi_cli: wasi_cli::ComponentState::configure(component)?,
+            logging: logging::ComponentState::configure(app, component)?,
+            outbound_http: outbound_http::ComponentState::configure(component),
+            variables: variables::ComponentState::configure(component),
+            key_value: self.key_value.for_component(component),
+        })
+    }
 }
 
 /// One component's configured capabilities, shared by all its instances.
@@ -87,21 +118,10 @@ pub struct ComponentCapabilities {
     logging: logging::ComponentState,
     outbound_http: outbound_http::ComponentState,
     variables: variables::ComponentState,
+    key_value: key_value::ComponentState,
 }
 
 impl ComponentCapabilities {
-    /// Validates the component's grants and prepares shared state.
-    pub fn configure(app: &LoadedApp, component: &LoadedComponent) -> Result<Self> {
-        Ok(Self {
-            id: component.id.as_str().into(),
-            max_instance_memory: component.limits.max_instance_memory,
-            wasi_cli: wasi_cli::ComponentState::configure(component)?,
-            logging: logging::ComponentState::configure(app, component)?,
-            outbound_http: outbound_http::ComponentState::configure(component),
-            variables: variables::ComponentState::configure(component),
-        })
-    }
-
     /// The component id.
     pub fn id(&self) -> &str {
         &self.id
@@ -117,6 +137,7 @@ impl ComponentCapabilities {
             http: WasiHttpCtx::new(),
             outbound: self.outbound_http.instance(request_id),
             variables: self.variables.instance(),
+            key_value: self.key_value.instance(),
             request_id,
         })
     }

@@ -12,7 +12,7 @@ pub mod template;
 
 pub use error::{ManifestError, SourceFile};
 pub use manifest::*;
-pub use runtime_config::{ComponentLimits, RuntimeConfig, parse_duration, parse_size};
+pub use runtime_config::{BackendTable, ComponentLimits, RuntimeConfig, parse_duration, parse_size};
 
 /// Finds the manifest for `-f`: a file as given, or `spin.toml` (then `tessera.toml`) in a
 /// directory.

@@ -127,6 +127,8 @@ pub struct Component {
     pub allowed_outbound_hosts: Vec<(Template, Location)>,
     /// `variables`: component config values, possibly templated.
     pub variables: BTreeMap<String, Template>,
+    /// `key_value_stores`: labels of the key-value stores the component may open.
+    pub key_value_stores: Vec<(String, Location)>,
     /// `build`.
     pub build: Option<Build>,
 }
@@ -266,7 +268,8 @@ struct RawComponent {
     #[serde(default)]
     variables: BTreeMap<String, Spanned<String>>,
     build: Option<RawBuild>,
-    key_value_stores: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    key_value_stores: Vec<Spanned<String>>,
     sqlite_databases: Option<Spanned<Vec<String>>>,
     ai_models: Option<Spanned<Vec<String>>>,
     allowed_http_hosts: Unsupported,
@@ -547,7 +550,6 @@ impl Validator<'_> {
     ) -> Result<Component, ManifestError> {
         let capability_later = "remove it: this capability is not in Tessera yet";
         for (value, key) in [
-            (&c.key_value_stores, "key_value_stores"),
             (&c.sqlite_databases, "sqlite_databases"),
             (&c.ai_models, "ai_models"),
         ] {
@@ -633,7 +635,16 @@ impl Validator<'_> {
             }
         };
 
+        let mut key_value_stores = Vec::new();
+        for label in &c.key_value_stores {
+            if !is_store_label(label.get_ref()) {
+                return Err(self.err(label.span(), format!("key-value store label `{}` is not valid", label.get_ref()), "use lowercase letters, digits, `_` and `-`, e.g. \"default\""));
+            }
+            key_value_stores.push((label.get_ref().clone(), self.loc(&label.span())));
+        }
+
         Ok(Component {
+            key_value_stores,
             id: id.to_string(),
             source,
             source_location: self.loc(&source_span),
@@ -646,6 +657,12 @@ impl Validator<'_> {
             build,
         })
     }
+}
+
+/// Labels of stores and databases: lowercase letters, digits, `_` and `-`.
+pub fn is_store_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.chars().all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_' | '-'))
 }
 
 /// Spin's rule for component ids: kebab-case, starting with a letter.

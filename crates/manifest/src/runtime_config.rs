@@ -47,8 +47,58 @@ impl Default for ComponentLimits {
     }
 }
 
+/// A backend table (`[key_value_store.<label>]`, ...) left for its capability to read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendTable {
+    /// The table's keys, `type` included.
+    pub table: toml::Table,
+    /// Where the table starts.
+    pub location: crate::Location,
+    /// The runtime-config file, for relative paths and errors.
+    pub file: PathBuf,
+}
+
+impl BackendTable {
+    /// An error about this table, naming the file and place.
+    pub fn error(&self, message: impl Into<String>, hint: impl Into<String>) -> ManifestError {
+        ManifestError::at(&self.file, self.location, message, hint)
+    }
+
+    /// The `type` key (`spin` when absent, as in Spin).
+    pub fn kind(&self) -> Result<&str, ManifestError> {
+        match self.table.get("type") {
+            None => Ok("spin"),
+            Some(toml::Value::String(s)) => Ok(s),
+            Some(_) => Err(self.error("`type` must be a string", "write type = \"spin\"")),
+        }
+    }
+
+    /// A string key, if present.
+    pub fn string(&self, key: &str) -> Result<Option<&str>, ManifestError> {
+        match self.table.get(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(self.error(format!("`{key}` must be a string"), format!("write {key} = \"...\""))),
+        }
+    }
+
+    /// Refuses keys other than `type` and `allowed`.
+    pub fn only_keys(&self, allowed: &[&str]) -> Result<(), ManifestError> {
+        match self.table.keys().find(|k| *k != "type" && !allowed.contains(&k.as_str())) {
+            Some(k) => Err(self.error(format!("unknown key `{k}`"), format!("this backend takes: type, {}", allowed.join(", ")))),
+            None => Ok(()),
+        }
+    }
+
+    /// A path relative to the runtime-config file.
+    pub fn path(&self, key: &str) -> Result<Option<PathBuf>, ManifestError> {
+        let dir = self.file.parent().unwrap_or(Path::new("."));
+        Ok(self.string(key)?.map(|p| dir.join(p)))
+    }
+}
+
 /// The parsed runtime config, with defaults for what the file leaves out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RuntimeConfig {
     /// `state_dir`, relative paths resolved against the file's directory.
     pub state_dir: Option<PathBuf>,
@@ -66,6 +116,8 @@ pub struct RuntimeConfig {
     pub max_queued_requests: usize,
     /// How long a request waits for a slot before it gets 503.
     pub queue_timeout: Duration,
+    /// `[key_value_store.<label>]` tables, read by the key-value capability.
+    pub key_value_stores: BTreeMap<String, BackendTable>,
 }
 
 impl Default for RuntimeConfig {
@@ -79,6 +131,7 @@ impl Default for RuntimeConfig {
             max_concurrent_requests: 256,
             max_queued_requests: 1024,
             queue_timeout: Duration::from_secs(10),
+            key_value_stores: BTreeMap::new(),
         }
     }
 }
@@ -107,7 +160,6 @@ impl RuntimeConfig {
         let raw: RawRuntimeConfig = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         for (value, key) in [
-            (&raw.key_value_store, "key_value_store"),
             (&raw.sqlite_database, "sqlite_database"),
             (&raw.variables_provider, "variables_provider"),
             (&raw.outbound_networking, "outbound_networking"),
@@ -138,7 +190,18 @@ impl RuntimeConfig {
                 Some(n) => Err(src.error(n.span(), format!("`{key}` must be at least 1")).with_hint("use a positive number")),
             }
         };
+        let backends = |tables: BTreeMap<String, Spanned<toml::Table>>| -> BTreeMap<String, BackendTable> {
+            tables
+                .into_iter()
+                .map(|(label, t)| {
+                    let (line, column) = src.line_col(t.span().start);
+                    let table = BackendTable { location: crate::Location { line, column }, table: t.into_inner(), file: path.to_path_buf() };
+                    (label, table)
+                })
+                .collect()
+        };
         Ok(Self {
+            key_value_stores: backends(raw.key_value_store),
             state_dir: raw.state_dir.map(|d| dir.join(d)),
             log_dir: raw.log_dir.map(|d| dir.join(d)),
             limits,
@@ -178,7 +241,8 @@ struct RawRuntimeConfig {
     queue_timeout: Option<Spanned<toml::Value>>,
     #[serde(default)]
     component: BTreeMap<String, RawLimits>,
-    key_value_store: Unsupported,
+    #[serde(default)]
+    key_value_store: BTreeMap<String, Spanned<toml::Table>>,
     sqlite_database: Unsupported,
     variables_provider: Unsupported,
     outbound_networking: Unsupported,
@@ -302,7 +366,7 @@ mod tests {
         let e = parse("max_instance_memry = 1\n").unwrap_err();
         assert_eq!(e.location, Some((1, 1)));
         assert!(e.message.contains("unknown field"), "{e}");
-        let e = parse("[key_value_store.default]\ntype = \"redis\"\n").unwrap_err();
+        let e = parse("[sqlite_database.default]\ntype = \"libsql\"\n").unwrap_err();
         assert!(e.message.contains("does not support yet"), "{e}");
     }
 

@@ -57,6 +57,7 @@ description = "says hello"
 environment = { GREETING = "hi" }
 files = ["static/**/*", { source = "assets", destination = "/assets" }]
 exclude_files = ["static/secret.txt"]
+key_value_stores = ["default", "cache"]
 allowed_outbound_hosts = ["https://{{ api_host }}", "http://127.0.0.1:8080"]
 variables = { token = "{{ token }}", literal = "x" }
 build = { command = "cargo build", workdir = "hello", watch = ["src/**/*.rs"] }
@@ -82,6 +83,8 @@ fn reads_every_supported_key() {
     assert!(matches!(&hello.files[1], FileMount::Map { destination, .. } if destination == "/assets"));
     assert_eq!(hello.allowed_outbound_hosts.len(), 2);
     assert_eq!(hello.build.as_ref().unwrap().commands, ["cargo build"]);
+    let stores: Vec<_> = hello.key_value_stores.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(stores, ["default", "cache"]);
     let router = m.http_router();
     let hit = router.route("/api/hello/x").unwrap();
     assert_eq!(*hit.target, 0);
@@ -103,7 +106,7 @@ fn unknown_keys_point_at_the_key() {
 
 #[test]
 fn unsupported_spin_keys_are_named() {
-    assert_error(&with_component("key_value_stores = [\"default\"]\n"), 9, 20, &["component.c.key_value_stores", "does not support yet"]);
+    assert_error(&with_component("sqlite_databases = [\"default\"]\n"), 9, 20, &["component.c.sqlite_databases", "does not support yet"]);
     assert_error(&with_component("dependencies = { \"a:b/c\" = \"1.0\" }\n"), 9, 16, &["component.c.dependencies", "not support yet"]);
     let redis = "spin_manifest_version = 2\n[application]\nname = \"a\"\n[[trigger.redis]]\nchannel = \"x\"\ncomponent = \"c\"\n";
     assert_error(redis, 4, 1, &["trigger.redis", "not support yet"]);

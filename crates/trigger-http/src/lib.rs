@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tessera_app::LoadedApp;
-use tessera_capabilities::{ComponentCapabilities, InstanceState};
+use tessera_capabilities::{AppCapabilities, InstanceState};
 use tessera_engine::{CompiledFrom, Engine};
 use tessera_manifest::routes::Router;
 use tessera_manifest::{HttpTarget, Route, StaticResponse};
@@ -87,6 +87,7 @@ impl HttpTrigger {
     pub fn new(engine: &Engine, app: &LoadedApp) -> Result<Self> {
         let mut linker = Linker::<InstanceState>::new(engine.wasmtime());
         tessera_capabilities::link(&mut linker)?;
+        let capabilities = AppCapabilities::configure(app)?;
         let mut served: BTreeMap<String, Arc<ServedComponent>> = BTreeMap::new();
         let mut loads = Vec::new();
         let mut targets = Vec::new();
@@ -101,7 +102,8 @@ impl HttpTrigger {
                         None => {
                             let started = Instant::now();
                             let (component, from) = engine.load_component(id, &loaded.bytes)?;
-                            let caps = ComponentCapabilities::configure(app, loaded)
+                            let caps = capabilities
+                                .component(app, loaded)
                                 .with_context(|| format!("cannot configure component `{id}`"))?;
                             let s = Arc::new(ServedComponent::new(engine, &linker, &component, caps, loaded.limits.request_timeout)?);
                             loads.push(LoadReport { id: id.clone(), size: loaded.bytes.len(), from, elapsed: started.elapsed() });

@@ -260,3 +260,69 @@ pub fn upstream(body: &'static str) -> SocketAddr {
     });
     addr
 }
+
+/// A `redis-server` of our own on a free loopback port; `None` (after a loud note) when
+/// Redis is not installed outside CI. Under CI it must be there (`.ci/run` installs it).
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    pub fn start() -> Option<Self> {
+        if Command::new("redis-server").arg("--version").output().is_err() {
+            if std::env::var_os("CI").is_some() {
+                panic!("redis-server is missing: .ci/run must install it (apt-get install redis-server)");
+            }
+            eprintln!("SKIPPED: redis-server is not installed");
+            return None;
+        }
+        let port = free_port();
+        let mut redis = Self { child: None, port, dir: tempfile::tempdir().unwrap() };
+        redis.restart();
+        Some(redis)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (its data is kept on disk for `restart`).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server again on the same port, and waits until it answers.
+    pub fn restart(&mut self) {
+        self.stop();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}

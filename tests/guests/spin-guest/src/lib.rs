@@ -3,11 +3,22 @@
 //!
 //! - `/variables/<name>`: `spin_sdk::variables::get` (`fermyon:spin/variables@2.0.0`);
 //! - `/config/<name>`: `wasi:config/store.get`;
-//! - `/config`: `wasi:config/store.get-all`, one `key=value` per line.
+//! - `/config`: `wasi:config/store.get-all`, one `key=value` per line;
+//! - `/kv/<store>/<key>`: GET, PUT (body) and DELETE through `spin_sdk::key_value`
+//!   (`fermyon:spin/key-value@2.0.0`); `/kv/<store>` lists the keys;
+//! - `/wasi-kv/<store>/<key>`: GET and PUT through `wasi:keyvalue/store`;
+//! - `/wasi-kv-incr/<store>/<key>`: `wasi:keyvalue/atomics.increment` by 1, answers the sum;
+//! - `/wasi-kv-cas/<store>/<key>`: appends `x` to the value with a compare-and-swap loop;
+//! - `/wasi-kv-batch/<store>`: `set-many` of a=1, b=2, then `get-many` of a, b, c.
+//!
+//! Store errors answer 403 (access denied), 404 (no such store) or 500 (other), with the
+//! error in the body.
 
 use spin_sdk::http::{IntoResponse, Params, Request, Response, Router};
 use spin_sdk::http_component;
+use spin_sdk::key_value::{Error as KvError, Store};
 use spin_sdk::wit::wasi::config::store as config;
+use spin_sdk::wit::wasi::keyvalue::{atomics, batch, store as wasi_kv};
 
 #[http_component]
 fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
@@ -15,6 +26,15 @@ fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
     router.get("/variables/:name", variable);
     router.get("/config/:name", config_one);
     router.get("/config", config_all);
+    router.get("/kv/:store/:key", kv_get);
+    router.put("/kv/:store/:key", kv_put);
+    router.delete("/kv/:store/:key", kv_delete);
+    router.get("/kv/:store", kv_keys);
+    router.get("/wasi-kv/:store/:key", wasi_get);
+    router.put("/wasi-kv/:store/:key", wasi_put);
+    router.post("/wasi-kv-incr/:store/:key", wasi_incr);
+    router.post("/wasi-kv-cas/:store/:key", wasi_cas);
+    router.post("/wasi-kv-batch/:store", wasi_batch);
     Ok(router.handle(req))
 }
 
@@ -44,5 +64,119 @@ fn config_all(_req: Request, _params: Params) -> anyhow::Result<impl IntoRespons
             Response::new(200, pairs.into_iter().map(|(k, v)| format!("{k}={v}\n")).collect::<String>())
         }
         Err(e) => Response::new(500, format!("error: {e:?}")),
+    })
+}
+
+fn kv_error(e: KvError) -> Response {
+    match e {
+        KvError::AccessDenied => Response::new(403, "access-denied".to_string()),
+        KvError::NoSuchStore => Response::new(404, "no-such-store".to_string()),
+        other => Response::new(500, format!("error: {other:?}")),
+    }
+}
+
+fn open(params: &Params) -> Result<Store, Response> {
+    Store::open(params.get("store").unwrap_or_default()).map_err(kv_error)
+}
+
+fn kv_get(_req: Request, params: Params) -> anyhow::Result<Response> {
+    let store = match open(&params) { Ok(s) => s, Err(r) => return Ok(r) };
+    Ok(match store.get(params.get("key").unwrap_or_default()) {
+        Ok(Some(v)) => Response::new(200, v),
+        Ok(None) => Response::new(404, "no such key".to_string()),
+        Err(e) => kv_error(e),
+    })
+}
+
+fn kv_put(req: Request, params: Params) -> anyhow::Result<Response> {
+    let store = match open(&params) { Ok(s) => s, Err(r) => return Ok(r) };
+    Ok(match store.set(params.get("key").unwrap_or_default(), req.body()) {
+        Ok(()) => Response::new(200, "stored".to_string()),
+        Err(e) => kv_error(e),
+    })
+}
+
+fn kv_delete(_req: Request, params: Params) -> anyhow::Result<Response> {
+    let store = match open(&params) { Ok(s) => s, Err(r) => return Ok(r) };
+    Ok(match store.delete(params.get("key").unwrap_or_default()) {
+        Ok(()) => Response::new(200, "deleted".to_string()),
+        Err(e) => kv_error(e),
+    })
+}
+
+fn kv_keys(_req: Request, params: Params) -> anyhow::Result<Response> {
+    let store = match open(&params) { Ok(s) => s, Err(r) => return Ok(r) };
+    Ok(match store.get_keys() {
+        Ok(keys) => Response::new(200, keys.join("\n")),
+        Err(e) => kv_error(e),
+    })
+}
+
+fn wasi_error(e: wasi_kv::Error) -> Response {
+    match e {
+        wasi_kv::Error::AccessDenied => Response::new(403, "access-denied".to_string()),
+        wasi_kv::Error::NoSuchStore => Response::new(404, "no-such-store".to_string()),
+        wasi_kv::Error::Other(m) => Response::new(500, format!("error: {m}")),
+    }
+}
+
+fn bucket(params: &Params) -> Result<wasi_kv::Bucket, Response> {
+    wasi_kv::open(params.get("store").unwrap_or_default()).map_err(wasi_error)
+}
+
+fn wasi_get(_req: Request, params: Params) -> anyhow::Result<Response> {
+    let b = match bucket(&params) { Ok(b) => b, Err(r) => return Ok(r) };
+    Ok(match b.get(params.get("key").unwrap_or_default()) {
+        Ok(Some(v)) => Response::new(200, v),
+        Ok(None) => Response::new(404, "no such key".to_string()),
+        Err(e) => wasi_error(e),
+    })
+}
+
+fn wasi_put(req: Request, params: Params) -> anyhow::Result<Response> {
+    let b = match bucket(&params) { Ok(b) => b, Err(r) => return Ok(r) };
+    Ok(match b.set(params.get("key").unwrap_or_default(), req.body()) {
+        Ok(()) => Response::new(200, "stored".to_string()),
+        Err(e) => wasi_error(e),
+    })
+}
+
+fn wasi_incr(_req: Request, params: Params) -> anyhow::Result<Response> {
+    let b = match bucket(&params) { Ok(b) => b, Err(r) => return Ok(r) };
+    Ok(match atomics::increment(&b, params.get("key").unwrap_or_default(), 1) {
+        Ok(n) => Response::new(200, n.to_string()),
+        Err(e) => wasi_error(e),
+    })
+}
+
+fn wasi_cas(_req: Request, params: Params) -> anyhow::Result<Response> {
+    let b = match bucket(&params) { Ok(b) => b, Err(r) => return Ok(r) };
+    let key = params.get("key").unwrap_or_default();
+    let mut cas = match atomics::Cas::new(&b, key) { Ok(c) => c, Err(e) => return Ok(wasi_error(e)) };
+    loop {
+        let mut value = match cas.current() { Ok(v) => v.unwrap_or_default(), Err(e) => return Ok(wasi_error(e)) };
+        value.push(b'x');
+        match atomics::swap(cas, &value) {
+            Ok(()) => return Ok(Response::new(200, value)),
+            Err(atomics::CasError::CasFailed(again)) => cas = again,
+            Err(atomics::CasError::StoreError(e)) => return Ok(wasi_error(e)),
+        }
+    }
+}
+
+fn wasi_batch(_req: Request, params: Params) -> anyhow::Result<Response> {
+    let b = match bucket(&params) { Ok(b) => b, Err(r) => return Ok(r) };
+    if let Err(e) = batch::set_many(&b, &[("a".to_string(), b"1".to_vec()), ("b".to_string(), b"2".to_vec())]) {
+        return Ok(wasi_error(e));
+    }
+    Ok(match batch::get_many(&b, &["a".to_string(), "b".to_string(), "c".to_string()]) {
+        Ok(pairs) => Response::new(
+            200,
+            pairs
+                .into_iter()
+                .map(|(k, v)| format!("{k}={}\n", v.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or("-".into())))
+                .collect::<String>(),
+        ),
+        Err(e) => wasi_error(e),
     })
 }

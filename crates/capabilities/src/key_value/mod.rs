@@ -1,0 +1,191 @@
+//! Key-value stores: `fermyon:spin/key-value@2.0.0` and `wasi:keyvalue` 0.2.0-draft2
+//! (store, atomics, batch), all over the same stores.
+//!
+//! - Manifest: `key_value_stores = ["default", ...]` grants a component its stores.
+//! - Runtime config: `[key_value_store.<label>]` with `type = "spin"` (embedded SQLite,
+//!   the default; `path` optional) or `type = "redis"` (`url`). The `default` store needs
+//!   no config: it lives in `<state_dir>/sqlite_key_value.db`, where Spin keeps it.
+//! - A grant of a store the runtime config does not define is an error at start. Opening a
+//!   store that is not granted returns `access-denied` and logs the key to add.
+//! - Keys are at most [`MAX_KEY_BYTES`], values at most [`MAX_VALUE_BYTES`]; larger ones are
+//!   refused with an error, never truncated.
+
+mod host;
+mod redis_store;
+mod sqlite_store;
+
+use crate::InstanceState;
+use anyhow::{Context as _, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tessera_app::{LoadedApp, LoadedComponent};
+use tessera_manifest::{BackendTable, ManifestError};
+use wasmtime::component::Linker;
+
+/// Longest key accepted, in bytes.
+pub const MAX_KEY_BYTES: usize = 4096;
+/// Largest value accepted, in bytes.
+pub const MAX_VALUE_BYTES: usize = 16 << 20;
+
+/// A backend failure, shown to the guest as the interface's `other` error.
+pub type BackendError = String;
+
+/// What every backend provides.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync {
+    /// The value of `key`, if any.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError>;
+    /// Sets `key` durably before returning.
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), BackendError>;
+    /// Removes `key` (no error if absent).
+    async fn delete(&self, key: &str) -> Result<(), BackendError>;
+    /// Whether `key` has a value.
+    async fn exists(&self, key: &str) -> Result<bool, BackendError>;
+    /// Every key.
+    async fn keys(&self) -> Result<Vec<String>, BackendError>;
+    /// Adds `delta` to the decimal integer at `key` (absent counts as 0), atomically.
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, BackendError>;
+    /// Sets `key` to `new` only if its value is still `current`; false if it changed.
+    async fn compare_and_swap(&self, key: &str, current: Option<&[u8]>, new: &[u8]) -> Result<bool, BackendError>;
+}
+
+/// Links both key-value interface families.
+pub fn link(linker: &mut Linker<InstanceState>) -> Result<()> {
+    host::link(linker)
+}
+
+/// The app's stores, opened once and shared by every component granted them.
+pub struct AppState {
+    stores: BTreeMap<String, Arc<dyn Store>>,
+}
+
+impl AppState {
+    /// Opens every store a component is granted, from the runtime config or the default.
+    pub fn configure(app: &LoadedApp) -> Result<Self> {
+        let default_db = app.state_dir.join("sqlite_key_value.db");
+        let mut sqlite_files: BTreeMap<PathBuf, Arc<sqlite_store::Database>> = BTreeMap::new();
+        let mut stores: BTreeMap<String, Arc<dyn Store>> = BTreeMap::new();
+        for component in app.components.values() {
+            for (label, at) in &component.key_value_stores {
+                if stores.contains_key(label) {
+                    continue;
+                }
+                let store: Arc<dyn Store> = match app.runtime_config.key_value_stores.get(label) {
+                    Some(table) => open_backend(label, table, &default_db, &mut sqlite_files)?,
+                    None if label == "default" => {
+                        let db = sqlite_database(&default_db, &mut sqlite_files)?;
+                        Arc::new(sqlite_store::SqliteStore::new(db, label))
+                    }
+                    None => {
+                        return Err(ManifestError::at(
+                            &app.manifest.path,
+                            *at,
+                            format!("component `{}` is granted key-value store `{label}`, which the runtime config does not define", component.id),
+                            format!("define [key_value_store.{label}] in the runtime config (--runtime-config-file), e.g. type = \"spin\"; only `default` exists without one"),
+                        )
+                        .into());
+                    }
+                };
+                stores.insert(label.clone(), store);
+            }
+        }
+        Ok(Self { stores })
+    }
+
+    /// The stores `component` may open.
+    pub fn for_component(&self, component: &LoadedComponent) -> ComponentState {
+        let granted = component
+            .key_value_stores
+            .iter()
+            .filter_map(|(label, _)| Some((label.clone(), self.stores.get(label)?.clone())))
+            .collect();
+        ComponentState {
+            shared: Arc::new(Grants {
+                component: component.id.clone(),
+                stores: granted,
+            }),
+        }
+    }
+}
+
+fn sqlite_database(
+    path: &Path,
+    open: &mut BTreeMap<PathBuf, Arc<sqlite_store::Database>>,
+) -> Result<Arc<sqlite_store::Database>> {
+    if let Some(db) = open.get(path) {
+        return Ok(db.clone());
+    }
+    let db = Arc::new(
+        sqlite_store::Database::open(path)
+            .with_context(|| format!("cannot open the key-value database {}", path.display()))?,
+    );
+    open.insert(path.to_path_buf(), db.clone());
+    Ok(db)
+}
+
+fn open_backend(
+    label: &str,
+    table: &BackendTable,
+    default_db: &Path,
+    sqlite_files: &mut BTreeMap<PathBuf, Arc<sqlite_store::Database>>,
+) -> Result<Arc<dyn Store>> {
+    match table.kind()? {
+        "spin" => {
+            table.only_keys(&["path"])?;
+            let path = table.path("path")?.unwrap_or_else(|| default_db.to_path_buf());
+            Ok(Arc::new(sqlite_store::SqliteStore::new(sqlite_database(&path, sqlite_files)?, label)))
+        }
+        "redis" => {
+            table.only_keys(&["url"])?;
+            let url = table
+                .string("url")?
+                .ok_or_else(|| table.error(format!("[key_value_store.{label}] of type redis needs `url`"), "add url = \"redis://127.0.0.1:6379\""))?;
+            Ok(Arc::new(redis_store::RedisStore::new(url).map_err(|e| table.error(format!("invalid Redis url `{url}`: {e}"), "write it as redis://host:port"))?))
+        }
+        other => Err(table
+            .error(
+                format!("key-value store type `{other}` is not supported yet"),
+                "use type = \"spin\" (embedded SQLite) or type = \"redis\"",
+            )
+            .into()),
+    }
+}
+
+/// What one component was granted.
+struct Grants {
+    component: String,
+    stores: BTreeMap<String, Arc<dyn Store>>,
+}
+
+/// One component's key-value grants.
+pub struct ComponentState {
+    shared: Arc<Grants>,
+}
+
+impl ComponentState {
+    /// The per-instance state.
+    pub fn instance(&self) -> InstanceKeyValue {
+        InstanceKeyValue {
+            grants: self.shared.clone(),
+        }
+    }
+}
+
+/// Key-value state of one instance.
+pub struct InstanceKeyValue {
+    grants: Arc<Grants>,
+}
+
+/// Refuses keys and values over the limits.
+fn check_sizes(key: &str, value: Option<&[u8]>) -> Result<(), BackendError> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(format!("the key is {} bytes; keys are limited to {MAX_KEY_BYTES} bytes", key.len()));
+    }
+    if let Some(v) = value
+        && v.len() > MAX_VALUE_BYTES
+    {
+        return Err(format!("the value is {} bytes; values are limited to {MAX_VALUE_BYTES} bytes", v.len()));
+    }
+    Ok(())
+}
