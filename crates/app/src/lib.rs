@@ -55,6 +55,8 @@ pub struct LoadedComponent {
     pub limits: ComponentLimits,
     /// `key_value_stores` grants, with where each is written.
     pub key_value_stores: Vec<(String, Location)>,
+    /// `sqlite_databases` grants, with where each is written.
+    pub sqlite_databases: Vec<(String, Location)>,
 }
 
 /// Where to find things when loading.
@@ -140,6 +142,7 @@ impl LoadedApp {
                     config,
                     limits: runtime_config.limits_for(id),
                     key_value_stores: c.key_value_stores.clone(),
+                    sqlite_databases: c.sqlite_databases.clone(),
                 },
             );
         }

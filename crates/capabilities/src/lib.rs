@@ -10,9 +10,11 @@
 //! [`AppCapabilities`] and [`ComponentCapabilities::instance`].
 #![deny(missing_docs)]
 
+mod grants;
 pub mod key_value;
 pub mod logging;
 pub mod outbound_http;
+pub mod sqlite;
 pub mod variables;
 pub mod wasi_cli;
 
@@ -40,6 +42,8 @@ pub struct InstanceState {
     pub variables: variables::InstanceVariables,
     /// Key-value grants ([`key_value`]).
     pub key_value: key_value::InstanceKeyValue,
+    /// SQLite grants ([`sqlite`]).
+    pub sqlite: sqlite::InstanceSqlite,
     /// The request this instance serves, for log lines.
     pub request_id: u64,
 }
@@ -80,12 +84,14 @@ pub fn link(linker: &mut Linker<InstanceState>) -> Result<()> {
     outbound_http::link(linker)?;
     variables::link(linker)?;
     key_value::link(linker)?;
+    sqlite::link(linker)?;
     Ok(())
 }
 
 /// Capability state of a whole app, built once: backends shared by its components.
 pub struct AppCapabilities {
     key_value: key_value::AppState,
+    sqlite: sqlite::AppState,
 }
 
 impl AppCapabilities {
@@ -93,6 +99,7 @@ impl AppCapabilities {
     pub fn configure(app: &LoadedApp) -> Result<Self> {
         Ok(Self {
             key_value: key_value::AppState::configure(app)?,
+            sqlite: sqlite::AppState::configure(app)?,
         })
     }
 
@@ -105,7 +112,8 @@ impl AppCapabilities {
             logging: logging::ComponentState::configure(app, component)?,
             outbound_http: outbound_http::ComponentState::configure(component),
             variables: variables::ComponentState::configure(component),
-            key_value: self.key_value.for_component(component),
+            key_value: self.key_value.for_component(app, component),
+            sqlite: self.sqlite.for_component(app, component),
         })
     }
 }
@@ -119,6 +127,7 @@ pub struct ComponentCapabilities {
     outbound_http: outbound_http::ComponentState,
     variables: variables::ComponentState,
     key_value: key_value::ComponentState,
+    sqlite: sqlite::ComponentState,
 }
 
 impl ComponentCapabilities {
@@ -138,6 +147,7 @@ impl ComponentCapabilities {
             outbound: self.outbound_http.instance(request_id),
             variables: self.variables.instance(),
             key_value: self.key_value.instance(),
+            sqlite: self.sqlite.instance(),
             request_id,
         })
     }

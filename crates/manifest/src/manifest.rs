@@ -129,6 +129,8 @@ pub struct Component {
     pub variables: BTreeMap<String, Template>,
     /// `key_value_stores`: labels of the key-value stores the component may open.
     pub key_value_stores: Vec<(String, Location)>,
+    /// `sqlite_databases`: labels of the SQLite databases the component may open.
+    pub sqlite_databases: Vec<(String, Location)>,
     /// `build`.
     pub build: Option<Build>,
 }
@@ -270,7 +272,8 @@ struct RawComponent {
     build: Option<RawBuild>,
     #[serde(default)]
     key_value_stores: Vec<Spanned<String>>,
-    sqlite_databases: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    sqlite_databases: Vec<Spanned<String>>,
     ai_models: Option<Spanned<Vec<String>>>,
     allowed_http_hosts: Unsupported,
     targets: Unsupported,
@@ -549,10 +552,7 @@ impl Validator<'_> {
         variables: &BTreeMap<String, Variable>,
     ) -> Result<Component, ManifestError> {
         let capability_later = "remove it: this capability is not in Tessera yet";
-        for (value, key) in [
-            (&c.sqlite_databases, "sqlite_databases"),
-            (&c.ai_models, "ai_models"),
-        ] {
+        for (value, key) in [(&c.ai_models, "ai_models")] {
             if let Some(v) = value
                 && !v.get_ref().is_empty()
             {
@@ -635,16 +635,22 @@ impl Validator<'_> {
             }
         };
 
-        let mut key_value_stores = Vec::new();
-        for label in &c.key_value_stores {
-            if !is_store_label(label.get_ref()) {
-                return Err(self.err(label.span(), format!("key-value store label `{}` is not valid", label.get_ref()), "use lowercase letters, digits, `_` and `-`, e.g. \"default\""));
-            }
-            key_value_stores.push((label.get_ref().clone(), self.loc(&label.span())));
-        }
+        let labels = |list: &[Spanned<String>], what: &str| -> Result<Vec<(String, Location)>, ManifestError> {
+            list.iter()
+                .map(|label| {
+                    if !is_store_label(label.get_ref()) {
+                        return Err(self.err(label.span(), format!("{what} label `{}` is not valid", label.get_ref()), "use lowercase letters, digits, `_` and `-`, e.g. \"default\""));
+                    }
+                    Ok((label.get_ref().clone(), self.loc(&label.span())))
+                })
+                .collect()
+        };
+        let key_value_stores = labels(&c.key_value_stores, "key-value store")?;
+        let sqlite_databases = labels(&c.sqlite_databases, "SQLite database")?;
 
         Ok(Component {
             key_value_stores,
+            sqlite_databases,
             id: id.to_string(),
             source,
             source_location: self.loc(&source_span),

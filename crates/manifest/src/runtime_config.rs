@@ -118,6 +118,8 @@ pub struct RuntimeConfig {
     pub queue_timeout: Duration,
     /// `[key_value_store.<label>]` tables, read by the key-value capability.
     pub key_value_stores: BTreeMap<String, BackendTable>,
+    /// `[sqlite_database.<label>]` tables, read by the SQLite capability.
+    pub sqlite_databases: BTreeMap<String, BackendTable>,
 }
 
 impl Default for RuntimeConfig {
@@ -132,6 +134,7 @@ impl Default for RuntimeConfig {
             max_queued_requests: 1024,
             queue_timeout: Duration::from_secs(10),
             key_value_stores: BTreeMap::new(),
+            sqlite_databases: BTreeMap::new(),
         }
     }
 }
@@ -160,7 +163,6 @@ impl RuntimeConfig {
         let raw: RawRuntimeConfig = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         for (value, key) in [
-            (&raw.sqlite_database, "sqlite_database"),
             (&raw.variables_provider, "variables_provider"),
             (&raw.outbound_networking, "outbound_networking"),
             (&raw.client_tls, "client_tls"),
@@ -202,6 +204,7 @@ impl RuntimeConfig {
         };
         Ok(Self {
             key_value_stores: backends(raw.key_value_store),
+            sqlite_databases: backends(raw.sqlite_database),
             state_dir: raw.state_dir.map(|d| dir.join(d)),
             log_dir: raw.log_dir.map(|d| dir.join(d)),
             limits,
@@ -243,7 +246,8 @@ struct RawRuntimeConfig {
     component: BTreeMap<String, RawLimits>,
     #[serde(default)]
     key_value_store: BTreeMap<String, Spanned<toml::Table>>,
-    sqlite_database: Unsupported,
+    #[serde(default)]
+    sqlite_database: BTreeMap<String, Spanned<toml::Table>>,
     variables_provider: Unsupported,
     outbound_networking: Unsupported,
     client_tls: Unsupported,
@@ -366,7 +370,7 @@ mod tests {
         let e = parse("max_instance_memry = 1\n").unwrap_err();
         assert_eq!(e.location, Some((1, 1)));
         assert!(e.message.contains("unknown field"), "{e}");
-        let e = parse("[sqlite_database.default]\ntype = \"libsql\"\n").unwrap_err();
+        let e = parse("[[variables_provider]]\ntype = \"vault\"\n").unwrap_err();
         assert!(e.message.contains("does not support yet"), "{e}");
     }
 

@@ -58,6 +58,7 @@ environment = { GREETING = "hi" }
 files = ["static/**/*", { source = "assets", destination = "/assets" }]
 exclude_files = ["static/secret.txt"]
 key_value_stores = ["default", "cache"]
+sqlite_databases = ["default"]
 allowed_outbound_hosts = ["https://{{ api_host }}", "http://127.0.0.1:8080"]
 variables = { token = "{{ token }}", literal = "x" }
 build = { command = "cargo build", workdir = "hello", watch = ["src/**/*.rs"] }
@@ -106,7 +107,7 @@ fn unknown_keys_point_at_the_key() {
 
 #[test]
 fn unsupported_spin_keys_are_named() {
-    assert_error(&with_component("sqlite_databases = [\"default\"]\n"), 9, 20, &["component.c.sqlite_databases", "does not support yet"]);
+    assert_error(&with_component("ai_models = [\"llama2-chat\"]\n"), 9, 13, &["component.c.ai_models", "does not support yet"]);
     assert_error(&with_component("dependencies = { \"a:b/c\" = \"1.0\" }\n"), 9, 16, &["component.c.dependencies", "not support yet"]);
     let redis = "spin_manifest_version = 2\n[application]\nname = \"a\"\n[[trigger.redis]]\nchannel = \"x\"\ncomponent = \"c\"\n";
     assert_error(redis, 4, 1, &["trigger.redis", "not support yet"]);

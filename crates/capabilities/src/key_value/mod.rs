@@ -20,7 +20,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tessera_app::{LoadedApp, LoadedComponent};
-use tessera_manifest::{BackendTable, ManifestError};
+use crate::grants::Backends;
+use tessera_manifest::BackendTable;
 use wasmtime::component::Linker;
 
 /// Longest key accepted, in bytes.
@@ -60,50 +61,36 @@ pub struct AppState {
     stores: BTreeMap<String, Arc<dyn Store>>,
 }
 
+fn backends(app: &LoadedApp) -> Backends<'_> {
+    Backends {
+        grants: |c| &c.key_value_stores,
+        tables: &app.runtime_config.key_value_stores,
+        noun: "key-value store",
+        table_name: "key_value_store",
+    }
+}
+
 impl AppState {
     /// Opens every store a component is granted, from the runtime config or the default.
     pub fn configure(app: &LoadedApp) -> Result<Self> {
         let default_db = app.state_dir.join("sqlite_key_value.db");
         let mut sqlite_files: BTreeMap<PathBuf, Arc<sqlite_store::Database>> = BTreeMap::new();
-        let mut stores: BTreeMap<String, Arc<dyn Store>> = BTreeMap::new();
-        for component in app.components.values() {
-            for (label, at) in &component.key_value_stores {
-                if stores.contains_key(label) {
-                    continue;
-                }
-                let store: Arc<dyn Store> = match app.runtime_config.key_value_stores.get(label) {
-                    Some(table) => open_backend(label, table, &default_db, &mut sqlite_files)?,
-                    None if label == "default" => {
-                        let db = sqlite_database(&default_db, &mut sqlite_files)?;
-                        Arc::new(sqlite_store::SqliteStore::new(db, label))
-                    }
-                    None => {
-                        return Err(ManifestError::at(
-                            &app.manifest.path,
-                            *at,
-                            format!("component `{}` is granted key-value store `{label}`, which the runtime config does not define", component.id),
-                            format!("define [key_value_store.{label}] in the runtime config (--runtime-config-file), e.g. type = \"spin\"; only `default` exists without one"),
-                        )
-                        .into());
-                    }
-                };
-                stores.insert(label.clone(), store);
+        let stores = backends(app).open(app, |label, table| match table {
+            Some(table) => open_backend(label, table, &default_db, &mut sqlite_files),
+            None => {
+                let db = sqlite_database(&default_db, &mut sqlite_files)?;
+                Ok(Arc::new(sqlite_store::SqliteStore::new(db, label)) as Arc<dyn Store>)
             }
-        }
+        })?;
         Ok(Self { stores })
     }
 
     /// The stores `component` may open.
-    pub fn for_component(&self, component: &LoadedComponent) -> ComponentState {
-        let granted = component
-            .key_value_stores
-            .iter()
-            .filter_map(|(label, _)| Some((label.clone(), self.stores.get(label)?.clone())))
-            .collect();
+    pub fn for_component(&self, app: &LoadedApp, component: &LoadedComponent) -> ComponentState {
         ComponentState {
             shared: Arc::new(Grants {
                 component: component.id.clone(),
-                stores: granted,
+                stores: backends(app).granted(&self.stores, component),
             }),
         }
     }

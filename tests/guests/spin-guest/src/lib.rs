@@ -11,6 +11,12 @@
 //! - `/wasi-kv-cas/<store>/<key>`: appends `x` to the value with a compare-and-swap loop;
 //! - `/wasi-kv-batch/<store>`: `set-many` of a=1, b=2, then `get-many` of a, b, c.
 //!
+//! - `/sql/<db>` (POST, body = one SQL statement, `?` parameters from the `x-params`
+//!   header, `|`-separated): `spin_sdk::sqlite` (`fermyon:spin/sqlite@2.0.0`); answers the
+//!   columns then one line per row, values `|`-separated;
+//! - `/sql3/<db>`: the same through `spin:sqlite@3.0.0`, plus `last-insert-rowid` and
+//!   `changes` in `x-rowid` and `x-changes`.
+//!
 //! Store errors answer 403 (access denied), 404 (no such store) or 500 (other), with the
 //! error in the body.
 
@@ -35,6 +41,8 @@ fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
     router.post("/wasi-kv-incr/:store/:key", wasi_incr);
     router.post("/wasi-kv-cas/:store/:key", wasi_cas);
     router.post("/wasi-kv-batch/:store", wasi_batch);
+    router.post("/sql/:db", sql2);
+    router.post("/sql3/:db", sql3);
     Ok(router.handle(req))
 }
 
@@ -178,5 +186,68 @@ fn wasi_batch(_req: Request, params: Params) -> anyhow::Result<Response> {
                 .collect::<String>(),
         ),
         Err(e) => wasi_error(e),
+    })
+}
+
+fn sql_params(req: &Request) -> Vec<String> {
+    req.header("x-params")
+        .and_then(|h| h.as_str())
+        .map(|s| s.split('|').map(String::from).collect())
+        .unwrap_or_default()
+}
+
+fn sql2(req: Request, params: Params) -> anyhow::Result<Response> {
+    use spin_sdk::sqlite::{Connection, Error, Value};
+    let db = match Connection::open(params.get("db").unwrap_or_default()) {
+        Ok(c) => c,
+        Err(Error::AccessDenied) => return Ok(Response::new(403, "access-denied".to_string())),
+        Err(e) => return Ok(Response::new(500, format!("error: {e:?}"))),
+    };
+    let sql = String::from_utf8_lossy(req.body()).into_owned();
+    let args: Vec<Value> = sql_params(&req).into_iter().map(|p| match p.parse::<i64>() {
+        Ok(i) => Value::Integer(i),
+        Err(_) => Value::Text(p),
+    }).collect();
+    Ok(match db.execute(&sql, &args) {
+        Ok(result) => {
+            let mut out = result.columns.join("|");
+            out.push('\n');
+            for row in result.rows {
+                let cells: Vec<String> = row.values.iter().map(|v| match v {
+                    Value::Integer(i) => i.to_string(),
+                    Value::Real(f) => f.to_string(),
+                    Value::Text(t) => t.clone(),
+                    Value::Blob(b) => format!("blob:{}", b.len()),
+                    Value::Null => "null".into(),
+                }).collect();
+                out.push_str(&cells.join("|"));
+                out.push('\n');
+            }
+            Response::new(200, out)
+        }
+        Err(e) => Response::new(500, format!("error: {e:?}")),
+    })
+}
+
+fn sql3(req: Request, params: Params) -> anyhow::Result<Response> {
+    use spin_sdk::sqlite3::{Connection, Error, Value};
+    let db = match Connection::open(params.get("db").unwrap_or_default()) {
+        Ok(c) => c,
+        Err(Error::AccessDenied) => return Ok(Response::new(403, "access-denied".to_string())),
+        Err(e) => return Ok(Response::new(500, format!("error: {e:?}"))),
+    };
+    let sql = String::from_utf8_lossy(req.body()).into_owned();
+    let args: Vec<Value> = sql_params(&req).into_iter().map(|p| match p.parse::<i64>() {
+        Ok(i) => Value::Integer(i),
+        Err(_) => Value::Text(p),
+    }).collect();
+    Ok(match db.execute(&sql, &args) {
+        Ok(result) => Response::builder()
+            .status(200)
+            .header("x-rowid", db.last_insert_rowid().to_string())
+            .header("x-changes", db.changes().to_string())
+            .body(format!("{} rows\n", result.rows.len()))
+            .build(),
+        Err(e) => Response::new(500, format!("error: {e:?}")),
     })
 }

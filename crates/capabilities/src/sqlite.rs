@@ -1,0 +1,324 @@
+//! SQLite databases: `fermyon:spin/sqlite@2.0.0` and `spin:sqlite/sqlite@3.0.0`.
+//!
+//! - Manifest: `sqlite_databases = ["default", ...]` grants a component its databases.
+//! - Runtime config: `[sqlite_database.<label>]` with `type = "spin"` and `path`. The
+//!   `default` database needs no config: it is `<state_dir>/sqlite_db.db`, as in Spin.
+//! - Each `open` is its own SQLite connection (WAL, synchronous = FULL), so
+//!   `last-insert-rowid` and `changes` belong to the guest's connection and a committed
+//!   statement survives a crash of the host.
+
+use crate::InstanceState;
+use crate::grants::Backends;
+use anyhow::Result;
+use rusqlite::types::{Value as SqlValue, ValueRef};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tessera_app::{LoadedApp, LoadedComponent};
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "tessera:host/sqlite",
+        imports: { default: async | trappable },
+        with: {
+            "fermyon:spin/sqlite.connection": super::Connection,
+            "spin:sqlite/sqlite.connection": super::Connection,
+        },
+    });
+}
+
+use bindings::fermyon::spin::sqlite as v2;
+use bindings::spin::sqlite::sqlite as v3;
+
+/// Links both SQLite interfaces.
+pub fn link(linker: &mut Linker<InstanceState>) -> Result<()> {
+    v2::add_to_linker::<_, Sqlite>(linker, view)?;
+    v3::add_to_linker::<_, Sqlite>(linker, view)?;
+    Ok(())
+}
+
+fn backends(app: &LoadedApp) -> Backends<'_> {
+    Backends {
+        grants: |c| &c.sqlite_databases,
+        tables: &app.runtime_config.sqlite_databases,
+        noun: "SQLite database",
+        table_name: "sqlite_database",
+    }
+}
+
+/// The app's database files by label.
+pub struct AppState {
+    files: BTreeMap<String, PathBuf>,
+}
+
+impl AppState {
+    /// Resolves (and creates) every granted database.
+    pub fn configure(app: &LoadedApp) -> Result<Self> {
+        let files = backends(app).open(app, |label, table| {
+            let path = match table {
+                None => app.state_dir.join("sqlite_db.db"),
+                Some(t) => match t.kind()? {
+                    "spin" => {
+                        t.only_keys(&["path"])?;
+                        t.path("path")?.unwrap_or_else(|| app.state_dir.join(format!("sqlite_db_{label}.db")))
+                    }
+                    other => {
+                        return Err(t
+                            .error(format!("SQLite database type `{other}` is not supported yet"), "use type = \"spin\" with a path")
+                            .into());
+                    }
+                },
+            };
+            // Open once now: a bad path is an error at start, not at the first request.
+            open_file(&path).map_err(|e| anyhow::anyhow!("cannot open SQLite database `{label}` at {}: {e}", path.display()))?;
+            Ok(path)
+        })?;
+        Ok(Self { files })
+    }
+
+    /// The databases `component` may open.
+    pub fn for_component(&self, app: &LoadedApp, component: &LoadedComponent) -> ComponentState {
+        ComponentState {
+            shared: Arc::new(Grants {
+                component: component.id.clone(),
+                files: backends(app).granted(&self.files, component),
+            }),
+        }
+    }
+}
+
+fn open_file(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let conn = rusqlite::Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+struct Grants {
+    component: String,
+    files: BTreeMap<String, PathBuf>,
+}
+
+/// One component's grants.
+pub struct ComponentState {
+    shared: Arc<Grants>,
+}
+
+impl ComponentState {
+    /// The per-instance state.
+    pub fn instance(&self) -> InstanceSqlite {
+        InstanceSqlite { grants: self.shared.clone() }
+    }
+}
+
+/// SQLite state of one instance.
+pub struct InstanceSqlite {
+    grants: Arc<Grants>,
+}
+
+/// An open connection handed to the guest.
+pub struct Connection {
+    conn: Arc<Mutex<rusqlite::Connection>>,
+}
+
+/// The host functions' view of an instance.
+pub struct SqliteView<'a> {
+    table: &'a mut ResourceTable,
+    state: &'a InstanceSqlite,
+}
+
+struct Sqlite;
+
+impl HasData for Sqlite {
+    type Data<'a> = SqliteView<'a>;
+}
+
+fn view(s: &mut InstanceState) -> SqliteView<'_> {
+    SqliteView { table: &mut s.table, state: &s.sqlite }
+}
+
+/// Errors common to both interface versions.
+enum DbError {
+    AccessDenied,
+    DatabaseFull,
+    Io(String),
+}
+
+struct QueryResult {
+    columns: Vec<String>,
+    rows: Vec<Vec<SqlValue>>,
+}
+
+impl SqliteView<'_> {
+    async fn open(&mut self, label: &str) -> Result<Resource<Connection>, DbError> {
+        let grants = &self.state.grants;
+        let Some(path) = grants.files.get(label).cloned() else {
+            tracing::warn!(
+                "component `{}` may not open SQLite database `{label}`: add \"{label}\" to sqlite_databases in [component.{}]",
+                grants.component, grants.component
+            );
+            return Err(DbError::AccessDenied);
+        };
+        let conn = tokio::task::spawn_blocking(move || open_file(&path))
+            .await
+            .map_err(|e| DbError::Io(e.to_string()))?
+            .map_err(db_error)?;
+        self.table
+            .push(Connection { conn: Arc::new(Mutex::new(conn)) })
+            .map_err(|e| DbError::Io(e.to_string()))
+    }
+
+    fn connection(&self, c: &Resource<Connection>) -> wasmtime::Result<Arc<Mutex<rusqlite::Connection>>> {
+        Ok(self.table.get(c)?.conn.clone())
+    }
+}
+
+fn db_error(e: rusqlite::Error) -> DbError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => DbError::DatabaseFull,
+        _ => DbError::Io(e.to_string()),
+    }
+}
+
+async fn execute(conn: Arc<Mutex<rusqlite::Connection>>, sql: String, params: Vec<SqlValue>) -> Result<QueryResult, DbError> {
+    tokio::task::spawn_blocking(move || {
+        let conn = conn.lock().map_err(|_| DbError::Io("connection lock poisoned".into()))?;
+        let mut stmt = conn.prepare(&sql).map_err(db_error)?;
+        let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+        let mut rows = stmt.query(rusqlite::params_from_iter(params)).map_err(db_error)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(db_error)? {
+            let mut values = Vec::with_capacity(columns.len());
+            for i in 0..columns.len() {
+                values.push(SqlValue::from(row.get_ref(i).map_err(db_error)?.to_owned_value()));
+            }
+            out.push(values);
+        }
+        Ok(QueryResult { columns, rows: out })
+    })
+    .await
+    .map_err(|e| DbError::Io(e.to_string()))?
+}
+
+trait OwnedValue {
+    fn to_owned_value(self) -> SqlValue;
+}
+
+impl OwnedValue for ValueRef<'_> {
+    fn to_owned_value(self) -> SqlValue {
+        self.into()
+    }
+}
+
+// Both interface versions have the same shapes under different type names.
+macro_rules! conversions {
+    ($m:ident, $to_sql:ident, $from_sql:ident, $err:ident, $result:ident) => {
+        fn $to_sql(v: $m::Value) -> SqlValue {
+            match v {
+                $m::Value::Integer(i) => SqlValue::Integer(i),
+                $m::Value::Real(f) => SqlValue::Real(f),
+                $m::Value::Text(s) => SqlValue::Text(s),
+                $m::Value::Blob(b) => SqlValue::Blob(b),
+                $m::Value::Null => SqlValue::Null,
+            }
+        }
+
+        fn $from_sql(v: SqlValue) -> $m::Value {
+            match v {
+                SqlValue::Integer(i) => $m::Value::Integer(i),
+                SqlValue::Real(f) => $m::Value::Real(f),
+                SqlValue::Text(s) => $m::Value::Text(s),
+                SqlValue::Blob(b) => $m::Value::Blob(b),
+                SqlValue::Null => $m::Value::Null,
+            }
+        }
+
+        fn $err(e: DbError) -> $m::Error {
+            match e {
+                DbError::AccessDenied => $m::Error::AccessDenied,
+                DbError::DatabaseFull => $m::Error::DatabaseFull,
+                DbError::Io(m) => $m::Error::Io(m),
+            }
+        }
+
+        fn $result(r: QueryResult) -> $m::QueryResult {
+            $m::QueryResult {
+                columns: r.columns,
+                rows: r
+                    .rows
+                    .into_iter()
+                    .map(|values| $m::RowResult { values: values.into_iter().map($from_sql).collect() })
+                    .collect(),
+            }
+        }
+    };
+}
+
+conversions!(v2, v2_to_sql, v2_from_sql, v2_err, v2_result);
+conversions!(v3, v3_to_sql, v3_from_sql, v3_err, v3_result);
+
+impl v2::Host for SqliteView<'_> {}
+
+impl v2::HostConnection for SqliteView<'_> {
+    async fn open(&mut self, database: String) -> wasmtime::Result<Result<Resource<Connection>, v2::Error>> {
+        Ok(SqliteView::open(self, &database).await.map_err(v2_err))
+    }
+
+    async fn execute(
+        &mut self,
+        c: Resource<Connection>,
+        statement: String,
+        parameters: Vec<v2::Value>,
+    ) -> wasmtime::Result<Result<v2::QueryResult, v2::Error>> {
+        let conn = self.connection(&c)?;
+        let params = parameters.into_iter().map(v2_to_sql).collect();
+        Ok(execute(conn, statement, params).await.map(v2_result).map_err(v2_err))
+    }
+
+    async fn drop(&mut self, c: Resource<Connection>) -> wasmtime::Result<()> {
+        self.table.delete(c)?;
+        Ok(())
+    }
+}
+
+impl v3::Host for SqliteView<'_> {}
+
+impl v3::HostConnection for SqliteView<'_> {
+    async fn open(&mut self, database: String) -> wasmtime::Result<Result<Resource<Connection>, v3::Error>> {
+        Ok(SqliteView::open(self, &database).await.map_err(v3_err))
+    }
+
+    async fn execute(
+        &mut self,
+        c: Resource<Connection>,
+        statement: String,
+        parameters: Vec<v3::Value>,
+    ) -> wasmtime::Result<Result<v3::QueryResult, v3::Error>> {
+        let conn = self.connection(&c)?;
+        let params = parameters.into_iter().map(v3_to_sql).collect();
+        Ok(execute(conn, statement, params).await.map(v3_result).map_err(v3_err))
+    }
+
+    async fn last_insert_rowid(&mut self, c: Resource<Connection>) -> wasmtime::Result<i64> {
+        let conn = self.connection(&c)?;
+        let conn = conn.lock().map_err(|_| wasmtime::format_err!("connection lock poisoned"))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    async fn changes(&mut self, c: Resource<Connection>) -> wasmtime::Result<u64> {
+        let conn = self.connection(&c)?;
+        let conn = conn.lock().map_err(|_| wasmtime::format_err!("connection lock poisoned"))?;
+        Ok(conn.changes())
+    }
+
+    async fn drop(&mut self, c: Resource<Connection>) -> wasmtime::Result<()> {
+        self.table.delete(c)?;
+        Ok(())
+    }
+}
