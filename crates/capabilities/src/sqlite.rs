@@ -10,7 +10,7 @@
 use crate::InstanceState;
 use crate::grants::Backends;
 use anyhow::Result;
-use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::types::Value as SqlValue;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -196,7 +196,7 @@ async fn execute(conn: Arc<Mutex<rusqlite::Connection>>, sql: String, params: Ve
         while let Some(row) = rows.next().map_err(db_error)? {
             let mut values = Vec::with_capacity(columns.len());
             for i in 0..columns.len() {
-                values.push(SqlValue::from(row.get_ref(i).map_err(db_error)?.to_owned_value()));
+                values.push(SqlValue::from(row.get_ref(i).map_err(db_error)?));
             }
             out.push(values);
         }
@@ -204,16 +204,6 @@ async fn execute(conn: Arc<Mutex<rusqlite::Connection>>, sql: String, params: Ve
     })
     .await
     .map_err(|e| DbError::Io(e.to_string()))?
-}
-
-trait OwnedValue {
-    fn to_owned_value(self) -> SqlValue;
-}
-
-impl OwnedValue for ValueRef<'_> {
-    fn to_owned_value(self) -> SqlValue {
-        self.into()
-    }
 }
 
 // Both interface versions have the same shapes under different type names.
