@@ -37,6 +37,8 @@ if $check && [ "$committed" != "$rebuilt" ]; then
 fi
 
 if $all; then
+  echo "== tests/guests/python-spin (Python Spin SDK)"
+  tests/guests/python-spin/build.sh
   for ex in hello-c hello-python hello-js; do
     if [ -x "examples/$ex/build.sh" ]; then
       echo "== examples/$ex"

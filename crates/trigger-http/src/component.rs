@@ -41,9 +41,14 @@ impl ServedComponent {
     ) -> Result<Self> {
         let id = capabilities.id().to_string();
         check_http_export(engine, component, &id)?;
-        let pre = linker.instantiate_pre(component).map_err(anyhow::Error::from).with_context(|| {
-            format!("component `{id}` imports something Tessera does not provide")
-        })?;
+        let (pre, stubbed) = crate::stubs::instantiate_pre_with_stubs(linker, component)
+            .with_context(|| format!("component `{id}` imports something Tessera does not provide"))?;
+        if !stubbed.is_empty() {
+            tracing::warn!(
+                "component `{id}` imports interfaces Tessera does not provide yet; calls to them fail: {}",
+                stubbed.join(", ")
+            );
+        }
         let proxy = match wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone()) {
             Ok(p3) => ProxyPre::P3(p3),
             Err(_) => ProxyPre::P2(

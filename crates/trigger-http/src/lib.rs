@@ -7,6 +7,7 @@ mod admission;
 mod body;
 mod component;
 mod headers;
+mod stubs;
 
 pub use admission::{Admission, Rejected};
 pub use body::{AccessLog, BoxError, ResponseBody};
