@@ -204,3 +204,37 @@ fn runtime_config_errors_point_at_the_table() {
     };
     assert!(e.contains("rc.toml:2:1") && e.contains("`azure_cosmos` is not supported yet"), "{e}");
 }
+
+#[test]
+fn the_current_sdk_async_interface_shares_the_same_stores() {
+    let app = App::new(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "kv3"
+[[trigger.http]]
+route = "/..."
+component = "spin"
+[[trigger.http]]
+route = "/v3/..."
+component = "spin3"
+[component.spin]
+source = "{spin_guest}"
+key_value_stores = ["default"]
+[component.spin3]
+source = "{spin3_guest}"
+key_value_stores = ["default"]
+"#,
+    );
+    let server = app.start(&[]);
+    // Written through fermyon:spin/key-value@2.0.0, read through spin:key-value@3.0.0.
+    assert_eq!(put(&server, "/kv/default/shared", b"one store").status, 200);
+    let r = server.get("/v3/kv/default/shared");
+    assert_eq!((r.status, r.body.as_str()), (200, "one store"));
+    assert_eq!(request("PUT", &server.url("/v3/kv/default/from-v3"), &[], Some(b"async")).status, 200);
+    assert_eq!(server.get("/kv/default/from-v3").body, "async");
+    // get-keys streams the keys.
+    assert_eq!(server.get("/v3/kv/default").body, "from-v3\nshared");
+    assert_eq!(server.get("/v3/kv/default/missing").status, 404);
+    assert_eq!(server.get("/v3/kv/other/x").status, 403);
+}

@@ -1,6 +1,6 @@
 //! An app built with the published Python Spin SDK (PyPI `spin-sdk` 5.0) runs unmodified:
 //! it exports the WASI 0.3 handler and imports every Spin interface; what Tessera lacks is
-//! stubbed, and calling it fails cleanly.
+//! stubbed, and calling it fails cleanly; key-value and variables work.
 
 mod support;
 
@@ -29,6 +29,7 @@ component = "py"
 [component.py]
 source = "{}"
 variables = {{ greeting = "Hello, {{{{ who }}}}!" }}
+key_value_stores = ["default"]
 "#,
         wasm.display()
     ));
@@ -38,9 +39,16 @@ variables = {{ greeting = "Hello, {{{{ who }}}}!" }}
     let r = server.get("/hello");
     assert_eq!((r.status, r.body.as_str()), (200, "Hello from Python!"));
     assert_eq!(server.get("/greeting").body, "Hello, world!");
-    let r = server.get("/kv");
+    // A counter in the default store, through spin:key-value@3.0.0.
+    assert_eq!(server.get("/visits").body, "1");
+    assert_eq!(server.get("/visits").body, "2");
+    drop(server);
+    let server = app.start(&[]);
+    assert_eq!(server.get("/visits").body, "3", "the count survives a restart");
+    // MQTT is stubbed: the call fails, the request gets 500, the log says why.
+    let r = server.get("/mqtt");
     assert_eq!(r.status, 500);
     let log = server.wait_for_log("is not provided by Tessera yet");
-    assert!(log.contains("spin:key-value/key-value@3.0.0#[static]store.open` is not provided by Tessera yet"), "{log}");
+    assert!(log.contains("`spin:mqtt/mqtt@3.0.0#[static]connection.open` is not provided by Tessera yet"), "{log}");
     assert_eq!(server.get("/hello").status, 200, "the host keeps serving");
 }

@@ -1,18 +1,30 @@
 """A Python app written against the published Spin SDK (PyPI spin-sdk 5.0), unchanged
-from the SDK's own example plus a variables lookup and a key-value call: it imports every Spin interface and
-exports the WASI 0.3 handler."""
+Spin-style code: it imports every Spin interface and exports the WASI 0.3 handler.
 
-from spin_sdk import http, key_value, variables
+- `/greeting`: a component variable (`spin:variables@3.0.0`);
+- `/visits`: a counter in the default key-value store (`spin:key-value@3.0.0`);
+- `/mqtt`: an MQTT connection, which Tessera does not provide yet (the call fails);
+- anything else: a greeting.
+"""
+
+from spin_sdk import http, key_value, mqtt, variables
 from spin_sdk.http import Request, Response
+
+
+def text(status: int, body: str) -> Response:
+    return Response(status, {"content-type": "text/plain"}, bytes(body, "utf-8"))
 
 
 class HttpHandler(http.Handler):
     async def handle_request(self, request: Request) -> Response:
         if request.uri.endswith("/greeting"):
-            greeting = await variables.get("greeting")
-            return Response(200, {"content-type": "text/plain"}, bytes(greeting, "utf-8"))
-        if request.uri.endswith("/kv"):
-            # spin:key-value@3.0.0 is not in Tessera yet: this call fails.
-            store = await key_value.open_default()
-            return Response(200, {"content-type": "text/plain"}, b"opened")
-        return Response(200, {"content-type": "text/plain"}, bytes("Hello from Python!", "utf-8"))
+            return text(200, await variables.get("greeting"))
+        if request.uri.endswith("/visits"):
+            with await key_value.open_default() as store:
+                visits = int((await store.get("visits")) or b"0") + 1
+                await store.set("visits", str(visits).encode())
+            return text(200, str(visits))
+        if request.uri.endswith("/mqtt"):
+            await mqtt.open("mqtt://127.0.0.1:1883", "", "", 30)
+            return text(200, "connected")
+        return text(200, "Hello from Python!")

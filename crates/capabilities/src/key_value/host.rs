@@ -5,15 +5,19 @@ use super::{BackendError, InstanceKeyValue, Store, check_sizes};
 use crate::InstanceState;
 use anyhow::Result;
 use std::sync::Arc;
-use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime::component::{Accessor, FutureReader, HasData, Linker, Resource, ResourceTable, StreamReader};
 
 mod bindings {
     wasmtime::component::bindgen!({
         path: "wit",
         world: "tessera:host/key-value",
-        imports: { default: async | trappable },
+        imports: {
+            "spin:key-value/key-value": async | store | trappable,
+            default: async | trappable,
+        },
         with: {
             "fermyon:spin/key-value.store": super::OpenStore,
+            "spin:key-value/key-value.store": super::OpenStore,
             "wasi:keyvalue/store.bucket": super::OpenStore,
             "wasi:keyvalue/atomics.cas": super::Cas,
         },
@@ -21,6 +25,7 @@ mod bindings {
 }
 
 use bindings::fermyon::spin::key_value as spin2;
+use bindings::spin::key_value::key_value as spin3;
 use bindings::wasi::keyvalue::{atomics, batch, store as wasi_store};
 
 /// An open store (`fermyon:spin` store or `wasi:keyvalue` bucket).
@@ -56,6 +61,7 @@ fn view(s: &mut InstanceState) -> KeyValueView<'_> {
 
 pub(super) fn link(linker: &mut Linker<InstanceState>) -> Result<()> {
     spin2::add_to_linker::<_, KeyValue>(linker, view)?;
+    spin3::add_to_linker::<_, KeyValue>(linker, view)?;
     wasi_store::add_to_linker::<_, KeyValue>(linker, view)?;
     atomics::add_to_linker::<_, KeyValue>(linker, view)?;
     batch::add_to_linker::<_, KeyValue>(linker, view)?;
@@ -135,6 +141,72 @@ impl spin2::HostStore for KeyValueView<'_> {
     async fn drop(&mut self, s: Resource<OpenStore>) -> wasmtime::Result<()> {
         self.table.delete(s)?;
         Ok(())
+    }
+}
+
+// ---- spin:key-value@3.0.0 (async functions) ------------------------------------------
+
+fn spin3_err(e: BackendError) -> spin3::Error {
+    spin3::Error::Other(e)
+}
+
+impl spin3::Host for KeyValueView<'_> {}
+impl spin3::HostStore for KeyValueView<'_> {}
+
+/// The store behind `s`, read under the accessor's brief lock.
+fn store_of<T>(accessor: &Accessor<T, KeyValue>, s: &Resource<OpenStore>) -> wasmtime::Result<Arc<dyn Store>> {
+    accessor.with(|mut access| access.get().store(s))
+}
+
+impl<T> spin3::HostStoreWithStore<T> for KeyValue {
+    async fn drop(accessor: &Accessor<T, Self>, s: Resource<OpenStore>) -> wasmtime::Result<()> {
+        accessor.with(|mut access| access.get().table.delete(s))?;
+        Ok(())
+    }
+
+    async fn open(accessor: &Accessor<T, Self>, label: String) -> wasmtime::Result<Result<Resource<OpenStore>, spin3::Error>> {
+        Ok(accessor.with(|mut access| match access.get().open(&label) {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err(spin3::Error::NoSuchStore),
+            Err(OpenError::AccessDenied) => Err(spin3::Error::AccessDenied),
+        }))
+    }
+
+    async fn get(accessor: &Accessor<T, Self>, s: Resource<OpenStore>, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, spin3::Error>> {
+        let store = store_of(accessor, &s)?;
+        Ok(async { check_sizes(&key, None)?; store.get(&key).await }.await.map_err(spin3_err))
+    }
+
+    async fn set(accessor: &Accessor<T, Self>, s: Resource<OpenStore>, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), spin3::Error>> {
+        let store = store_of(accessor, &s)?;
+        Ok(async { check_sizes(&key, Some(&value))?; store.set(&key, &value).await }.await.map_err(spin3_err))
+    }
+
+    async fn delete(accessor: &Accessor<T, Self>, s: Resource<OpenStore>, key: String) -> wasmtime::Result<Result<(), spin3::Error>> {
+        let store = store_of(accessor, &s)?;
+        Ok(store.delete(&key).await.map_err(spin3_err))
+    }
+
+    async fn exists(accessor: &Accessor<T, Self>, s: Resource<OpenStore>, key: String) -> wasmtime::Result<Result<bool, spin3::Error>> {
+        let store = store_of(accessor, &s)?;
+        Ok(store.exists(&key).await.map_err(spin3_err))
+    }
+
+    async fn get_keys(
+        accessor: &Accessor<T, Self>,
+        s: Resource<OpenStore>,
+    ) -> wasmtime::Result<(StreamReader<String>, FutureReader<Result<(), spin3::Error>>)> {
+        let store = store_of(accessor, &s)?;
+        // Keys are read whole, then streamed; the future carries a backend error.
+        let (keys, result) = match store.keys().await {
+            Ok(keys) => (keys, Ok(())),
+            Err(e) => (Vec::new(), Err(spin3_err(e))),
+        };
+        accessor.with(|mut access| {
+            let stream = StreamReader::new(&mut access, keys)?;
+            let future = FutureReader::new(&mut access, async move { Ok::<_, wasmtime::Error>(result) })?;
+            Ok((stream, future))
+        })
     }
 }
 
