@@ -1,4 +1,5 @@
-//! SQLite databases: `fermyon:spin/sqlite@2.0.0` and `spin:sqlite/sqlite@3.0.0`.
+//! SQLite databases: `fermyon:spin/sqlite@2.0.0` and `spin:sqlite/sqlite@3.1.0` (which also
+//! serves components importing 3.0.0).
 //!
 //! - Manifest: `sqlite_databases = ["default", ...]` grants a component its databases.
 //! - Runtime config: `[sqlite_database.<label>]` with `type = "spin"` and `path`. The
@@ -15,13 +16,19 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tessera_app::{LoadedApp, LoadedComponent};
-use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime::component::{Accessor, FutureReader, HasData, Linker, Resource, ResourceTable, StreamReader};
 
 mod bindings {
     wasmtime::component::bindgen!({
         path: "wit",
         world: "tessera:host/sqlite",
-        imports: { default: async | trappable },
+        imports: {
+            "spin:sqlite/sqlite.[static]connection.open-async": async | store | trappable,
+            "spin:sqlite/sqlite.[method]connection.execute-async": async | store | trappable,
+            "spin:sqlite/sqlite.[method]connection.last-insert-rowid-async": async | store | trappable,
+            "spin:sqlite/sqlite.[method]connection.changes-async": async | store | trappable,
+            default: async | trappable,
+        },
         with: {
             "fermyon:spin/sqlite.connection": super::Connection,
             "spin:sqlite/sqlite.connection": super::Connection,
@@ -122,6 +129,20 @@ pub struct InstanceSqlite {
     grants: Arc<Grants>,
 }
 
+impl InstanceSqlite {
+    /// The file of database `label`, if granted; a refusal is logged with the key to add.
+    fn granted_file(&self, label: &str) -> Result<PathBuf, DbError> {
+        let grants = &self.grants;
+        grants.files.get(label).cloned().ok_or_else(|| {
+            tracing::warn!(
+                "component `{}` may not open SQLite database `{label}`: add \"{label}\" to sqlite_databases in [component.{}]",
+                grants.component, grants.component
+            );
+            DbError::AccessDenied
+        })
+    }
+}
+
 /// An open connection handed to the guest.
 pub struct Connection {
     conn: Arc<Mutex<rusqlite::Connection>>,
@@ -157,14 +178,7 @@ struct QueryResult {
 
 impl SqliteView<'_> {
     async fn open(&mut self, label: &str) -> Result<Resource<Connection>, DbError> {
-        let grants = &self.state.grants;
-        let Some(path) = grants.files.get(label).cloned() else {
-            tracing::warn!(
-                "component `{}` may not open SQLite database `{label}`: add \"{label}\" to sqlite_databases in [component.{}]",
-                grants.component, grants.component
-            );
-            return Err(DbError::AccessDenied);
-        };
+        let path = self.state.granted_file(label)?;
         let conn = tokio::task::spawn_blocking(move || open_file(&path))
             .await
             .map_err(|e| DbError::Io(e.to_string()))?
@@ -310,5 +324,60 @@ impl v3::HostConnection for SqliteView<'_> {
     async fn drop(&mut self, c: Resource<Connection>) -> wasmtime::Result<()> {
         self.table.delete(c)?;
         Ok(())
+    }
+}
+
+fn v3_rows(r: QueryResult) -> (Vec<String>, Vec<v3::RowResult>) {
+    let result = v3_result(r);
+    (result.columns, result.rows)
+}
+
+fn connection_of<T>(accessor: &Accessor<T, Sqlite>, c: &Resource<Connection>) -> wasmtime::Result<Arc<Mutex<rusqlite::Connection>>> {
+    accessor.with(|mut access| access.get().connection(c))
+}
+
+impl<T> v3::HostConnectionWithStore<T> for Sqlite {
+    async fn open_async(accessor: &Accessor<T, Self>, database: String) -> wasmtime::Result<Result<Resource<Connection>, v3::Error>> {
+        let path = match accessor.with(|mut access| access.get().state.granted_file(&database)) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(v3_err(e))),
+        };
+        let conn = match tokio::task::spawn_blocking(move || open_file(&path)).await? {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(v3_err(db_error(e)))),
+        };
+        Ok(Ok(accessor.with(|mut access| access.get().table.push(Connection { conn: Arc::new(Mutex::new(conn)) }))?))
+    }
+
+    async fn execute_async(
+        accessor: &Accessor<T, Self>,
+        c: Resource<Connection>,
+        statement: String,
+        parameters: Vec<v3::Value>,
+    ) -> wasmtime::Result<Result<(Vec<String>, StreamReader<v3::RowResult>, FutureReader<Result<(), v3::Error>>), v3::Error>> {
+        let conn = connection_of(accessor, &c)?;
+        let params = parameters.into_iter().map(v3_to_sql).collect();
+        // The rows are read whole, then streamed to the guest.
+        let (columns, rows) = match execute(conn, statement, params).await {
+            Ok(r) => v3_rows(r),
+            Err(e) => return Ok(Err(v3_err(e))),
+        };
+        accessor.with(|mut access| {
+            let stream = StreamReader::new(&mut access, rows)?;
+            let done = FutureReader::new(&mut access, async { Ok::<_, wasmtime::Error>(Ok(())) })?;
+            Ok(Ok((columns, stream, done)))
+        })
+    }
+
+    async fn last_insert_rowid_async(accessor: &Accessor<T, Self>, c: Resource<Connection>) -> wasmtime::Result<i64> {
+        let conn = connection_of(accessor, &c)?;
+        let conn = conn.lock().map_err(|_| wasmtime::format_err!("connection lock poisoned"))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    async fn changes_async(accessor: &Accessor<T, Self>, c: Resource<Connection>) -> wasmtime::Result<u64> {
+        let conn = connection_of(accessor, &c)?;
+        let conn = conn.lock().map_err(|_| wasmtime::format_err!("connection lock poisoned"))?;
+        Ok(conn.changes())
     }
 }

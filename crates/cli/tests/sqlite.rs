@@ -74,3 +74,21 @@ fn named_databases_come_from_the_runtime_config() {
     // Separate files: the table is not in the default database.
     assert_eq!(sql(&server, "/sql/default", "SELECT * FROM t", "").status, 500);
 }
+
+#[test]
+fn the_current_sdk_async_interface_reads_the_same_database() {
+    let app = App::new(&format!(
+        "{APP}[[trigger.http]]\nroute = \"/v3/...\"\ncomponent = \"spin3\"\n[component.spin3]\nsource = \"{{spin3_guest}}\"\nsqlite_databases = [\"default\"]\n"
+    ));
+    let server = app.start(&[]);
+    sql(&server, "/sql/default", "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)", "");
+    sql(&server, "/sql/default", "INSERT INTO notes (body) VALUES (?)", "from v2");
+    // spin:sqlite@3.1.0: open-async, execute-async (rows as a stream), then the counters.
+    let r = request("POST", &server.url("/v3/sql/default"), &[], Some(b"INSERT INTO notes (body) VALUES ('from v3')"));
+    assert_eq!((r.status, r.body.as_str()), (200, "\nrowid=2 changes=1\n"));
+    let r = request("POST", &server.url("/v3/sql/default"), &[], Some(b"SELECT id, body FROM notes ORDER BY id"));
+    assert_eq!(r.body, "id|body\n1|from v2\n2|from v3\nrowid=0 changes=0\n");
+    let r = request("POST", &server.url("/v3/sql/other"), &[], Some(b"SELECT 1"));
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("AccessDenied"), "{}", r.body);
+}

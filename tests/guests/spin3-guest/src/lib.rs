@@ -1,7 +1,10 @@
 //! A guest written with the current Spin Rust SDK (7.0, WASI 0.3):
 //! - `/variables/<name>`: `spin_sdk::variables::get` (`spin:variables/variables@3.0.0`);
 //! - `/kv/<store>/<key>`: GET and PUT (body) through `spin_sdk::key_value`
-//!   (`spin:key-value/key-value@3.0.0`); `/kv/<store>` lists the keys (a stream).
+//!   (`spin:key-value/key-value@3.0.0`); `/kv/<store>` lists the keys (a stream);
+//! - `/sql/<db>` (POST, body = statement): `spin_sdk::sqlite` (`spin:sqlite@3.1.0`,
+//!   `open-async` and `execute-async`); answers the columns, then the rows (a stream),
+//!   `|`-separated, then `rowid=<last-insert-rowid> changes=<changes>`.
 
 use spin_sdk::http::{IntoResponse, Request};
 use spin_sdk::http_service;
@@ -15,6 +18,9 @@ async fn handle(req: Request) -> impl IntoResponse {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    if let Some(db) = path.strip_prefix("/sql/") {
+        return sql(req, db).await;
+    }
     if let Some(rest) = path.strip_prefix("/kv/") {
         return key_value(req, rest).await;
     }
@@ -59,4 +65,41 @@ async fn key_value(req: Request, rest: &str) -> (http::StatusCode, String) {
         Ok(None) => (http::StatusCode::NOT_FOUND, "no such key".into()),
         Err(e) => (http::StatusCode::INTERNAL_SERVER_ERROR, format!("error: {e}")),
     }
+}
+
+async fn sql(req: Request, db: &str) -> (http::StatusCode, String) {
+    use http_body_util::BodyExt as _;
+    use spin_sdk::sqlite::{Connection, Value};
+    let statement = req.into_body().collect().await.map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned()).unwrap_or_default();
+    let conn = match Connection::open(db).await {
+        Ok(c) => c,
+        Err(e) => return (http::StatusCode::FORBIDDEN, format!("error: {e:?}")),
+    };
+    let result = match conn.execute(&statement, []).await {
+        Ok(r) => r,
+        Err(e) => return (http::StatusCode::INTERNAL_SERVER_ERROR, format!("error: {e:?}")),
+    };
+    let mut out = result.columns().join("|");
+    out.push('\n');
+    let rows = match result.collect().await {
+        Ok(rows) => rows,
+        Err(e) => return (http::StatusCode::INTERNAL_SERVER_ERROR, format!("error: {e:?}")),
+    };
+    for row in rows {
+        let cells: Vec<String> = row
+            .values
+            .iter()
+            .map(|v| match v {
+                Value::Integer(i) => i.to_string(),
+                Value::Real(f) => f.to_string(),
+                Value::Text(t) => t.clone(),
+                Value::Blob(b) => format!("blob:{}", b.len()),
+                Value::Null => "null".into(),
+            })
+            .collect();
+        out.push_str(&cells.join("|"));
+        out.push('\n');
+    }
+    out.push_str(&format!("rowid={} changes={}\n", conn.last_insert_rowid().await, conn.changes().await));
+    (http::StatusCode::OK, out)
 }
