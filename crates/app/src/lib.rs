@@ -98,7 +98,7 @@ impl LoadedApp {
             .clone()
             .or_else(|| runtime_config.log_dir.clone())
             .unwrap_or_else(|| state_dir.join("logs"));
-        let variables = Variables::resolve(&manifest)?;
+        let variables = Variables::resolve(&manifest, &runtime_config.variables_providers)?;
 
         let mut staging = None;
         let mut components = BTreeMap::new();

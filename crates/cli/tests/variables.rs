@@ -72,3 +72,17 @@ fn defaults_apply_when_the_environment_is_silent() {
     let (_app, server) = start(&[("SPIN_VARIABLE_API_TOKEN", "x")]);
     assert_eq!(server.get("/variables/api_url").body, "https://example.com/v1");
 }
+
+#[test]
+fn runtime_config_providers_fill_in_what_the_environment_does_not() {
+    let app = App::new(APP);
+    app.write(".env", "MYAPP_API_HOST=dotenv.example\n");
+    app.write(
+        "rc.toml",
+        "[[variables_provider]]\ntype = \"env\"\nprefix = \"MYAPP\"\ndotenv_path = \".env\"\n[[variables_provider]]\ntype = \"static\"\nvalues = { api_token = \"from-static\" }\n",
+    );
+    let rc = app.path().join("rc.toml");
+    let server = Server::start_with(tessera(), app.path(), &["--runtime-config-file", rc.to_str().unwrap()]);
+    assert_eq!(server.get("/variables/api_url").body, "https://dotenv.example/v1");
+    assert_eq!(server.get("/variables/token").body, "from-static");
+}

@@ -12,6 +12,10 @@
 //! max_queued_requests = 1024         # waiting when every slot is busy
 //! queue_timeout = "10s"              # how long one may wait for a slot
 //!
+//! [[variables_provider]]             # Spin: env (prefix, dotenv_path) or static (values)
+//! type = "static"
+//! values = { api_host = "example.com" }
+//!
 //! [component.my-component]           # per-component overrides
 //! max_instance_memory = "512MiB"
 //! request_timeout = "2m"
@@ -120,6 +124,8 @@ pub struct RuntimeConfig {
     pub key_value_stores: BTreeMap<String, BackendTable>,
     /// `[sqlite_database.<label>]` tables, read by the SQLite capability.
     pub sqlite_databases: BTreeMap<String, BackendTable>,
+    /// `[[variables_provider]]` tables, in order, read when variables are resolved.
+    pub variables_providers: Vec<BackendTable>,
 }
 
 impl Default for RuntimeConfig {
@@ -135,6 +141,7 @@ impl Default for RuntimeConfig {
             queue_timeout: Duration::from_secs(10),
             key_value_stores: BTreeMap::new(),
             sqlite_databases: BTreeMap::new(),
+            variables_providers: Vec::new(),
         }
     }
 }
@@ -163,7 +170,6 @@ impl RuntimeConfig {
         let raw: RawRuntimeConfig = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         for (value, key) in [
-            (&raw.variables_provider, "variables_provider"),
             (&raw.outbound_networking, "outbound_networking"),
             (&raw.client_tls, "client_tls"),
             (&raw.llm_compute, "llm_compute"),
@@ -192,19 +198,17 @@ impl RuntimeConfig {
                 Some(n) => Err(src.error(n.span(), format!("`{key}` must be at least 1")).with_hint("use a positive number")),
             }
         };
+        let backend = |t: Spanned<toml::Table>| {
+            let (line, column) = src.line_col(t.span().start);
+            BackendTable { location: crate::Location { line, column }, table: t.into_inner(), file: path.to_path_buf() }
+        };
         let backends = |tables: BTreeMap<String, Spanned<toml::Table>>| -> BTreeMap<String, BackendTable> {
-            tables
-                .into_iter()
-                .map(|(label, t)| {
-                    let (line, column) = src.line_col(t.span().start);
-                    let table = BackendTable { location: crate::Location { line, column }, table: t.into_inner(), file: path.to_path_buf() };
-                    (label, table)
-                })
-                .collect()
+            tables.into_iter().map(|(label, t)| (label, backend(t))).collect()
         };
         Ok(Self {
             key_value_stores: backends(raw.key_value_store),
             sqlite_databases: backends(raw.sqlite_database),
+            variables_providers: raw.variables_provider.into_iter().map(backend).collect(),
             state_dir: raw.state_dir.map(|d| dir.join(d)),
             log_dir: raw.log_dir.map(|d| dir.join(d)),
             limits,
@@ -248,7 +252,8 @@ struct RawRuntimeConfig {
     key_value_store: BTreeMap<String, Spanned<toml::Table>>,
     #[serde(default)]
     sqlite_database: BTreeMap<String, Spanned<toml::Table>>,
-    variables_provider: Unsupported,
+    #[serde(default)]
+    variables_provider: Vec<Spanned<toml::Table>>,
     outbound_networking: Unsupported,
     client_tls: Unsupported,
     llm_compute: Unsupported,
@@ -370,7 +375,7 @@ mod tests {
         let e = parse("max_instance_memry = 1\n").unwrap_err();
         assert_eq!(e.location, Some((1, 1)));
         assert!(e.message.contains("unknown field"), "{e}");
-        let e = parse("[[variables_provider]]\ntype = \"vault\"\n").unwrap_err();
+        let e = parse("[outbound_networking]\nblock_networks = []\n").unwrap_err();
         assert!(e.message.contains("does not support yet"), "{e}");
     }
 
