@@ -39,7 +39,7 @@ fi
 if $all; then
   echo "== tests/guests/python-spin (Python Spin SDK)"
   tests/guests/python-spin/build.sh
-  for ex in hello-c hello-python hello-js; do
+  for ex in hello-c hello-python hello-js python-kv; do
     if [ -x "examples/$ex/build.sh" ]; then
       echo "== examples/$ex"
       "examples/$ex/build.sh"

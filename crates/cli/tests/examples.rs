@@ -69,3 +69,32 @@ fn hello_c_serves() {
     let r = server.get("/hi");
     assert_eq!((r.status, r.body.as_str()), (200, "Hello from C on Tessera!\n"));
 }
+
+#[test]
+fn python_kv_keeps_todos_in_the_default_store_and_on_redis() {
+    if built("python-kv", "app.wasm").is_none() {
+        return;
+    }
+    // Copy the app so its .spin state starts empty.
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["spin.toml", "app.wasm", "redis.toml"] {
+        std::fs::copy(repo_root().join("examples/python-kv").join(f), dir.path().join(f)).unwrap();
+    }
+    let server = Server::start(dir.path(), &[]);
+    assert_eq!(request("POST", &server.url("/todos"), &[], Some(b"write the docs")).status, 201);
+    request("POST", &server.url("/todos"), &[], Some(b"ship it"));
+    assert_eq!(server.get("/todos").body, "1. write the docs\n2. ship it\n");
+    assert_eq!(request("POST", &server.url("/todos"), &[], Some(b"")).status, 400);
+    assert!(dir.path().join(".spin/sqlite_key_value.db").is_file());
+    drop(server);
+
+    // The same app on Redis, by changing only the runtime config.
+    let Some(redis) = Redis::start() else { return };
+    std::fs::write(dir.path().join("redis.toml"), format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n", redis.url())).unwrap();
+    let rc = dir.path().join("redis.toml");
+    let server = Server::start(dir.path(), &["--runtime-config-file", rc.to_str().unwrap()]);
+    assert_eq!(server.get("/todos").body, "", "a fresh Redis holds no todos");
+    request("POST", &server.url("/todos"), &[], Some(b"on redis"));
+    assert_eq!(server.get("/visits").body, "1\n");
+    assert_eq!(server.get("/todos").body, "1. on redis\n");
+}
