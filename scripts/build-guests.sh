@@ -23,8 +23,10 @@ rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add was
 echo "== test guests"
 (cd tests/guests && cargo build --locked --target wasm32-wasip2 --release -q)
 
-echo "== examples/spin-rust-router"
-(cd examples/spin-rust-router && cargo build --locked --target wasm32-wasip2 --release -q)
+for ex in spin-rust-router rust-sqlite; do
+  echo "== examples/$ex"
+  (cd "examples/$ex" && cargo build --locked --target wasm32-wasip2 --release -q)
+done
 
 echo "== examples/hello-rust"
 committed=$(sha256sum examples/hello-rust/hello_rust.wasm | cut -d' ' -f1)

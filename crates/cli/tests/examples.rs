@@ -98,3 +98,26 @@ fn python_kv_keeps_todos_in_the_default_store_and_on_redis() {
     assert_eq!(server.get("/visits").body, "1\n");
     assert_eq!(server.get("/todos").body, "1. on redis\n");
 }
+
+#[test]
+fn rust_sqlite_keeps_todos_in_the_default_database() {
+    let wasm = repo_root().join("examples/rust-sqlite/target/wasm32-wasip2/release/rust_sqlite.wasm");
+    assert!(wasm.is_file(), "run scripts/build-guests.sh first: {} is missing", wasm.display());
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = std::fs::read_to_string(repo_root().join("examples/rust-sqlite/spin.toml"))
+        .unwrap()
+        .replace("target/wasm32-wasip2/release/rust_sqlite.wasm", &wasm.display().to_string());
+    std::fs::write(dir.path().join("spin.toml"), manifest).unwrap();
+    std::fs::copy(repo_root().join("examples/rust-sqlite/elsewhere.toml"), dir.path().join("elsewhere.toml")).unwrap();
+    let server = Server::start(dir.path(), &[]);
+    assert_eq!(request("POST", &server.url("/todos"), &[], Some(b"write the docs")).status, 201);
+    request("POST", &server.url("/todos"), &[], Some(b"ship it"));
+    assert_eq!(request("POST", &server.url("/todos/1/done"), &[], Some(b"")).status, 200);
+    assert_eq!(server.get("/todos").body, "1. [x] write the docs\n2. [ ] ship it\n");
+    assert!(dir.path().join(".spin/sqlite_db.db").is_file());
+    drop(server);
+    let rc = dir.path().join("elsewhere.toml");
+    let server = Server::start(dir.path(), &["--runtime-config-file", rc.to_str().unwrap()]);
+    assert_eq!(server.get("/todos").body, "", "a new database file");
+    assert!(dir.path().join("data/todos.db").is_file());
+}
