@@ -13,6 +13,7 @@
 mod grants;
 pub mod key_value;
 pub mod logging;
+mod network;
 pub mod outbound_http;
 pub mod sqlite;
 pub mod variables;

@@ -7,10 +7,10 @@
 use crate::InstanceState;
 use anyhow::Result;
 use http::uri::Scheme;
-use std::net::{IpAddr, SocketAddr};
+use crate::network::{Denied, OutboundPolicy, display_ip};
+use std::net::IpAddr;
 use std::sync::Arc;
 use tessera_app::LoadedComponent;
-use tessera_manifest::allowed_hosts::{AllowedHosts, Refusal};
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
@@ -27,8 +27,7 @@ pub struct ComponentState {
 }
 
 struct Policy {
-    component: String,
-    allowed: AllowedHosts,
+    network: OutboundPolicy,
 }
 
 impl ComponentState {
@@ -36,8 +35,10 @@ impl ComponentState {
     pub fn configure(component: &LoadedComponent) -> Self {
         Self {
             policy: Arc::new(Policy {
-                component: component.id.clone(),
-                allowed: component.allowed_outbound_hosts.clone(),
+                network: OutboundPolicy {
+                    component: component.id.clone(),
+                    allowed: component.allowed_outbound_hosts.clone(),
+                },
             }),
         }
     }
@@ -105,54 +106,22 @@ impl Policy {
         let Some(host) = uri.host() else {
             return Err(Error::HttpRequestUriInvalid);
         };
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
         let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
         let port = uri.port_u16().unwrap_or(default_port);
-        let target = format!("{scheme}://{}:{port}", uri.host().unwrap_or_default());
-        if self.allowed.check_name(scheme.as_str(), &host, port).is_err() {
-            tracing::warn!(
-                "request {request_id}: component `{}` may not send HTTP requests to {target}; to allow it, add \"{}\" to allowed_outbound_hosts in [component.{}]",
-                self.component, pattern_for(&scheme, &uri), self.component
-            );
-            return Err(Error::HttpRequestDenied);
-        }
-        let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
-            Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => match tokio::net::lookup_host((host.as_str(), port)).await {
-                Ok(a) => a.collect(),
-                Err(_) => {
-                    return Err(Error::DnsError {
-                        rcode: Some("address not available".into()),
-                        info_code: None,
-                    });
-                }
-            },
-        };
-        let mut chosen = None;
-        for addr in &addrs {
-            match self.allowed.check_address(scheme.as_str(), &host, port, addr.ip()) {
-                Ok(()) => {
-                    chosen.get_or_insert(*addr);
-                }
-                Err(Refusal::RestrictedAddress(ip)) => {
-                    tracing::warn!(
-                        "request {request_id}: component `{}` may not reach {target}: it resolves to the non-public address {ip}; to allow it, name the address in allowed_outbound_hosts of [component.{}], e.g. \"{scheme}://{}:{port}\"",
-                        self.component, self.component, display_ip(ip)
-                    );
-                    return Err(Error::DestinationIpProhibited);
-                }
-                Err(Refusal::NotAllowed) => return Err(Error::HttpRequestDenied),
+        let addr = match self.network.resolve(scheme.as_str(), host, port, request_id).await {
+            Ok(addr) => addr,
+            Err(Denied::NotAllowed) => return Err(Error::HttpRequestDenied),
+            Err(Denied::Restricted(_)) => return Err(Error::DestinationIpProhibited),
+            Err(Denied::Unresolved) => {
+                return Err(Error::DnsError { rcode: Some("address not available".into()), info_code: None });
             }
-        }
-        let Some(addr) = chosen else {
-            return Err(Error::DestinationNotFound);
         };
         if scheme == Scheme::HTTP && host.parse::<IpAddr>().is_err() {
             // Connect to the address just checked; the Host header keeps the name.
             let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
             let pinned = format!("http://{}:{}{path}", display_ip(addr.ip()), addr.port());
             if !request.headers().contains_key(http::header::HOST) {
-                let host_header = uri.authority().map(|a| a.as_str().to_string()).unwrap_or(host.clone());
+                let host_header = uri.authority().map(|a| a.as_str().to_string()).unwrap_or(host.to_string());
                 if let Ok(v) = http::HeaderValue::from_str(&host_header) {
                     request.headers_mut().insert(http::header::HOST, v);
                 }
@@ -160,19 +129,5 @@ impl Policy {
             *request.uri_mut() = pinned.parse().map_err(|_| Error::HttpRequestUriInvalid)?;
         }
         Ok(request)
-    }
-}
-
-fn display_ip(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("[{v6}]"),
-    }
-}
-
-fn pattern_for(scheme: &Scheme, uri: &http::Uri) -> String {
-    match uri.port_u16() {
-        Some(p) => format!("{scheme}://{}:{p}", uri.host().unwrap_or_default()),
-        None => format!("{scheme}://{}", uri.host().unwrap_or_default()),
     }
 }

@@ -1,0 +1,73 @@
+//! The outbound network check shared by every capability that connects out (HTTP, Redis):
+//! the destination must match `allowed_outbound_hosts`, and every address its name
+//! resolves to must be public unless a pattern names it. Refusals are logged with the
+//! manifest key to change.
+
+use std::net::{IpAddr, SocketAddr};
+use tessera_manifest::allowed_hosts::{AllowedHosts, Refusal};
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Denied {
+    /// No pattern matches the scheme, host and port.
+    NotAllowed,
+    /// The name resolves to a private, loopback or link-local address no pattern names.
+    Restricted(IpAddr),
+    /// The name does not resolve.
+    Unresolved,
+}
+
+/// One component's allow-list, with its id for log lines.
+pub(crate) struct OutboundPolicy {
+    pub component: String,
+    pub allowed: AllowedHosts,
+}
+
+impl OutboundPolicy {
+    /// Checks `scheme://host:port` and returns the address to connect to (one that was
+    /// checked, so a later DNS answer cannot change it).
+    pub async fn resolve(&self, scheme: &str, host: &str, port: u16, request_id: u64) -> Result<SocketAddr, Denied> {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let shown_host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+        let target = format!("{scheme}://{shown_host}:{port}");
+        let component = &self.component;
+        if self.allowed.check_name(scheme, host, port).is_err() {
+            tracing::warn!(
+                "request {request_id}: component `{component}` may not connect to {target}; to allow it, add \"{target}\" to allowed_outbound_hosts in [component.{component}]"
+            );
+            return Err(Denied::NotAllowed);
+        }
+        let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => match tokio::net::lookup_host((host, port)).await {
+                Ok(a) => a.collect(),
+                Err(_) => return Err(Denied::Unresolved),
+            },
+        };
+        let mut chosen = None;
+        for addr in &addrs {
+            match self.allowed.check_address(scheme, host, port, addr.ip()) {
+                Ok(()) => {
+                    chosen.get_or_insert(*addr);
+                }
+                Err(Refusal::RestrictedAddress(ip)) => {
+                    tracing::warn!(
+                        "request {request_id}: component `{component}` may not reach {target}: it resolves to the non-public address {ip}; to allow it, name the address in allowed_outbound_hosts of [component.{component}], e.g. \"{scheme}://{}:{port}\"",
+                        display_ip(ip)
+                    );
+                    return Err(Denied::Restricted(ip));
+                }
+                Err(Refusal::NotAllowed) => return Err(Denied::NotAllowed),
+            }
+        }
+        chosen.ok_or(Denied::Unresolved)
+    }
+}
+
+/// An IP as it appears in a URL (IPv6 in brackets).
+pub(crate) fn display_ip(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
