@@ -15,6 +15,7 @@ pub mod key_value;
 pub mod logging;
 mod network;
 pub mod outbound_http;
+pub mod redis;
 pub mod sqlite;
 pub mod variables;
 pub mod wasi_cli;
@@ -45,6 +46,8 @@ pub struct InstanceState {
     pub key_value: key_value::InstanceKeyValue,
     /// SQLite grants ([`sqlite`]).
     pub sqlite: sqlite::InstanceSqlite,
+    /// Outbound Redis ([`redis`]).
+    pub redis: redis::InstanceRedis,
     /// The request this instance serves, for log lines.
     pub request_id: u64,
 }
@@ -55,6 +58,7 @@ impl InstanceState {
     pub fn begin_request(&mut self, request_id: u64, peak_memory: std::sync::Arc<std::sync::atomic::AtomicU64>) {
         self.request_id = request_id;
         self.outbound.set_request_id(request_id);
+        self.redis.set_request_id(request_id);
         self.limiter.publish_peak_to(peak_memory);
     }
 }
@@ -86,6 +90,7 @@ pub fn link(linker: &mut Linker<InstanceState>) -> Result<()> {
     variables::link(linker)?;
     key_value::link(linker)?;
     sqlite::link(linker)?;
+    redis::link(linker)?;
     Ok(())
 }
 
@@ -115,6 +120,7 @@ impl AppCapabilities {
             variables: variables::ComponentState::configure(component),
             key_value: self.key_value.for_component(app, component),
             sqlite: self.sqlite.for_component(app, component),
+            redis: redis::ComponentState::configure(component),
         })
     }
 }
@@ -129,6 +135,7 @@ pub struct ComponentCapabilities {
     variables: variables::ComponentState,
     key_value: key_value::ComponentState,
     sqlite: sqlite::ComponentState,
+    redis: redis::ComponentState,
 }
 
 impl ComponentCapabilities {
@@ -149,6 +156,7 @@ impl ComponentCapabilities {
             variables: self.variables.instance(),
             key_value: self.key_value.instance(),
             sqlite: self.sqlite.instance(),
+            redis: self.redis.instance(),
             request_id,
         })
     }

@@ -16,6 +16,8 @@
 //!   columns then one line per row, values `|`-separated;
 //! - `/sql3/<db>`: the same through `spin:sqlite@3.0.0`, plus `last-insert-rowid` and
 //!   `changes` in `x-rowid` and `x-changes`.
+//! - `/redis?addr=A&op=set|get|incr|exec&key=K` (POST body = value for `set`, the command
+//!   line for `exec`): `spin_sdk::redis` (`fermyon:spin/redis@2.0.0`) against address `A`.
 //!
 //! Store errors answer 403 (access denied), 404 (no such store) or 500 (other), with the
 //! error in the body.
@@ -43,6 +45,7 @@ fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
     router.post("/wasi-kv-batch/:store", wasi_batch);
     router.post("/sql/:db", sql2);
     router.post("/sql3/:db", sql3);
+    router.post("/redis", redis_op);
     Ok(router.handle(req))
 }
 
@@ -248,6 +251,50 @@ fn sql3(req: Request, params: Params) -> anyhow::Result<Response> {
             .header("x-changes", db.changes().to_string())
             .body(format!("{} rows\n", result.rows.len()))
             .build(),
+        Err(e) => Response::new(500, format!("error: {e:?}")),
+    })
+}
+
+fn redis_op(req: Request, _params: Params) -> anyhow::Result<Response> {
+    use spin_sdk::redis::{Connection, Error, RedisParameter, RedisResult};
+    let query: std::collections::HashMap<String, String> = req
+        .query()
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect();
+    let q = |k: &str| query.get(k).cloned().unwrap_or_default();
+    let conn = match Connection::open(&q("addr")) {
+        Ok(c) => c,
+        Err(Error::InvalidAddress) => return Ok(Response::new(403, "invalid-address".to_string())),
+        Err(e) => return Ok(Response::new(500, format!("error: {e:?}"))),
+    };
+    let body = String::from_utf8_lossy(req.body()).into_owned();
+    let key = q("key");
+    let result = match q("op").as_str() {
+        "set" => conn.set(&key, &body.into_bytes()).map(|()| "OK".to_string()),
+        "get" => conn.get(&key).map(|v| v.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or("(nil)".into())),
+        "incr" => conn.incr(&key).map(|n| n.to_string()),
+        "exec" => {
+            let mut words = body.split_whitespace();
+            let command = words.next().unwrap_or_default().to_string();
+            let args: Vec<RedisParameter> = words.map(|w| RedisParameter::Binary(w.as_bytes().to_vec())).collect();
+            conn.execute(&command, &args).map(|results| {
+                results
+                    .into_iter()
+                    .map(|r| match r {
+                        RedisResult::Nil => "nil".to_string(),
+                        RedisResult::Status(s) => format!("status:{s}"),
+                        RedisResult::Int64(i) => format!("int:{i}"),
+                        RedisResult::Binary(b) => format!("bin:{}", String::from_utf8_lossy(&b)),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+        }
+        other => return Ok(Response::new(400, format!("unknown op {other}"))),
+    };
+    Ok(match result {
+        Ok(text) => Response::new(200, text),
         Err(e) => Response::new(500, format!("error: {e:?}")),
     })
 }
