@@ -70,6 +70,7 @@ pub(super) fn link(linker: &mut Linker<InstanceState>) -> Result<()> {
 
 enum OpenError {
     AccessDenied,
+    TableFull,
 }
 
 impl KeyValueView<'_> {
@@ -79,7 +80,7 @@ impl KeyValueView<'_> {
             Some(store) => Ok(Some(
                 self.table
                     .push(OpenStore { store: store.clone() })
-                    .map_err(|_| OpenError::AccessDenied)?,
+                    .map_err(|_| OpenError::TableFull)?,
             )),
             None => {
                 tracing::warn!(
@@ -110,6 +111,7 @@ impl spin2::HostStore for KeyValueView<'_> {
             Ok(Some(r)) => Ok(r),
             Ok(None) => Err(spin2::Error::NoSuchStore),
             Err(OpenError::AccessDenied) => Err(spin2::Error::AccessDenied),
+            Err(OpenError::TableFull) => Err(spin2::Error::StoreTableFull),
         })
     }
 
@@ -169,6 +171,7 @@ impl<T> spin3::HostStoreWithStore<T> for KeyValue {
             Ok(Some(r)) => Ok(r),
             Ok(None) => Err(spin3::Error::NoSuchStore),
             Err(OpenError::AccessDenied) => Err(spin3::Error::AccessDenied),
+            Err(OpenError::TableFull) => Err(spin3::Error::StoreTableFull),
         }))
     }
 
@@ -222,6 +225,7 @@ impl wasi_store::Host for KeyValueView<'_> {
             Ok(Some(r)) => Ok(r),
             Ok(None) => Err(wasi_store::Error::NoSuchStore),
             Err(OpenError::AccessDenied) => Err(wasi_store::Error::AccessDenied),
+            Err(OpenError::TableFull) => Err(wasi_store::Error::Other("too many open stores".into())),
         })
     }
 }
