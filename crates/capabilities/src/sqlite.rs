@@ -104,6 +104,9 @@ fn open_file(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Guests get their database and nothing else: no ATTACH (or VACUUM INTO, which
+    // attaches) of other host files.
+    conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_ATTACHED, 0)?;
     Ok(conn)
 }
 

@@ -92,3 +92,18 @@ fn the_current_sdk_async_interface_reads_the_same_database() {
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(r.body.contains("AccessDenied"), "{}", r.body);
 }
+
+#[test]
+fn guests_cannot_reach_other_host_files_through_sql() {
+    let app = App::new(APP);
+    let server = app.start(&[]);
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("stolen.db");
+    let attach = format!("ATTACH DATABASE '{}' AS other", target.display());
+    let r = sql(&server, "/sql/default", &attach, "");
+    assert_eq!(r.status, 500, "{}", r.body);
+    let vacuum = format!("VACUUM INTO '{}'", target.display());
+    let r = sql(&server, "/sql/default", &vacuum, "");
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert!(!target.exists(), "no file was written outside the database");
+}
