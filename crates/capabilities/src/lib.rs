@@ -15,6 +15,7 @@ pub mod key_value;
 pub mod logging;
 mod network;
 pub mod outbound_http;
+pub mod postgres;
 pub mod redis;
 pub mod sqlite;
 pub mod variables;
@@ -48,6 +49,8 @@ pub struct InstanceState {
     pub sqlite: sqlite::InstanceSqlite,
     /// Outbound Redis ([`redis`]).
     pub redis: redis::InstanceRedis,
+    /// Outbound PostgreSQL ([`postgres`]).
+    pub postgres: postgres::InstancePostgres,
     /// The request this instance serves, for log lines.
     pub request_id: u64,
 }
@@ -59,6 +62,7 @@ impl InstanceState {
         self.request_id = request_id;
         self.outbound.set_request_id(request_id);
         self.redis.set_request_id(request_id);
+        self.postgres.set_request_id(request_id);
         self.limiter.publish_peak_to(peak_memory);
     }
 }
@@ -91,6 +95,7 @@ pub fn link(linker: &mut Linker<InstanceState>) -> Result<()> {
     key_value::link(linker)?;
     sqlite::link(linker)?;
     redis::link(linker)?;
+    postgres::link(linker)?;
     Ok(())
 }
 
@@ -121,6 +126,7 @@ impl AppCapabilities {
             key_value: self.key_value.for_component(app, component),
             sqlite: self.sqlite.for_component(app, component),
             redis: redis::ComponentState::configure(component),
+            postgres: postgres::ComponentState::configure(component),
         })
     }
 }
@@ -136,6 +142,7 @@ pub struct ComponentCapabilities {
     key_value: key_value::ComponentState,
     sqlite: sqlite::ComponentState,
     redis: redis::ComponentState,
+    postgres: postgres::ComponentState,
 }
 
 impl ComponentCapabilities {
@@ -157,6 +164,7 @@ impl ComponentCapabilities {
             key_value: self.key_value.instance(),
             sqlite: self.sqlite.instance(),
             redis: self.redis.instance(),
+            postgres: self.postgres.instance(),
             request_id,
         })
     }

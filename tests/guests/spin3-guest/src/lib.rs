@@ -4,7 +4,10 @@
 //!   (`spin:key-value/key-value@3.0.0`); `/kv/<store>` lists the keys (a stream);
 //! - `/sql/<db>` (POST, body = statement): `spin_sdk::sqlite` (`spin:sqlite@3.1.0`,
 //!   `open-async` and `execute-async`); answers the columns, then the rows (a stream),
-//!   `|`-separated, then `rowid=<last-insert-rowid> changes=<changes>`.
+//!   `|`-separated, then `rowid=<last-insert-rowid> changes=<changes>`;
+//! - `/pg?addr=A&mode=query|execute` (POST, body = statement, `x-params` header of
+//!   `|`-separated text/integer parameters): `spin_sdk::pg` (`spin:postgres@4.2.0`);
+//!   answers `name:type` columns then the rows (a stream), or the affected row count.
 
 use spin_sdk::http::{IntoResponse, Request};
 use spin_sdk::http_service;
@@ -18,6 +21,9 @@ async fn handle(req: Request) -> impl IntoResponse {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    if path == "/pg" {
+        return postgres(req).await;
+    }
     if let Some(db) = path.strip_prefix("/sql/") {
         return sql(req, db).await;
     }
@@ -101,5 +107,68 @@ async fn sql(req: Request, db: &str) -> (http::StatusCode, String) {
         out.push('\n');
     }
     out.push_str(&format!("rowid={} changes={}\n", conn.last_insert_rowid().await, conn.changes().await));
+    (http::StatusCode::OK, out)
+}
+
+async fn postgres(req: Request) -> (http::StatusCode, String) {
+    use http_body_util::BodyExt as _;
+    use spin_sdk::pg::{Connection, DbValue, ParameterValue};
+    let query: std::collections::HashMap<String, String> = req
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect();
+    let params: Vec<ParameterValue> = req
+        .headers()
+        .get("x-params")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| {
+            s.split('|')
+                .map(|p| match p.parse::<i64>() {
+                    Ok(i) => ParameterValue::Int64(i),
+                    Err(_) if p == "null" => ParameterValue::DbNull,
+                    Err(_) => ParameterValue::Str(p.to_string()),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let statement = req.into_body().collect().await.map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned()).unwrap_or_default();
+    let conn = match Connection::open(query.get("addr").cloned().unwrap_or_default()).await {
+        Ok(c) => c,
+        Err(e) => return (http::StatusCode::BAD_GATEWAY, format!("error: {e}")),
+    };
+    if query.get("mode").map(String::as_str) == Some("execute") {
+        return match conn.execute(statement, params).await {
+            Ok(n) => (http::StatusCode::OK, format!("{n}\n")),
+            Err(e) => (http::StatusCode::INTERNAL_SERVER_ERROR, format!("error: {e}")),
+        };
+    }
+    let result = match conn.query(statement, params).await {
+        Ok(r) => r,
+        Err(e) => return (http::StatusCode::INTERNAL_SERVER_ERROR, format!("error: {e}")),
+    };
+    let mut out: String = result.columns().iter().map(|c| format!("{}:{:?}", c.name, c.data_type)).collect::<Vec<_>>().join("|");
+    out.push('\n');
+    let (_, mut rows, done) = result.into_inner();
+    while let Some(row) = rows.next().await {
+        let cells: Vec<String> = row
+            .iter()
+            .map(|v| match v {
+                DbValue::Int32(i) => i.to_string(),
+                DbValue::Int64(i) => i.to_string(),
+                DbValue::Str(s) => s.clone(),
+                DbValue::Boolean(b) => b.to_string(),
+                DbValue::DbNull => "null".into(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        out.push_str(&cells.join("|"));
+        out.push('\n');
+    }
+    if let Err(e) = done.await {
+        return (http::StatusCode::INTERNAL_SERVER_ERROR, format!("error: {e:?}"));
+    }
     (http::StatusCode::OK, out)
 }

@@ -1,0 +1,444 @@
+//! Outbound PostgreSQL: `spin:postgres/postgres@4.2.0`.
+//!
+//! `open(address)` takes a `postgres://user@host:port/db` address that must match the
+//! component's `allowed_outbound_hosts` (e.g. `"postgres://127.0.0.1:5432"`); the host is
+//! resolved and checked like any outbound connection and the connection goes to the checked
+//! address. Clients are shared per address by the component's instances and replaced when
+//! closed, so a server that comes back is used again without a restart. TLS
+//! (`sslmode=require`, `set-ca-root`) is not supported yet.
+
+// `pg::Error` is the interface's generated error type; boxing it would only add copies.
+#![allow(clippy::result_large_err)]
+
+use crate::InstanceState;
+use crate::network::{Denied, OutboundPolicy};
+use anyhow::Result;
+use std::collections::HashMap;
+use std::str::FromStr as _;
+use std::sync::Arc;
+use std::time::Duration;
+use tessera_app::LoadedComponent;
+use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
+use wasmtime::component::{Accessor, FutureReader, HasData, Linker, Resource, ResourceTable, StreamReader};
+
+/// Longest wait to connect.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "tessera:host/postgres",
+        imports: {
+            "spin:postgres/postgres.[static]connection.open-async": async | store | trappable,
+            "spin:postgres/postgres.[method]connection.query-async": async | store | trappable,
+            "spin:postgres/postgres.[method]connection.execute-async": async | store | trappable,
+            "spin:postgres/postgres.[method]connection-builder.build-async": async | store | trappable,
+            default: async | trappable,
+        },
+        with: {
+            "spin:postgres/postgres.connection": super::PgConnection,
+            "spin:postgres/postgres.connection-builder": super::PgBuilder,
+        },
+    });
+}
+
+use bindings::spin::postgres::postgres as pg;
+
+/// Links the PostgreSQL interface.
+pub fn link(linker: &mut Linker<InstanceState>) -> Result<()> {
+    pg::add_to_linker::<_, Postgres>(linker, view)?;
+    Ok(())
+}
+
+struct Shared {
+    policy: OutboundPolicy,
+    clients: tokio::sync::Mutex<HashMap<String, Arc<tokio_postgres::Client>>>,
+}
+
+/// One component's PostgreSQL policy and clients.
+pub struct ComponentState {
+    shared: Arc<Shared>,
+}
+
+impl ComponentState {
+    /// Takes the component's `allowed_outbound_hosts`.
+    pub fn configure(component: &LoadedComponent) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                policy: OutboundPolicy { component: component.id.clone(), allowed: component.allowed_outbound_hosts.clone() },
+                clients: Default::default(),
+            }),
+        }
+    }
+
+    /// The per-instance state.
+    pub fn instance(&self) -> InstancePostgres {
+        InstancePostgres { shared: self.shared.clone(), request_id: 0 }
+    }
+}
+
+/// PostgreSQL state of one instance.
+pub struct InstancePostgres {
+    shared: Arc<Shared>,
+    request_id: u64,
+}
+
+impl InstancePostgres {
+    /// Sets the request id used in log lines.
+    pub fn set_request_id(&mut self, id: u64) {
+        self.request_id = id;
+    }
+}
+
+/// An open connection handed to the guest.
+pub struct PgConnection {
+    client: Arc<tokio_postgres::Client>,
+}
+
+/// A `connection-builder`: the address, until `build`.
+pub struct PgBuilder {
+    address: String,
+}
+
+async fn connect(shared: &Shared, address: &str, request_id: u64) -> Result<PgConnection, pg::Error> {
+    let mut config = tokio_postgres::Config::from_str(address)
+        .map_err(|e| pg::Error::ConnectionFailed(format!("invalid address `{address}`: {e}")))?;
+    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        return Err(pg::Error::ConnectionFailed("TLS (sslmode=require) is not supported by Tessera yet".into()));
+    }
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => return Err(pg::Error::ConnectionFailed(format!("`{address}` names no TCP host"))),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let addr = match shared.policy.resolve("postgres", &host, port, request_id).await {
+        Ok(a) => a,
+        Err(Denied::NotAllowed | Denied::Restricted(_)) => {
+            return Err(pg::Error::ConnectionFailed(format!("address postgres://{host}:{port} is not permitted by allowed_outbound_hosts")));
+        }
+        Err(Denied::Unresolved) => return Err(pg::Error::ConnectionFailed(format!("cannot resolve {host}"))),
+    };
+    let mut clients = shared.clients.lock().await;
+    if let Some(c) = clients.get(address)
+        && !c.is_closed()
+    {
+        return Ok(PgConnection { client: c.clone() });
+    }
+    // Connect to the checked address; the host name stays for authentication messages.
+    config.hostaddr(addr.ip()).connect_timeout(TIMEOUT);
+    let (client, connection) = tokio::time::timeout(TIMEOUT, config.connect(tokio_postgres::NoTls))
+        .await
+        .map_err(|_| pg::Error::ConnectionFailed(format!("timed out connecting to {host}:{port}")))?
+        .map_err(|e| pg::Error::ConnectionFailed(e.to_string()))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("postgres connection closed: {e}");
+        }
+    });
+    let client = Arc::new(client);
+    clients.insert(address.to_string(), client.clone());
+    Ok(PgConnection { client })
+}
+
+/// A SQL NULL that fits any parameter type.
+#[derive(Debug)]
+struct Null;
+
+impl ToSql for Null {
+    fn to_sql(&self, _: &Type, _: &mut bytes::BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(IsNull::Yes)
+    }
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+    to_sql_checked!();
+}
+
+/// Any value, as the bytes PostgreSQL sent (for types without a mapping).
+struct Raw(Vec<u8>);
+
+impl<'a> FromSql<'a> for Raw {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(raw.to_vec()))
+    }
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+type Param = Box<dyn ToSql + Sync + Send>;
+
+fn param(v: pg::ParameterValue) -> Result<Param, pg::Error> {
+    use pg::ParameterValue as P;
+    let bad = |what: &str| pg::Error::BadParameter(format!("{what} parameters are not supported by Tessera yet"));
+    Ok(match v {
+        P::Boolean(b) => Box::new(b),
+        P::Int8(i) => Box::new(i),
+        P::Int16(i) => Box::new(i),
+        P::Int32(i) => Box::new(i),
+        P::Int64(i) => Box::new(i),
+        P::Floating32(f) => Box::new(f),
+        P::Floating64(f) => Box::new(f),
+        P::Str(s) => Box::new(s),
+        P::Binary(b) => Box::new(b),
+        P::Date((y, m, d)) => Box::new(
+            chrono::NaiveDate::from_ymd_opt(y, m.into(), d.into()).ok_or_else(|| pg::Error::BadParameter("invalid date".into()))?,
+        ),
+        P::Time((h, mi, s, ns)) => Box::new(
+            chrono::NaiveTime::from_hms_nano_opt(h.into(), mi.into(), s.into(), ns).ok_or_else(|| pg::Error::BadParameter("invalid time".into()))?,
+        ),
+        P::Datetime((y, mo, d, h, mi, s, ns)) => Box::new(
+            chrono::NaiveDate::from_ymd_opt(y, mo.into(), d.into())
+                .and_then(|date| date.and_hms_nano_opt(h.into(), mi.into(), s.into(), ns))
+                .ok_or_else(|| pg::Error::BadParameter("invalid datetime".into()))?,
+        ),
+        P::Timestamp(secs) => Box::new(
+            chrono::DateTime::<chrono::Utc>::from_timestamp(secs, 0).ok_or_else(|| pg::Error::BadParameter("invalid timestamp".into()))?,
+        ),
+        P::Uuid(s) => Box::new(uuid::Uuid::parse_str(&s).map_err(|e| pg::Error::BadParameter(format!("invalid uuid: {e}")))?),
+        P::Jsonb(b) => Box::new(serde_json::from_slice::<serde_json::Value>(&b).map_err(|e| pg::Error::BadParameter(format!("invalid json: {e}")))?),
+        P::ArrayInt32(a) => Box::new(a),
+        P::ArrayInt64(a) => Box::new(a),
+        P::ArrayStr(a) => Box::new(a),
+        P::DbNull => Box::new(Null),
+        P::Decimal(_) | P::ArrayDecimal(_) => return Err(bad("decimal")),
+        P::RangeInt32(_) | P::RangeInt64(_) | P::RangeDecimal(_) => return Err(bad("range")),
+        P::Interval(_) => return Err(bad("interval")),
+    })
+}
+
+fn data_type(t: &Type) -> pg::DbDataType {
+    use pg::DbDataType as D;
+    match *t {
+        Type::BOOL => D::Boolean,
+        Type::CHAR => D::Int8,
+        Type::INT2 => D::Int16,
+        Type::INT4 => D::Int32,
+        Type::INT8 => D::Int64,
+        Type::FLOAT4 => D::Floating32,
+        Type::FLOAT8 => D::Floating64,
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => D::Str,
+        Type::BYTEA => D::Binary,
+        Type::DATE => D::Date,
+        Type::TIME => D::Time,
+        Type::TIMESTAMP => D::Datetime,
+        Type::TIMESTAMPTZ => D::Timestamp,
+        Type::UUID => D::Uuid,
+        Type::JSON | Type::JSONB => D::Jsonb,
+        Type::NUMERIC => D::Decimal,
+        Type::INT4_ARRAY => D::ArrayInt32,
+        Type::INT8_ARRAY => D::ArrayInt64,
+        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY => D::ArrayStr,
+        Type::INTERVAL => D::Interval,
+        ref other => D::Other(other.name().to_string()),
+    }
+}
+
+fn value(row: &tokio_postgres::Row, i: usize, t: &Type) -> Result<pg::DbValue, pg::Error> {
+    use pg::DbValue as V;
+    fn get<'a, T: FromSql<'a>>(row: &'a tokio_postgres::Row, i: usize) -> Result<Option<T>, pg::Error> {
+        row.try_get::<_, Option<T>>(i).map_err(|e| pg::Error::ValueConversionFailed(e.to_string()))
+    }
+    macro_rules! map {
+        ($ty:ty, $f:expr) => {
+            match get::<$ty>(row, i)? {
+                Some(v) => $f(v),
+                None => V::DbNull,
+            }
+        };
+    }
+    Ok(match *t {
+        Type::BOOL => map!(bool, V::Boolean),
+        Type::CHAR => map!(i8, V::Int8),
+        Type::INT2 => map!(i16, V::Int16),
+        Type::INT4 => map!(i32, V::Int32),
+        Type::INT8 => map!(i64, V::Int64),
+        Type::FLOAT4 => map!(f32, V::Floating32),
+        Type::FLOAT8 => map!(f64, V::Floating64),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => map!(String, V::Str),
+        Type::BYTEA => map!(Vec<u8>, V::Binary),
+        Type::DATE => map!(chrono::NaiveDate, |d: chrono::NaiveDate| {
+            use chrono::Datelike as _;
+            V::Date((d.year(), d.month() as u8, d.day() as u8))
+        }),
+        Type::TIME => map!(chrono::NaiveTime, |t: chrono::NaiveTime| {
+            use chrono::Timelike as _;
+            V::Time((t.hour() as u8, t.minute() as u8, t.second() as u8, t.nanosecond()))
+        }),
+        Type::TIMESTAMP => map!(chrono::NaiveDateTime, |dt: chrono::NaiveDateTime| {
+            use chrono::{Datelike as _, Timelike as _};
+            V::Datetime((dt.year(), dt.month() as u8, dt.day() as u8, dt.hour() as u8, dt.minute() as u8, dt.second() as u8, dt.nanosecond()))
+        }),
+        Type::TIMESTAMPTZ => map!(chrono::DateTime<chrono::Utc>, |dt: chrono::DateTime<chrono::Utc>| V::Timestamp(dt.timestamp())),
+        Type::UUID => map!(uuid::Uuid, |u: uuid::Uuid| V::Uuid(u.to_string())),
+        Type::JSON | Type::JSONB => map!(serde_json::Value, |j: serde_json::Value| V::Jsonb(j.to_string().into_bytes())),
+        Type::INT4_ARRAY => map!(Vec<Option<i32>>, V::ArrayInt32),
+        Type::INT8_ARRAY => map!(Vec<Option<i64>>, V::ArrayInt64),
+        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY => map!(Vec<Option<String>>, V::ArrayStr),
+        _ => map!(Raw, |r: Raw| V::Unsupported(r.0)),
+    })
+}
+
+fn query_error(e: tokio_postgres::Error) -> pg::Error {
+    match e.as_db_error() {
+        Some(db) => pg::Error::QueryFailed(pg::QueryError::DbError(pg::DbError {
+            as_text: e.to_string(),
+            severity: db.severity().to_string(),
+            code: db.code().code().to_string(),
+            message: db.message().to_string(),
+            detail: db.detail().map(String::from),
+            extras: Vec::new(),
+        })),
+        None => pg::Error::QueryFailed(pg::QueryError::Text(e.to_string())),
+    }
+}
+
+async fn query(client: &tokio_postgres::Client, statement: &str, params: Vec<pg::ParameterValue>) -> Result<pg::RowSet, pg::Error> {
+    let params = params.into_iter().map(param).collect::<Result<Vec<_>, _>>()?;
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+    let stmt = client.prepare(statement).await.map_err(query_error)?;
+    let rows = client.query(&stmt, &refs).await.map_err(query_error)?;
+    let columns: Vec<pg::Column> = stmt
+        .columns()
+        .iter()
+        .map(|c| pg::Column { name: c.name().to_string(), data_type: data_type(c.type_()) })
+        .collect();
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let mut values = Vec::with_capacity(columns.len());
+        for (i, c) in stmt.columns().iter().enumerate() {
+            values.push(value(row, i, c.type_())?);
+        }
+        out.push(values);
+    }
+    Ok(pg::RowSet { columns, rows: out })
+}
+
+async fn execute(client: &tokio_postgres::Client, statement: &str, params: Vec<pg::ParameterValue>) -> Result<u64, pg::Error> {
+    let params = params.into_iter().map(param).collect::<Result<Vec<_>, _>>()?;
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+    client.execute(statement, &refs).await.map_err(query_error)
+}
+
+/// The host functions' view of an instance.
+pub struct PostgresView<'a> {
+    table: &'a mut ResourceTable,
+    state: &'a InstancePostgres,
+}
+
+struct Postgres;
+
+impl HasData for Postgres {
+    type Data<'a> = PostgresView<'a>;
+}
+
+fn view(s: &mut InstanceState) -> PostgresView<'_> {
+    PostgresView { table: &mut s.table, state: &s.postgres }
+}
+
+impl PostgresView<'_> {
+    fn client(&self, c: &Resource<PgConnection>) -> wasmtime::Result<Arc<tokio_postgres::Client>> {
+        Ok(self.table.get(c)?.client.clone())
+    }
+}
+
+impl pg::Host for PostgresView<'_> {}
+
+impl pg::HostConnection for PostgresView<'_> {
+    async fn open(&mut self, address: String) -> wasmtime::Result<Result<Resource<PgConnection>, pg::Error>> {
+        match connect(&self.state.shared, &address, self.state.request_id).await {
+            Ok(c) => Ok(Ok(self.table.push(c)?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    async fn query(&mut self, c: Resource<PgConnection>, statement: String, params: Vec<pg::ParameterValue>) -> wasmtime::Result<Result<pg::RowSet, pg::Error>> {
+        let client = self.client(&c)?;
+        Ok(query(&client, &statement, params).await)
+    }
+
+    async fn execute(&mut self, c: Resource<PgConnection>, statement: String, params: Vec<pg::ParameterValue>) -> wasmtime::Result<Result<u64, pg::Error>> {
+        let client = self.client(&c)?;
+        Ok(execute(&client, &statement, params).await)
+    }
+
+    async fn drop(&mut self, c: Resource<PgConnection>) -> wasmtime::Result<()> {
+        self.table.delete(c)?;
+        Ok(())
+    }
+}
+
+impl pg::HostConnectionBuilder for PostgresView<'_> {
+    async fn new(&mut self, address: String) -> wasmtime::Result<Resource<PgBuilder>> {
+        Ok(self.table.push(PgBuilder { address })?)
+    }
+
+    async fn set_ca_root(&mut self, _b: Resource<PgBuilder>, _certificate: String) -> wasmtime::Result<Result<(), pg::Error>> {
+        Ok(Err(pg::Error::Other("custom CA roots (TLS) are not supported by Tessera yet".into())))
+    }
+
+    async fn build(&mut self, b: Resource<PgBuilder>) -> wasmtime::Result<Result<Resource<PgConnection>, pg::Error>> {
+        let address = self.table.get(&b)?.address.clone();
+        match connect(&self.state.shared, &address, self.state.request_id).await {
+            Ok(c) => Ok(Ok(self.table.push(c)?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    async fn drop(&mut self, b: Resource<PgBuilder>) -> wasmtime::Result<()> {
+        self.table.delete(b)?;
+        Ok(())
+    }
+}
+
+fn shared_of<T>(accessor: &Accessor<T, Postgres>) -> (Arc<Shared>, u64) {
+    accessor.with(|mut access| {
+        let state = access.get().state;
+        (state.shared.clone(), state.request_id)
+    })
+}
+
+async fn open_with<T>(accessor: &Accessor<T, Postgres>, address: &str) -> wasmtime::Result<Result<Resource<PgConnection>, pg::Error>> {
+    let (shared, request_id) = shared_of(accessor);
+    match connect(&shared, address, request_id).await {
+        Ok(c) => Ok(Ok(accessor.with(|mut access| access.get().table.push(c))?)),
+        Err(e) => Ok(Err(e)),
+    }
+}
+
+impl<T> pg::HostConnectionWithStore<T> for Postgres {
+    async fn open_async(accessor: &Accessor<T, Self>, address: String) -> wasmtime::Result<Result<Resource<PgConnection>, pg::Error>> {
+        open_with(accessor, &address).await
+    }
+
+    async fn query_async(
+        accessor: &Accessor<T, Self>,
+        c: Resource<PgConnection>,
+        statement: String,
+        params: Vec<pg::ParameterValue>,
+    ) -> wasmtime::Result<Result<(Vec<pg::Column>, StreamReader<pg::Row>, FutureReader<Result<(), pg::Error>>), pg::Error>> {
+        let client = accessor.with(|mut access| access.get().client(&c))?;
+        // Rows are read whole, then streamed to the guest.
+        let set = match query(&client, &statement, params).await {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        accessor.with(|mut access| {
+            let rows = StreamReader::new(&mut access, set.rows)?;
+            let done = FutureReader::new(&mut access, async { Ok::<_, wasmtime::Error>(Ok(())) })?;
+            Ok(Ok((set.columns, rows, done)))
+        })
+    }
+
+    async fn execute_async(accessor: &Accessor<T, Self>, c: Resource<PgConnection>, statement: String, params: Vec<pg::ParameterValue>) -> wasmtime::Result<Result<u64, pg::Error>> {
+        let client = accessor.with(|mut access| access.get().client(&c))?;
+        Ok(execute(&client, &statement, params).await)
+    }
+}
+
+impl<T> pg::HostConnectionBuilderWithStore<T> for Postgres {
+    async fn build_async(accessor: &Accessor<T, Self>, b: Resource<PgBuilder>) -> wasmtime::Result<Result<Resource<PgConnection>, pg::Error>> {
+        let address = accessor.with(|mut access| access.get().table.get(&b).map(|b| b.address.clone()))?;
+        open_with(accessor, &address).await
+    }
+}
