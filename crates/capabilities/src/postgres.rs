@@ -1,4 +1,5 @@
-//! Outbound PostgreSQL: `spin:postgres/postgres@4.2.0`.
+//! Outbound PostgreSQL: `spin:postgres/postgres@4.2.0`, and `@3.0.0` (a subset, served by
+//! converting to and from 4.2).
 //!
 //! `open(address)` takes a `postgres://user@host:port/db` address that must match the
 //! component's `allowed_outbound_hosts` (e.g. `"postgres://127.0.0.1:5432"`); the host is
@@ -36,17 +37,20 @@ mod bindings {
             default: async | trappable,
         },
         with: {
-            "spin:postgres/postgres.connection": super::PgConnection,
-            "spin:postgres/postgres.connection-builder": super::PgBuilder,
+            "spin:postgres/postgres@4.2.0.connection": super::PgConnection,
+            "spin:postgres/postgres@4.2.0.connection-builder": super::PgBuilder,
+            "spin:postgres/postgres@3.0.0.connection": super::PgConnection,
         },
     });
 }
 
-use bindings::spin::postgres::postgres as pg;
+use bindings::spin::postgres4_2_0::postgres as pg;
+use bindings::spin::postgres3_0_0::postgres as pg3;
 
 /// Links the PostgreSQL interface.
 pub fn link(linker: &mut Linker<InstanceState>) -> Result<()> {
     pg::add_to_linker::<_, Postgres>(linker, view)?;
+    pg3::add_to_linker::<_, Postgres>(linker, view)?;
     Ok(())
 }
 
@@ -440,5 +444,116 @@ impl<T> pg::HostConnectionBuilderWithStore<T> for Postgres {
     async fn build_async(accessor: &Accessor<T, Self>, b: Resource<PgBuilder>) -> wasmtime::Result<Result<Resource<PgConnection>, pg::Error>> {
         let address = accessor.with(|mut access| access.get().table.get(&b).map(|b| b.address.clone()))?;
         open_with(accessor, &address).await
+    }
+}
+
+// ---- spin:postgres@3.0.0, through the 4.2 code ------------------------------------------
+
+fn from_v3_param(p: pg3::ParameterValue) -> pg::ParameterValue {
+    use pg::ParameterValue as P;
+    use pg3::ParameterValue as P3;
+    match p {
+        P3::Boolean(b) => P::Boolean(b),
+        P3::Int8(i) => P::Int8(i),
+        P3::Int16(i) => P::Int16(i),
+        P3::Int32(i) => P::Int32(i),
+        P3::Int64(i) => P::Int64(i),
+        P3::Floating32(f) => P::Floating32(f),
+        P3::Floating64(f) => P::Floating64(f),
+        P3::Str(s) => P::Str(s),
+        P3::Binary(b) => P::Binary(b),
+        P3::Date(d) => P::Date(d),
+        P3::Time(t) => P::Time(t),
+        P3::Datetime(dt) => P::Datetime(dt),
+        P3::Timestamp(t) => P::Timestamp(t),
+        P3::DbNull => P::DbNull,
+    }
+}
+
+fn to_v3_value(v: pg::DbValue) -> pg3::DbValue {
+    use pg::DbValue as V;
+    use pg3::DbValue as V3;
+    match v {
+        V::Boolean(b) => V3::Boolean(b),
+        V::Int8(i) => V3::Int8(i),
+        V::Int16(i) => V3::Int16(i),
+        V::Int32(i) => V3::Int32(i),
+        V::Int64(i) => V3::Int64(i),
+        V::Floating32(f) => V3::Floating32(f),
+        V::Floating64(f) => V3::Floating64(f),
+        V::Str(s) => V3::Str(s),
+        V::Binary(b) => V3::Binary(b),
+        V::Date(d) => V3::Date(d),
+        V::Time(t) => V3::Time(t),
+        V::Datetime(dt) => V3::Datetime(dt),
+        V::Timestamp(t) => V3::Timestamp(t),
+        V::DbNull => V3::DbNull,
+        _ => V3::Unsupported,
+    }
+}
+
+fn to_v3_type(t: pg::DbDataType) -> pg3::DbDataType {
+    use pg::DbDataType as D;
+    use pg3::DbDataType as D3;
+    match t {
+        D::Boolean => D3::Boolean,
+        D::Int8 => D3::Int8,
+        D::Int16 => D3::Int16,
+        D::Int32 => D3::Int32,
+        D::Int64 => D3::Int64,
+        D::Floating32 => D3::Floating32,
+        D::Floating64 => D3::Floating64,
+        D::Str => D3::Str,
+        D::Binary => D3::Binary,
+        D::Date => D3::Date,
+        D::Time => D3::Time,
+        D::Datetime => D3::Datetime,
+        D::Timestamp => D3::Timestamp,
+        _ => D3::Other,
+    }
+}
+
+fn to_v3_error(e: pg::Error) -> pg3::Error {
+    match e {
+        pg::Error::ConnectionFailed(m) => pg3::Error::ConnectionFailed(m),
+        pg::Error::BadParameter(m) => pg3::Error::BadParameter(m),
+        pg::Error::QueryFailed(pg::QueryError::Text(m)) => pg3::Error::QueryFailed(m),
+        pg::Error::QueryFailed(pg::QueryError::DbError(d)) => pg3::Error::QueryFailed(d.as_text),
+        pg::Error::ValueConversionFailed(m) => pg3::Error::ValueConversionFailed(m),
+        pg::Error::Other(m) => pg3::Error::Other(m),
+    }
+}
+
+impl pg3::Host for PostgresView<'_> {}
+
+impl pg3::HostConnection for PostgresView<'_> {
+    async fn open(&mut self, address: String) -> wasmtime::Result<Result<Resource<PgConnection>, pg3::Error>> {
+        match connect(&self.state.shared, &address, self.state.request_id).await {
+            Ok(c) => Ok(Ok(self.table.push(c)?)),
+            Err(e) => Ok(Err(to_v3_error(e))),
+        }
+    }
+
+    async fn query(&mut self, c: Resource<PgConnection>, statement: String, params: Vec<pg3::ParameterValue>) -> wasmtime::Result<Result<pg3::RowSet, pg3::Error>> {
+        let client = self.client(&c)?;
+        let params = params.into_iter().map(from_v3_param).collect();
+        Ok(query(&client, &statement, params)
+            .await
+            .map(|set| pg3::RowSet {
+                columns: set.columns.into_iter().map(|c| pg3::Column { name: c.name, data_type: to_v3_type(c.data_type) }).collect(),
+                rows: set.rows.into_iter().map(|r| r.into_iter().map(to_v3_value).collect()).collect(),
+            })
+            .map_err(to_v3_error))
+    }
+
+    async fn execute(&mut self, c: Resource<PgConnection>, statement: String, params: Vec<pg3::ParameterValue>) -> wasmtime::Result<Result<u64, pg3::Error>> {
+        let client = self.client(&c)?;
+        let params = params.into_iter().map(from_v3_param).collect();
+        Ok(execute(&client, &statement, params).await.map_err(to_v3_error))
+    }
+
+    async fn drop(&mut self, c: Resource<PgConnection>) -> wasmtime::Result<()> {
+        self.table.delete(c)?;
+        Ok(())
     }
 }

@@ -8,7 +8,7 @@ use support::*;
 
 fn pg(server: &Server, addr: &str, mode: &str, statement: &str, params: &str) -> Response {
     let headers: Vec<(&str, &str)> = if params.is_empty() { vec![] } else { vec![("x-params", params)] };
-    request("POST", &server.url(&format!("/pg?addr={addr}&mode={mode}")), &headers, Some(statement.as_bytes()))
+    request("POST", &server.url(&format!("/v3/pg?addr={addr}&mode={mode}")), &headers, Some(statement.as_bytes()))
 }
 
 #[test]
@@ -20,13 +20,19 @@ spin_manifest_version = 2
 [application]
 name = "pg"
 [[trigger.http]]
-route = "/..."
+route = "/v3/..."
 component = "spin3"
+[[trigger.http]]
+route = "/..."
+component = "spin"
 [component.spin3]
 source = "{{spin3_guest}}"
-allowed_outbound_hosts = ["postgres://127.0.0.1:{}"]
+allowed_outbound_hosts = ["postgres://127.0.0.1:{port}"]
+[component.spin]
+source = "{{spin_guest}}"
+allowed_outbound_hosts = ["postgres://127.0.0.1:{port}"]
 "#,
-        postgres.port
+        port = postgres.port
     ));
     let server = app.start(&[]);
     let addr = postgres.url();
@@ -36,6 +42,9 @@ allowed_outbound_hosts = ["postgres://127.0.0.1:{}"]
     assert_eq!(r.body, "2\n", "{}", r.body);
     let r = pg(&server, &addr, "query", "SELECT id, name, age FROM pets WHERE id >= $1 ORDER BY id", "1");
     assert_eq!(r.body, "id:DbDataType::Int64|name:DbDataType::Str|age:DbDataType::Int32\n1|rex|3\n2|tom|null\n", "{}", r.body);
+    // The older interface (spin:postgres@3.0.0, Spin SDK 5.2) reads the same table.
+    let r = request("POST", &server.url(&format!("/pg3?addr={addr}&mode=query")), &[("x-params", "2")], Some(b"SELECT name, age FROM pets WHERE id = $1"));
+    assert_eq!((r.status, r.body.as_str()), (200, "name|age\ntom|null\n"), "{}", r.body);
     let r = pg(&server, &addr, "query", "SELECT nonsense FROM pets", "");
     assert_eq!(r.status, 500);
     assert!(r.body.contains("nonsense"), "{}", r.body);

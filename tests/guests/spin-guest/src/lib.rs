@@ -17,7 +17,9 @@
 //! - `/sql3/<db>`: the same through `spin:sqlite@3.0.0`, plus `last-insert-rowid` and
 //!   `changes` in `x-rowid` and `x-changes`.
 //! - `/redis?addr=A&op=set|get|incr|exec&key=K` (POST body = value for `set`, the command
-//!   line for `exec`): `spin_sdk::redis` (`fermyon:spin/redis@2.0.0`) against address `A`.
+//!   line for `exec`): `spin_sdk::redis` (`fermyon:spin/redis@2.0.0`) against address `A`;
+//! - `/pg3?addr=A&mode=query|execute` (POST body = statement, `x-params` header):
+//!   `spin_sdk::pg3` (`spin:postgres@3.0.0`).
 //!
 //! Store errors answer 403 (access denied), 404 (no such store) or 500 (other), with the
 //! error in the body.
@@ -46,6 +48,7 @@ fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
     router.post("/sql/:db", sql2);
     router.post("/sql3/:db", sql3);
     router.post("/redis", redis_op);
+    router.post("/pg3", pg3);
     Ok(router.handle(req))
 }
 
@@ -295,6 +298,55 @@ fn redis_op(req: Request, _params: Params) -> anyhow::Result<Response> {
     };
     Ok(match result {
         Ok(text) => Response::new(200, text),
+        Err(e) => Response::new(500, format!("error: {e:?}")),
+    })
+}
+
+fn pg3(req: Request, _params: Params) -> anyhow::Result<Response> {
+    use spin_sdk::pg3::{Connection, DbValue, ParameterValue};
+    let query: std::collections::HashMap<String, String> = req
+        .query()
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect();
+    let params: Vec<ParameterValue> = sql_params(&req)
+        .into_iter()
+        .map(|p| match p.parse::<i64>() {
+            Ok(i) => ParameterValue::Int64(i),
+            Err(_) => ParameterValue::Str(p),
+        })
+        .collect();
+    let statement = String::from_utf8_lossy(req.body()).into_owned();
+    let conn = match Connection::open(query.get("addr").map(String::as_str).unwrap_or_default()) {
+        Ok(c) => c,
+        Err(e) => return Ok(Response::new(502, format!("error: {e:?}"))),
+    };
+    if query.get("mode").map(String::as_str) == Some("execute") {
+        return Ok(match conn.execute(&statement, &params) {
+            Ok(n) => Response::new(200, format!("{n}\n")),
+            Err(e) => Response::new(500, format!("error: {e:?}")),
+        });
+    }
+    Ok(match conn.query(&statement, &params) {
+        Ok(set) => {
+            let mut out = set.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>().join("|");
+            out.push('\n');
+            for row in set.rows {
+                let cells: Vec<String> = row
+                    .iter()
+                    .map(|v| match v {
+                        DbValue::Int32(i) => i.to_string(),
+                        DbValue::Int64(i) => i.to_string(),
+                        DbValue::Str(s) => s.clone(),
+                        DbValue::DbNull => "null".into(),
+                        other => format!("{other:?}"),
+                    })
+                    .collect();
+                out.push_str(&cells.join("|"));
+                out.push('\n');
+            }
+            Response::new(200, out)
+        }
         Err(e) => Response::new(500, format!("error: {e:?}")),
     })
 }
