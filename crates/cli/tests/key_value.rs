@@ -238,3 +238,35 @@ key_value_stores = ["default"]
     assert_eq!(server.get("/v3/kv/default/missing").status, 404);
     assert_eq!(server.get("/v3/kv/other/x").status, 403);
 }
+
+#[test]
+fn a_plain_wasi_keyvalue_and_config_guest_works_on_both_backends() {
+    let Some(redis) = Redis::start() else { return };
+    let app = App::new(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "plain-wasi"
+[variables]
+region = { default = "eu-west" }
+[[trigger.http]]
+route = "/..."
+component = "plain"
+[component.plain]
+source = "{wasi_guest}"
+key_value_stores = ["default", "cache"]
+variables = { region = "{{ region }}" }
+"#,
+    );
+    app.write("rc.toml", &format!("[key_value_store.cache]\ntype = \"redis\"\nurl = \"{}\"\n", redis.url()));
+    let rc = app.path().join("rc.toml");
+    let server = app.start(&["--runtime-config-file", rc.to_str().unwrap()]);
+    assert_eq!(server.get("/config/region").body, "eu-west");
+    assert_eq!(server.get("/config/missing").status, 404);
+    for bucket in ["default", "cache"] {
+        assert_eq!(server.get(&format!("/count/{bucket}/hits")).body, "1");
+        assert_eq!(server.get(&format!("/count/{bucket}/hits")).body, "2");
+        assert_eq!(server.get(&format!("/get/{bucket}/hits")).body, "2", "counters read back as decimal text");
+    }
+    assert_eq!(server.get("/count/secret/hits").status, 403);
+}

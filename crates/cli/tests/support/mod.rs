@@ -39,7 +39,8 @@ impl App {
             .replace("{http_guest}", &guest("http_guest.wasm").display().to_string())
             .replace("{p3_guest}", &guest("p3_guest.wasm").display().to_string())
             .replace("{spin_guest}", &guest("spin_guest.wasm").display().to_string())
-            .replace("{spin3_guest}", &guest("spin3_guest.wasm").display().to_string());
+            .replace("{spin3_guest}", &guest("spin3_guest.wasm").display().to_string())
+            .replace("{wasi_guest}", &guest("wasi_guest.wasm").display().to_string());
         std::fs::write(dir.path().join("spin.toml"), manifest).unwrap();
         Self { dir }
     }
