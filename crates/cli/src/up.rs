@@ -90,9 +90,16 @@ pub fn run(args: UpArgs) -> Result<()> {
         })?;
         let addr = listener.local_addr()?;
         print_routes(&trigger, addr);
+        // Ctrl-C, and SIGTERM as Kubernetes and systemd send it, stop the host cleanly.
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot listen for SIGTERM")?;
         tokio::select! {
             r = trigger.serve(listener) => r,
             _ = tokio::signal::ctrl_c() => {
+                println!("Shutting down");
+                Ok(())
+            }
+            _ = terminate.recv() => {
                 println!("Shutting down");
                 Ok(())
             }

@@ -515,3 +515,13 @@ fn help_and_version() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("--from"));
     }
 }
+
+#[test]
+fn sigterm_stops_the_host_cleanly() {
+    let app = App::new(GUEST_APP);
+    let mut server = app.start(&[]);
+    assert_eq!(server.get("/hello").status, 200);
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(server.wait_for_stdout("Shutting down").contains("Shutting down"));
+}
