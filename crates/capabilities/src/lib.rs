@@ -51,15 +51,12 @@ pub struct InstanceState {
     pub redis: redis::InstanceRedis,
     /// Outbound PostgreSQL ([`postgres`]).
     pub postgres: postgres::InstancePostgres,
-    /// The request this instance serves, for log lines.
-    pub request_id: u64,
 }
 
 impl InstanceState {
     /// Ties the instance to the request it serves: its id for log lines, and where to
     /// publish peak memory for the access log.
     pub fn begin_request(&mut self, request_id: u64, peak_memory: std::sync::Arc<std::sync::atomic::AtomicU64>) {
-        self.request_id = request_id;
         self.outbound.set_request_id(request_id);
         self.redis.set_request_id(request_id);
         self.postgres.set_request_id(request_id);
@@ -152,20 +149,19 @@ impl ComponentCapabilities {
     }
 
     /// Fresh per-instance state for one request.
-    pub fn instance(&self, request_id: u64) -> Result<InstanceState> {
-        let (stdout, stderr) = self.logging.instance(request_id);
+    pub fn instance(&self) -> Result<InstanceState> {
+        let (stdout, stderr) = self.logging.instance();
         Ok(InstanceState {
             table: ResourceTable::new(),
             limiter: InstanceLimiter::new(self.max_instance_memory),
             wasi: self.wasi_cli.instance(stdout, stderr)?,
             http: WasiHttpCtx::new(),
-            outbound: self.outbound_http.instance(request_id),
+            outbound: self.outbound_http.instance(),
             variables: self.variables.instance(),
             key_value: self.key_value.instance(),
             sqlite: self.sqlite.instance(),
             redis: self.redis.instance(),
             postgres: self.postgres.instance(),
-            request_id,
         })
     }
 }

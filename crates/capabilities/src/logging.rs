@@ -49,7 +49,7 @@ impl ComponentState {
     }
 
     /// Streams for one instance.
-    pub fn instance(&self, _request_id: u64) -> (GuestOutput, GuestOutput) {
+    pub fn instance(&self) -> (GuestOutput, GuestOutput) {
         (
             GuestOutput::new(self.prefix.clone(), self.stdout_file.clone(), Terminal::Stdout),
             GuestOutput::new(self.prefix.clone(), self.stderr_file.clone(), Terminal::Stderr),

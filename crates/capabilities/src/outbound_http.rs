@@ -44,10 +44,10 @@ impl ComponentState {
     }
 
     /// Hooks for one instance.
-    pub fn instance(&self, request_id: u64) -> InstanceHooks {
+    pub fn instance(&self) -> InstanceHooks {
         InstanceHooks {
             policy: self.policy.clone(),
-            request_id,
+            request_id: 0,
         }
     }
 }

@@ -105,7 +105,7 @@ impl HandlerState for ComponentHandler {
 
     async fn instantiate(&self) -> wasmtime::Result<Instance<InstanceState, Expiration, OneRequest>> {
         let engine = self.proxy_engine();
-        let data = self.capabilities.instance(0).map_err(wasmtime::Error::from_anyhow)?;
+        let data = self.capabilities.instance().map_err(wasmtime::Error::from_anyhow)?;
         let mut store = Store::new(&engine, data);
         store.limiter(|s| &mut s.limiter);
         // Yield to the host every tick so a timeout can stop a guest that never returns.

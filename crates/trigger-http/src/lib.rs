@@ -216,19 +216,20 @@ impl HttpTrigger {
             component: component.clone(),
             peak_memory: peak,
         };
-        let host: Arc<str> = "-".into();
+        // Answers the host gives itself name no component in the access log.
+        let no_component: Arc<str> = "-".into();
 
         let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
         if header_bytes > self.max_header_size {
             let message = format!("request header section is {header_bytes} bytes, over max_request_header_size ({} bytes)\nrequest id: {id}\n", self.max_header_size);
-            return text(431, &message, Some(log(431, &host, None)));
+            return text(431, &message, Some(log(431, &no_component, None)));
         }
         let Some(matched) = self.router.route(req.uri().path()) else {
-            return text(404, &format!("no route matches {}\n", req.uri().path()), Some(log(404, &host, None)));
+            return text(404, &format!("no route matches {}\n", req.uri().path()), Some(log(404, &no_component, None)));
         };
         let target = &self.targets[*matched.target];
         let (component, served, max_body, timeout) = match target {
-            Target::Static(s) => return static_response(s, log(s.status_code, &host, None)),
+            Target::Static(s) => return static_response(s, log(s.status_code, &no_component, None)),
             Target::Component { id, served, max_body, timeout } => (id, served, *max_body, *timeout),
         };
 
