@@ -66,6 +66,13 @@ impl ServedComponent {
         })
     }
 
+    /// Creates a fresh instance exactly as a request gets one, serving nothing: what the
+    /// instantiation benchmark measures. Dropping it frees the instance's pool slot.
+    pub async fn instantiate_idle(&self) -> Result<IdleInstance> {
+        let (store, _proxy) = self.handler.state().new_instance().await.map_err(anyhow::Error::from)?;
+        Ok(IdleInstance { _store: store })
+    }
+
     /// Runs one request on a fresh instance.
     pub async fn handle(
         &self,
@@ -74,6 +81,11 @@ impl ServedComponent {
     ) -> Result<wasmtime_wasi_http::handler::Response, wasmtime::Error> {
         self.handler.handle(data, request).await
     }
+}
+
+/// An instance that has served nothing (see [`ServedComponent::instantiate_idle`]).
+pub struct IdleInstance {
+    _store: Store<InstanceState>,
 }
 
 fn check_http_export(engine: &Engine, component: &Component, id: &str) -> Result<()> {
@@ -104,14 +116,7 @@ impl HandlerState for ComponentHandler {
     type WorkerState = OneRequest;
 
     async fn instantiate(&self) -> wasmtime::Result<Instance<InstanceState, Expiration, OneRequest>> {
-        let engine = self.proxy_engine();
-        let data = self.capabilities.instance().map_err(wasmtime::Error::from_anyhow)?;
-        let mut store = Store::new(&engine, data);
-        store.limiter(|s| &mut s.limiter);
-        // Yield to the host every tick so a timeout can stop a guest that never returns.
-        store.epoch_deadline_async_yield_and_update(1);
-        store.set_epoch_deadline(1);
-        let proxy = self.proxy.instantiate_async(&mut store).await?;
+        let (store, proxy) = self.new_instance().await?;
         Ok(Instance {
             store,
             proxy,
@@ -130,6 +135,19 @@ impl HandlerState for ComponentHandler {
 }
 
 impl ComponentHandler {
+    /// A fresh store and instance: the whole per-request instantiation cost.
+    async fn new_instance(&self) -> wasmtime::Result<(Store<InstanceState>, wasmtime_wasi_http::handler::Proxy)> {
+        let engine = self.proxy_engine();
+        let data = self.capabilities.instance().map_err(wasmtime::Error::from_anyhow)?;
+        let mut store = Store::new(&engine, data);
+        store.limiter(|s| &mut s.limiter);
+        // Yield to the host every tick so a timeout can stop a guest that never returns.
+        store.epoch_deadline_async_yield_and_update(1);
+        store.set_epoch_deadline(1);
+        let proxy = self.proxy.instantiate_async(&mut store).await?;
+        Ok((store, proxy))
+    }
+
     fn proxy_engine(&self) -> wasmtime::Engine {
         match &self.proxy {
             ProxyPre::P2(p) => p.engine().clone(),

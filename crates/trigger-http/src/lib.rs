@@ -11,7 +11,7 @@ mod stubs;
 
 pub use admission::{Admission, Rejected};
 pub use body::{AccessLog, BoxError, ResponseBody};
-pub use component::{RequestData, ServedComponent};
+pub use component::{IdleInstance, RequestData, ServedComponent};
 
 use anyhow::{Context as _, Result};
 use bytes::Bytes;
@@ -154,6 +154,14 @@ impl HttpTrigger {
     /// The routes served, most specific first.
     pub fn routes(&self) -> &[RouteInfo] {
         &self.routes
+    }
+
+    /// The component serving the first route that names `id`, if any.
+    pub fn component(&self, id: &str) -> Option<&Arc<ServedComponent>> {
+        self.targets.iter().find_map(|t| match t {
+            Target::Component { id: i, served, .. } if &**i == id => Some(served),
+            _ => None,
+        })
     }
 
     /// How each component was loaded.

@@ -1,0 +1,102 @@
+//! Instantiation time per request: from a pre-instantiated component to a ready instance,
+//! through the same code path a request takes (`ServedComponent::instantiate_idle`), and
+//! the whole cycle including tearing the instance down again.
+//!
+//! Criterion reports means; every single instantiation is also timed so p50/p99 can be
+//! given. They are written as JSON to `$TESSERA_BENCH_OUT` (default
+//! `target/bench/instantiate.json`). Needs the example guests built
+//! (`scripts/build-guests.sh --all`).
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tessera_app::{LoadOptions, LoadedApp};
+use tessera_engine::{Engine, EngineSettings};
+use tessera_trigger_http::{HttpTrigger, ServedComponent};
+
+const GUESTS: &[(&str, &str)] = &[("hello-c", "examples/hello-c"), ("hello-rust", "examples/hello-rust")];
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn served(engine: &Engine, dir: &Path) -> Arc<ServedComponent> {
+    let app = LoadedApp::load(&dir.join("spin.toml"), &LoadOptions::default()).unwrap();
+    let trigger = HttpTrigger::new(engine, &app).unwrap();
+    trigger.component("hello").expect("the example's component is `hello`").clone()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 * p) as usize).min(sorted.len() - 1);
+    sorted[i].as_secs_f64() * 1e6
+}
+
+fn instantiation(c: &mut Criterion) {
+    let engine = Engine::new(&EngineSettings { cache_dir: None, ..EngineSettings::default() }).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut report = Vec::new();
+    for (name, dir) in GUESTS {
+        let served = served(&engine, &workspace().join(dir));
+        let ready: Arc<Mutex<Vec<Duration>>> = Default::default();
+        let cycle: Arc<Mutex<Vec<Duration>>> = Default::default();
+        let mut group = c.benchmark_group(*name);
+        group.bench_function("instantiate", |b| {
+            b.iter_custom(|iters| {
+                runtime.block_on(async {
+                    let mut total = Duration::ZERO;
+                    let mut times = Vec::with_capacity(iters as usize);
+                    for _ in 0..iters {
+                        let start = Instant::now();
+                        let instance = served.instantiate_idle().await.unwrap();
+                        let took = start.elapsed();
+                        drop(instance);
+                        total += took;
+                        times.push(took);
+                    }
+                    ready.lock().unwrap().extend(times);
+                    total
+                })
+            })
+        });
+        group.bench_function("instantiate and drop", |b| {
+            b.iter_custom(|iters| {
+                runtime.block_on(async {
+                    let mut total = Duration::ZERO;
+                    let mut times = Vec::with_capacity(iters as usize);
+                    for _ in 0..iters {
+                        let start = Instant::now();
+                        drop(served.instantiate_idle().await.unwrap());
+                        let took = start.elapsed();
+                        total += took;
+                        times.push(took);
+                    }
+                    cycle.lock().unwrap().extend(times);
+                    total
+                })
+            })
+        });
+        group.finish();
+        for (what, times) in [("instantiate", ready), ("instantiate and drop", cycle)] {
+            let mut times = times.lock().unwrap().clone();
+            if times.is_empty() {
+                continue; // filtered out on the command line
+            }
+            times.sort();
+            let (p50, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
+            println!("{name} {what}: p50 {p50:.2} us, p99 {p99:.2} us over {} instantiations", times.len());
+            report.push(format!(
+                "{{\"guest\":\"{name}\",\"measure\":\"{what}\",\"samples\":{},\"p50_us\":{p50:.3},\"p99_us\":{p99:.3}}}",
+                times.len()
+            ));
+        }
+    }
+    let out = std::env::var_os("TESSERA_BENCH_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/bench/instantiate.json"));
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    std::fs::write(&out, format!("[{}]\n", report.join(",\n"))).unwrap();
+}
+
+criterion_group!(benches, instantiation);
+criterion_main!(benches);

@@ -1,0 +1,564 @@
+#!/usr/bin/env python3
+"""Tessera's benchmark suite: one command, peers side by side, results in bench/RESULTS.md.
+
+    python3 bench/run.py                 # everything (installs peers by name, builds, runs)
+    python3 bench/run.py --only hello    # some scenarios: hello instantiate startup python
+                                         #   idle concurrent kv cpu
+    python3 bench/run.py --duration 3 --rounds 2
+
+Peers are installed by name: wrk (Debian), `cargo install wasmtime-cli --version 48.0.8`,
+and a native hyper server built from bench/src/bin/native-hello.rs. Every server runs on a
+loopback port of its own, load comes from wrk in a separate process, and peers are measured
+in alternating rounds (A B A B) in the same run; each figure is the median over rounds.
+Only the standard library is used, so it runs on a fresh machine's python3.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WASMTIME_VERSION = "48.0.8"
+TESSERA = ROOT / "target/release/tessera"
+NATIVE = ROOT / "target/release/native-hello"
+HOLD_OPEN = ROOT / "target/release/hold-open"
+SCENARIOS = ["hello", "instantiate", "startup", "python", "idle", "concurrent", "kv", "cpu"]
+
+# Targets from issue 4, checked in the results table.
+TARGET_VS_WASMTIME = 4.0
+TARGET_VS_NATIVE = 0.60
+TARGET_INSTANTIATE_P50_US = 10.0
+TARGET_IDLE_MIB = 2.0
+TARGET_CONCURRENT_GIB = 2.0
+TARGET_CPU_RATIO = 1.3
+
+
+def log(msg):
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd, **kw):
+    log("$ " + " ".join(str(c) for c in cmd))
+    return subprocess.run([str(c) for c in cmd], check=True, **kw)
+
+
+def wasmtime_bin():
+    return shutil.which("wasmtime") or str(Path.home() / ".cargo/bin/wasmtime")
+
+
+# ---------------------------------------------------------------- set-up
+
+
+def install_peers():
+    if not shutil.which("wrk"):
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        run(["apt-get", "install", "-y", "-qq", "wrk"], env=env)
+    try:
+        version = subprocess.run([wasmtime_bin(), "--version"], capture_output=True, text=True).stdout
+    except OSError:
+        version = ""
+    if WASMTIME_VERSION not in version:
+        run(["cargo", "install", "--locked", "wasmtime-cli", "--version", WASMTIME_VERSION])
+
+
+def build():
+    run(["cargo", "build", "--release", "--locked", "-p", "tessera", "-p", "tessera-bench", "--bins"], cwd=ROOT)
+    run([ROOT / "scripts/build-guests.sh"], cwd=ROOT)
+    run([ROOT / "examples/hello-c/build.sh"])
+    run([ROOT / "bench/guests/sha256-c/build.sh"])
+    run([ROOT / "bench/guests/sleep/build.sh"])
+    run(["cargo", "build", "--locked", "--release", "--target", "wasm32-wasip2", "-q"], cwd=ROOT / "bench/guests/kv-rust")
+    if not (ROOT / "examples/hello-python/app.wasm").exists():
+        run([ROOT / "examples/hello-python/build.sh"])
+
+
+def machine():
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024 // 1024
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True)
+    wrk_version = (wrk.stdout + wrk.stderr).split("[")[0].strip()
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": mem,
+        "kernel": platform.release(),
+        "wrk": wrk_version,
+        "wasmtime": subprocess.run([wasmtime_bin(), "--version"], capture_output=True, text=True).stdout.strip(),
+        "commit": rev + ("+changes" if dirty else ""),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+# ---------------------------------------------------------------- servers
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(port, path="/", timeout=2.0):
+    """Status of a GET, or None if nothing answers yet."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        m = re.match(rb"HTTP/1\.1 (\d+)", data)
+        return int(m.group(1)) if m else None
+    except OSError:
+        return None
+
+
+class Server:
+    """A server process on a loopback port, stopped on exit."""
+
+    def __init__(self, name, cmd, port, env=None, cwd=None):
+        self.name, self.port = name, port
+        self.log = tempfile.TemporaryFile()
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen([str(c) for c in cmd], stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=env, cwd=cwd)
+
+    def wait_ready(self, path="/", timeout=600):
+        """Waits for the first 200 and returns seconds since the process started."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.log.seek(0)
+                raise RuntimeError(f"{self.name} exited: {self.log.read().decode(errors='replace')[-2000:]}")
+            if http_get(self.port, path, timeout=5) == 200:
+                return time.monotonic() - self.started
+            time.sleep(0.002)
+        raise RuntimeError(f"{self.name} did not answer 200 on {path} within {timeout}s")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def tessera(manifest_dir, port, cache_dir, runtime_config=None, state_dir=None):
+    cmd = [TESSERA, "up", "-f", manifest_dir, "--listen", f"127.0.0.1:{port}", "--cache-dir", cache_dir]
+    if runtime_config:
+        cmd += ["--runtime-config-file", runtime_config]
+    return Server("tessera", cmd, port, cwd=state_dir)
+
+
+def wasmtime_serve(wasm, port, cache=False):
+    # -S cli: Rust, Python and JS components import wasi:cli beyond the proxy world.
+    cmd = [wasmtime_bin(), "serve", "-O", "pooling-allocator", "-S", "cli", "--addr", f"127.0.0.1:{port}"]
+    cmd += ["-C", "cache=y" if cache else "cache=n", wasm]
+    return Server("wasmtime serve", cmd, port)
+
+
+def native(port):
+    return Server("native hyper", [NATIVE, "--listen", f"127.0.0.1:{port}"], port)
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def parse_duration_ms(text):
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", text)
+    value, unit = float(m.group(1)), m.group(2)
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def wrk(port, path, duration, connections=32, threads=1):
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", f"http://127.0.0.1:{port}{path}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    lat = {p: parse_duration_ms(v) for p, v in re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M)}
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    if errors or socket_errors:
+        raise RuntimeError(f"wrk saw errors against port {port}{path}:\n{out}")
+    return {"rps": rps, "p50_ms": lat["50"], "p99_ms": lat["99"], "command": " ".join(cmd[:-1])}
+
+
+def alternate(servers, path, duration, rounds, connections=32):
+    """wrk against each server in turn (A B C A B C ...); medians and raw rounds per server."""
+    for s in servers:
+        wrk(s.port, path, 1, connections)  # warm-up
+    raw = {s.name: [] for s in servers}
+    for r in range(rounds):
+        for s in servers:
+            result = wrk(s.port, path, duration, connections)
+            log(f"round {r + 1}: {s.name}: {result['rps']:.0f} req/s p50 {result['p50_ms']:.3f} ms p99 {result['p99_ms']:.3f} ms")
+            raw[s.name].append(result)
+    return {
+        name: {
+            "rps": statistics.median(x["rps"] for x in runs),
+            "p50_ms": statistics.median(x["p50_ms"] for x in runs),
+            "p99_ms": statistics.median(x["p99_ms"] for x in runs),
+            "raw_rps": [round(x["rps"]) for x in runs],
+            "command": runs[0]["command"],
+        }
+        for name, runs in raw.items()
+    }
+
+
+def smaps_split(pid, code_paths):
+    """Resident KiB of a process: total, and the part not mapped from `code_paths`."""
+    total = code = 0
+    current = None
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+            current = fields[5] if len(fields) > 5 else ""
+        elif fields and fields[0] == "Rss:":
+            kib = int(fields[1])
+            total += kib
+            if any(current and current.startswith(str(p)) for p in code_paths):
+                code += kib
+    return {"rss_kib": total, "code_kib": code, "beyond_code_kib": total - code}
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+def scenario_hello(args, results):
+    guests = [("C", ROOT / "examples/hello-c", ROOT / "examples/hello-c/hello_c.wasm"),
+              ("Rust", ROOT / "examples/hello-rust", ROOT / "examples/hello-rust/hello_rust.wasm")]
+    out = {}
+    with tempfile.TemporaryDirectory() as cache:
+        for label, app, wasm in guests:
+            with tessera(app, free_port(), cache) as t, wasmtime_serve(wasm, free_port()) as w, native(free_port()) as n:
+                for s in (t, w, n):
+                    s.wait_ready()
+                out[label] = alternate([t, w, n], "/", args.duration, args.rounds)
+    results["hello"] = out
+
+
+def scenario_instantiate(args, results):
+    out_file = ROOT / "target/bench/instantiate.json"
+    env = dict(os.environ, TESSERA_BENCH_OUT=str(out_file))
+    cmd = ["cargo", "bench", "--locked", "-p", "tessera-bench", "--bench", "instantiate", "--",
+           "--warm-up-time", "1", "--measurement-time", str(max(2, args.duration))]
+    run(cmd, cwd=ROOT, env=env)
+    results["instantiate"] = {"rows": json.loads(out_file.read_text()), "command": " ".join(cmd)}
+
+
+def first_200_alternating(make_servers, rounds):
+    """Process start to first 200, per server kind, alternating; medians in ms."""
+    raw = {}
+    for _ in range(rounds):
+        for name, make in make_servers:
+            with make() as s:
+                raw.setdefault(name, []).append(s.wait_ready() * 1000)
+    return {name: {"ms": statistics.median(v), "raw_ms": [round(x, 1) for x in v]} for name, v in raw.items()}
+
+
+def scenario_startup(args, results):
+    app, wasm = ROOT / "examples/hello-rust", ROOT / "examples/hello-rust/hello_rust.wasm"
+    warm_cache = tempfile.mkdtemp()
+    try:
+        # Fill the caches once.
+        with tessera(app, free_port(), warm_cache) as s:
+            s.wait_ready()
+        with wasmtime_serve(wasm, free_port(), cache=True) as s:
+            s.wait_ready()
+
+        def cold_tessera():
+            cache = tempfile.mkdtemp()  # a new, empty cache
+            return tessera(app, free_port(), cache)
+
+        out = first_200_alternating([
+            ("tessera, cache cold", cold_tessera),
+            ("wasmtime serve, no cache", lambda: wasmtime_serve(wasm, free_port())),
+            ("tessera, cache warm", lambda: tessera(app, free_port(), warm_cache)),
+            ("wasmtime serve, cache warm", lambda: wasmtime_serve(wasm, free_port(), cache=True)),
+            ("native hyper", lambda: native(free_port())),
+        ], args.rounds * 2 + 1)
+        results["startup"] = out
+    finally:
+        shutil.rmtree(warm_cache, ignore_errors=True)
+
+
+def scenario_python(args, results):
+    app, wasm = ROOT / "examples/hello-python", ROOT / "examples/hello-python/app.wasm"
+    cache = tempfile.mkdtemp()
+    try:
+        with tessera(app, free_port(), cache) as s:
+            s.wait_ready()
+        with wasmtime_serve(wasm, free_port(), cache=True) as s:
+            s.wait_ready()
+        out = first_200_alternating([
+            ("tessera, cache warm", lambda: tessera(app, free_port(), cache)),
+            ("wasmtime serve, cache warm", lambda: wasmtime_serve(wasm, free_port(), cache=True)),
+        ], args.rounds + 1)
+        # The first request alone, once the server listens.
+        first = {}
+        for _ in range(args.rounds + 1):
+            for name, make in [("tessera", lambda: tessera(app, free_port(), cache)),
+                               ("wasmtime serve", lambda: wasmtime_serve(wasm, free_port(), cache=True))]:
+                with make() as s:
+                    while socket_listening(s.port) is False:
+                        time.sleep(0.002)
+                    start = time.monotonic()
+                    status = http_get(s.port, "/", timeout=60)
+                    assert status == 200, f"{name} answered {status}"
+                    first.setdefault(name, []).append((time.monotonic() - start) * 1000)
+        results["python"] = {
+            "size_mb": round(wasm.stat().st_size / 1e6, 1),
+            "start_to_first_200": out,
+            "first_request": {k: {"ms": statistics.median(v), "raw_ms": [round(x, 1) for x in v]} for k, v in first.items()},
+        }
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def socket_listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def scenario_idle(args, results):
+    out = {}
+    with tempfile.TemporaryDirectory() as cache:
+        for label, app, wasm in [("hello-rust", ROOT / "examples/hello-rust", ROOT / "examples/hello-rust/hello_rust.wasm"),
+                                 ("hello-c", ROOT / "examples/hello-c", ROOT / "examples/hello-c/hello_c.wasm")]:
+            with tessera(app, free_port(), cache) as t, wasmtime_serve(wasm, free_port()) as w, native(free_port()) as n:
+                for s in (t, w, n):
+                    s.wait_ready()
+                    for _ in range(100):
+                        http_get(s.port)
+                time.sleep(1.5)
+                out[label] = {
+                    "tessera": smaps_split(t.proc.pid, [TESSERA, cache]),
+                    "wasmtime serve": smaps_split(w.proc.pid, [Path(wasmtime_bin()).resolve()]),
+                    "native hyper": smaps_split(n.proc.pid, [NATIVE]),
+                }
+    results["idle"] = out
+
+
+def scenario_concurrent(args, results):
+    n = args.connections
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 4 * n + 1024
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+    with tempfile.TemporaryDirectory() as tmp:
+        rc = Path(tmp) / "runtime-config.toml"
+        rc.write_text(f"max_concurrent_requests = {n}\nmax_queued_requests = {n}\nrequest_timeout = \"30s\"\n")
+        app = ROOT / "bench/guests/sleep"
+        with tessera(app, free_port(), tmp, runtime_config=rc) as t:
+            t.wait_ready("/?ms=0")
+            for _ in range(50):
+                http_get(t.port, "/?ms=0")
+            time.sleep(1)
+            cmd = [HOLD_OPEN, "--addr", f"127.0.0.1:{t.port}", "--path", "/?ms=1000", "--connections", n, "--pid", t.proc.pid]
+            out = json.loads(run(cmd, capture_output=True, text=True).stdout)
+            out["command"] = f"hold-open --path /?ms=1000 --connections {n}"
+    results["concurrent"] = out
+
+
+def scenario_kv(args, results):
+    with tempfile.TemporaryDirectory() as tmp:
+        with tessera(ROOT / "bench/guests/kv-rust", free_port(), tmp, state_dir=tmp) as t, \
+                tessera(ROOT / "examples/hello-rust", free_port(), tmp) as h:
+            t.name = "tessera kv"
+            h.name = "tessera hello-rust"
+            t.wait_ready()
+            h.wait_ready()
+            results["kv"] = alternate([t, h], "/", args.duration, args.rounds)
+
+
+def scenario_cpu(args, results):
+    with tempfile.TemporaryDirectory() as cache:
+        wasm = ROOT / "bench/guests/sha256-c/sha256_c.wasm"
+        with tessera(ROOT / "bench/guests/sha256-c", free_port(), cache) as t, \
+                wasmtime_serve(wasm, free_port()) as w, native(free_port()) as n:
+            for s in (t, w, n):
+                s.wait_ready()
+            # Same answer from all three: the same C code.
+            answers = set()
+            for s in (t, w, n):
+                with socket.create_connection(("127.0.0.1", s.port)) as c:
+                    c.sendall(b"GET /sha256 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    data = b""
+                    while chunk := c.recv(65536):
+                        data += chunk
+                answers.add(data.split(b"\r\n\r\n", 1)[1].strip())
+            if len(answers) != 1:
+                raise RuntimeError(f"the hosts disagree on the SHA-256: {answers}")
+            # One request per core at a time: CPU-bound, so more only queues.
+            results["cpu"] = alternate([t, w, n], "/sha256", args.duration, args.rounds, connections=2)
+            results["cpu"]["digest"] = answers.pop().decode()
+
+
+# ---------------------------------------------------------------- report
+
+
+def verdict(ok):
+    return "met" if ok else "**missed**"
+
+
+def report(results, meta, argv):
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Produced by `{argv}` on {meta['date']} at commit {meta['commit']}.",
+        "",
+        f"Machine: {meta['cpu']}, {meta['cores']} cores, {meta['memory_gib']} GiB, Linux {meta['kernel']}; "
+        f"{meta['wrk']}; {meta['wasmtime']}. Tessera and the native server are release builds. "
+        "Figures are medians over alternating rounds (raw rounds in brackets); load from wrk on loopback.",
+        "",
+    ]
+    targets = []
+    if "hello" in results:
+        lines += ["## Hello world: throughput and latency", "",
+                  f"`{next(iter(results['hello'].values()))['tessera']['command']}`, same host, peers alternating.", "",
+                  "| guest | host | req/s | p50 ms | p99 ms | Tessera ÷ host |",
+                  "| --- | --- | ---: | ---: | ---: | ---: |"]
+        for guest, hosts in results["hello"].items():
+            t = hosts["tessera"]["rps"]
+            for name, r in hosts.items():
+                ratio = "" if name == "tessera" else f"{t / r:.2f}x"
+                lines.append(f"| {guest} | {name} | {r['rps']:.0f} {r['raw_rps']} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {ratio} |")
+            vs_w = t / hosts["wasmtime serve"]["rps"]
+            vs_n = t / hosts["native hyper"]["rps"]
+            targets.append((f"{guest} hello throughput ≥ {TARGET_VS_WASMTIME:.0f}x wasmtime serve", f"{vs_w:.2f}x", vs_w >= TARGET_VS_WASMTIME))
+            targets.append((f"{guest} hello throughput ≥ {TARGET_VS_NATIVE:.0%} of native hyper", f"{vs_n:.0%}", vs_n >= TARGET_VS_NATIVE))
+        lines.append("")
+    if "instantiate" in results:
+        lines += ["## Instantiation per request (in process, criterion)", "",
+                  f"`{results['instantiate']['command']}`: a pre-instantiated component to a ready instance "
+                  "(a fresh store with the request's capabilities and an instantiated component), and the "
+                  "whole cycle including tearing it down.", "",
+                  "| guest | measure | p50 µs | p99 µs | samples |", "| --- | --- | ---: | ---: | ---: |"]
+        for row in results["instantiate"]["rows"]:
+            lines.append(f"| {row['guest']} | {row['measure']} | {row['p50_us']:.2f} | {row['p99_us']:.2f} | {row['samples']} |")
+            if row["measure"] == "instantiate":
+                targets.append((f"{row['guest']} instantiation p50 < {TARGET_INSTANTIATE_P50_US:.0f} µs", f"{row['p50_us']:.2f} µs", row["p50_us"] < TARGET_INSTANTIATE_P50_US))
+        lines.append("")
+    if "startup" in results:
+        lines += ["## Cold start: process start to first 200 (hello-rust)", "",
+                  "| host | ms |", "| --- | ---: |"]
+        for name, r in results["startup"].items():
+            lines.append(f"| {name} | {r['ms']:.1f} {r['raw_ms']} |")
+        lines.append("")
+    if "python" in results:
+        p = results["python"]
+        lines += [f"## Large component: hello-python ({p['size_mb']} MB), compile cache warm", "",
+                  "| host | process start to first 200, ms | first request once listening, ms |", "| --- | ---: | ---: |"]
+        for name in ("tessera", "wasmtime serve"):
+            a = p["start_to_first_200"][f"{name}, cache warm"]
+            b = p["first_request"][name]
+            lines.append(f"| {name} | {a['ms']:.1f} {a['raw_ms']} | {b['ms']:.1f} {b['raw_ms']} |")
+        lines.append("")
+    if "idle" in results:
+        lines += ["## Resident memory of an idle app (after 100 requests)", "",
+                  "From /proc/PID/smaps; \"code\" is what is mapped from the executable and, for Tessera, "
+                  "the compiled component in its cache.", "",
+                  "| app | host | RSS KiB | code KiB | beyond code KiB |", "| --- | --- | ---: | ---: | ---: |"]
+        for app, hosts in results["idle"].items():
+            for name, r in hosts.items():
+                lines.append(f"| {app} | {name} | {r['rss_kib']} | {r['code_kib']} | {r['beyond_code_kib']} |")
+            beyond = hosts["tessera"]["beyond_code_kib"] / 1024
+            targets.append((f"{app} idle beyond compiled code < {TARGET_IDLE_MIB:.0f} MiB", f"{beyond:.2f} MiB", beyond < TARGET_IDLE_MIB))
+        lines.append("")
+    if "concurrent" in results:
+        c = results["concurrent"]
+        grown = (c["peak_rss_kib"] - c["idle_rss_kib"]) / 1024
+        lines += ["## Many requests waiting at once", "",
+                  f"`{c['command']}` against bench/guests/sleep (each request waits 1 s in the guest, "
+                  "one connection each, all sent at once).", "",
+                  "| requests | answered 200 | failed | all done in ms | p50 ms | p99 ms | idle RSS MiB | peak RSS MiB | per request KiB |",
+                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+                  f"| {c['connections']} | {c['ok']} | {c['failed']} | {c['elapsed_ms']} | {c['p50_ms']} | {c['p99_ms']} | "
+                  f"{c['idle_rss_kib'] / 1024:.1f} | {c['peak_rss_kib'] / 1024:.1f} | {grown * 1024 / c['connections']:.1f} |", ""]
+        peak_gib = c["peak_rss_kib"] / 1024 / 1024
+        targets.append((f"{c['connections']} concurrent waiting requests < {TARGET_CONCURRENT_GIB:.0f} GiB", f"{peak_gib:.2f} GiB, {c['ok']} answered", peak_gib < TARGET_CONCURRENT_GIB and c["failed"] == 0))
+    if "kv" in results:
+        k = results["kv"]
+        lines += ["## Key-value read + write per request (embedded SQLite store)", "",
+                  f"`{k['tessera kv']['command']}`; each request opens the default store, reads one key and writes "
+                  "another (SQLite WAL, synchronous=FULL: every write is on disk before the answer).", "",
+                  "| guest | req/s | p50 ms | p99 ms |", "| --- | ---: | ---: | ---: |"]
+        for name, r in k.items():
+            lines.append(f"| {name} | {r['rps']:.0f} {r['raw_rps']} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} |")
+        lines.append("")
+    if "cpu" in results:
+        c = results["cpu"]
+        lines += ["## CPU-bound: SHA-256 of 1 MiB per request, the same C code", "",
+                  f"`{c['tessera']['command']}` (one request per core); all three answer {c['digest'][:16]}…", "",
+                  "| host | req/s | p50 ms | p99 ms | host time ÷ native |", "| --- | ---: | ---: | ---: | ---: |"]
+        nat = c["native hyper"]["rps"]
+        for name in ("tessera", "wasmtime serve", "native hyper"):
+            r = c[name]
+            lines.append(f"| {name} | {r['rps']:.1f} {r['raw_rps']} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {nat / r['rps']:.2f}x |")
+        ratio = nat / c["tessera"]["rps"]
+        targets.append((f"CPU-bound guest within {TARGET_CPU_RATIO}x native", f"{ratio:.2f}x", ratio <= TARGET_CPU_RATIO))
+        lines.append("")
+    if targets:
+        head = ["## Targets", "", "| target | measured | |", "| --- | ---: | --- |"]
+        head += [f"| {name} | {value} | {verdict(ok)} |" for name, value, ok in targets]
+        lines[8:8] = head + [""]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per peer")
+    parser.add_argument("--connections", type=int, default=10_000, help="requests held open at once")
+    parser.add_argument("--no-setup", action="store_true", help="skip installing peers and building")
+    parser.add_argument("--out", default=str(ROOT / "bench/RESULTS.md"))
+    args = parser.parse_args()
+    only = [s for s in args.only.split(",") if s]
+    unknown = set(only) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario(s) {', '.join(sorted(unknown))}; pick from {', '.join(SCENARIOS)}")
+    if not args.no_setup:
+        install_peers()
+        build()
+    results = {}
+    for name in only:
+        log(f"== {name}")
+        globals()[f"scenario_{name}"](args, results)
+    argv = "python3 bench/run.py" + ("" if sys.argv[1:] == [] else " " + " ".join(sys.argv[1:]))
+    text = report(results, machine(), argv)
+    Path(args.out).write_text(text)
+    (ROOT / "target/bench").mkdir(parents=True, exist_ok=True)
+    (ROOT / "target/bench/results.json").write_text(json.dumps(results, indent=1))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
