@@ -448,7 +448,7 @@ def report(results, meta, argv):
         for guest, hosts in results["hello"].items():
             t = hosts["tessera"]["rps"]
             for name, r in hosts.items():
-                ratio = "" if name == "tessera" else f"{t / r:.2f}x"
+                ratio = "" if name == "tessera" else f"{t / r['rps']:.2f}x"
                 lines.append(f"| {guest} | {name} | {r['rps']:.0f} {r['raw_rps']} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {ratio} |")
             vs_w = t / hosts["wasmtime serve"]["rps"]
             vs_n = t / hosts["native hyper"]["rps"]

@@ -1,19 +1,23 @@
 //! Instantiation time per request: from a pre-instantiated component to a ready instance,
-//! through the same code path a request takes (`ServedComponent::instantiate_idle`), and
-//! the whole cycle including tearing the instance down again.
+//! through the same code path a request takes (`ServedComponent::instantiate_idle`), the
+//! whole cycle including tearing the instance down again, and a whole request handled in
+//! process (instance, guest run, response body read; no sockets, no HTTP parsing).
 //!
 //! Criterion reports means; every single instantiation is also timed so p50/p99 can be
 //! given. They are written as JSON to `$TESSERA_BENCH_OUT` (default
 //! `target/bench/instantiate.json`). Needs the example guests built
 //! (`scripts/build-guests.sh --all`).
 
+use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
+use http_body_util::{BodyExt as _, Empty};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tessera_app::{LoadOptions, LoadedApp};
 use tessera_engine::{Engine, EngineSettings};
-use tessera_trigger_http::{HttpTrigger, ServedComponent};
+use tessera_trigger_http::{HttpTrigger, RequestData, ServedComponent};
+use wasmtime_wasi_http::WasiBody;
 
 const GUESTS: &[(&str, &str)] = &[("hello-c", "examples/hello-c"), ("hello-rust", "examples/hello-rust")];
 
@@ -25,6 +29,15 @@ fn served(engine: &Engine, dir: &Path) -> Arc<ServedComponent> {
     let app = LoadedApp::load(&dir.join("spin.toml"), &LoadOptions::default()).unwrap();
     let trigger = HttpTrigger::new(engine, &app).unwrap();
     trigger.component("hello").expect("the example's component is `hello`").clone()
+}
+
+fn request() -> http::Request<WasiBody> {
+    let body = Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync();
+    http::Request::get("http://127.0.0.1/").body(body).unwrap()
+}
+
+fn request_data() -> RequestData {
+    RequestData { id: 1, peak_memory: Default::default() }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -76,8 +89,28 @@ fn instantiation(c: &mut Criterion) {
                 })
             })
         });
+        let whole: Arc<Mutex<Vec<Duration>>> = Default::default();
+        group.bench_function("request in process", |b| {
+            b.iter_custom(|iters| {
+                runtime.block_on(async {
+                    let mut total = Duration::ZERO;
+                    let mut times = Vec::with_capacity(iters as usize);
+                    for _ in 0..iters {
+                        let start = Instant::now();
+                        let response = served.handle(request_data(), request()).await.unwrap();
+                        let body = response.into_body().collect().await.unwrap().to_bytes();
+                        let took = start.elapsed();
+                        assert!(!body.is_empty());
+                        total += took;
+                        times.push(took);
+                    }
+                    whole.lock().unwrap().extend(times);
+                    total
+                })
+            })
+        });
         group.finish();
-        for (what, times) in [("instantiate", ready), ("instantiate and drop", cycle)] {
+        for (what, times) in [("instantiate", ready), ("instantiate and drop", cycle), ("request in process", whole)] {
             let mut times = times.lock().unwrap().clone();
             if times.is_empty() {
                 continue; // filtered out on the command line

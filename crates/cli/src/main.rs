@@ -6,6 +6,12 @@ mod up;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+// Every request allocates and frees many small objects on its serving thread; glibc's
+// allocator spent about a tenth of request time in malloc/free and consolidation
+// (bench/RESULTS.md), mimalloc's thread-local free lists much less.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Tessera: a WebAssembly component platform. Runs Spin (spin.toml v2) HTTP apps with a
 /// fresh sandboxed instance per request.
 #[derive(Parser)]

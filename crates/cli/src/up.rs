@@ -77,33 +77,31 @@ pub fn run(args: UpArgs) -> Result<()> {
         );
     }
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let listener = std::net::TcpListener::bind(args.listen).with_context(|| {
+        format!(
+            "cannot listen on {}\n  hint: is another server using it? pick another address with --listen (port 0 picks a free one)",
+            args.listen
+        )
+    })?;
+    let addr = listener.local_addr()?;
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    trigger.clone().serve_per_thread(listener, threads)?;
+    print_routes(&trigger, addr);
+
+    // Ctrl-C, and SIGTERM as Kubernetes and systemd send it, stop the host cleanly.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| {
-            format!(
-                "cannot listen on {}\n  hint: is another server using it? pick another address with --listen (port 0 picks a free one)",
-                args.listen
-            )
-        })?;
-        let addr = listener.local_addr()?;
-        print_routes(&trigger, addr);
-        // Ctrl-C, and SIGTERM as Kubernetes and systemd send it, stop the host cleanly.
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("cannot listen for SIGTERM")?;
         tokio::select! {
-            r = trigger.serve(listener) => r,
-            _ = tokio::signal::ctrl_c() => {
-                println!("Shutting down");
-                Ok(())
-            }
-            _ = terminate.recv() => {
-                println!("Shutting down");
-                Ok(())
-            }
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
         }
+        println!("Shutting down");
+        Ok(())
     })
 }
 

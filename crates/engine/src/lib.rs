@@ -113,9 +113,20 @@ fn pooling_config(settings: &EngineSettings) -> PoolingAllocationConfig {
         .max_core_instance_size(16 << 20)
         .max_component_instance_size(4 << 20)
         .table_elements(200_000)
-        .max_memory_size(settings.max_instance_memory as usize);
+        .max_memory_size(settings.max_instance_memory as usize)
+        // Reset only the pages an instance dirtied, by copying and zeroing, instead of
+        // `madvise`: every madvise forces a TLB shootdown on all cores running the host,
+        // which dominated per-request cost (see bench/RESULTS.md).
+        .pagemap_scan(wasmtime::Enabled::Auto)
+        .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
+        .table_keep_resident(KEEP_RESIDENT_TABLE);
     pool
 }
+
+/// Dirty bytes of a linear memory reset in place rather than released, per pool slot.
+const KEEP_RESIDENT_MEMORY: usize = 16 << 20;
+/// Dirty bytes of a table reset in place rather than released, per pool slot.
+const KEEP_RESIDENT_TABLE: usize = 1 << 20;
 
 fn check_is_component(name: &str, bytes: &[u8]) -> Result<()> {
     if bytes.starts_with(b"\0asm") {

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tessera_app::LoadedApp;
 use tessera_capabilities::{AppCapabilities, InstanceState};
@@ -45,6 +45,12 @@ enum Target {
         timeout: Duration,
     },
     Static(StaticResponse),
+}
+
+/// One serving thread's runtime and how many connections it serves now.
+struct ServingThread {
+    handle: tokio::runtime::Handle,
+    connections: Arc<AtomicUsize>,
 }
 
 /// A served route, for printing.
@@ -169,38 +175,73 @@ impl HttpTrigger {
         &self.loads
     }
 
-    /// Serves connections from `listener` until the process ends.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> Result<()> {
+    /// Serves connections from `listener` on `threads` threads, each with a
+    /// single-threaded runtime of its own, until the process ends. A connection is handed
+    /// to the thread serving the fewest and stays there, so no request hops between
+    /// threads (no cross-core wake-ups or work stealing per request).
+    pub fn serve_per_thread(self: Arc<Self>, listener: std::net::TcpListener, threads: usize) -> Result<()> {
+        listener.set_nonblocking(true)?;
         let local = listener.local_addr()?;
+        let mut workers = Vec::new();
+        for i in 0..threads.max(1) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            workers.push(ServingThread { handle: runtime.handle().clone(), connections: Arc::new(AtomicUsize::new(0)) });
+            std::thread::Builder::new()
+                .name(format!("tessera-http-{i}"))
+                .spawn(move || runtime.block_on(std::future::pending::<()>()))
+                .context("cannot start a serving thread")?;
+        }
+        let acceptor = workers[0].handle.clone();
+        acceptor.spawn(async move {
+            let listener = match TcpListener::from_std(listener) {
+                Ok(l) => l,
+                Err(e) => return tracing::error!("cannot use the listening socket: {e}"),
+            };
+            loop {
+                let (stream, client) = match listener.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!("cannot accept a connection: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(stream) = stream.into_std() else { continue };
+                let worker = workers.iter().min_by_key(|w| w.connections.load(Ordering::Relaxed)).expect("one thread at least");
+                let connections = worker.connections.clone();
+                connections.fetch_add(1, Ordering::Relaxed);
+                let this = self.clone();
+                worker.handle.spawn(async move {
+                    if let Ok(stream) = tokio::net::TcpStream::from_std(stream) {
+                        this.serve_connection(stream, client, local).await;
+                    }
+                    connections.fetch_sub(1, Ordering::Relaxed);
+                });
+            }
+        });
+        Ok(())
+    }
+
+    async fn serve_connection(self: Arc<Self>, stream: tokio::net::TcpStream, client: SocketAddr, local: SocketAddr) {
+        let _ = stream.set_nodelay(true);
         // hyper refuses a header section larger than its read buffer (431).
         let max_buf = self.max_header_size.max(8192);
-        loop {
-            let (stream, client) = match listener.accept().await {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!("cannot accept a connection: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
+        let service = hyper::service::service_fn(move |req| {
             let this = self.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let this = this.clone();
-                    async move { Ok::<_, Infallible>(this.handle(req, client, local).await) }
-                });
-                let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .max_buf_size(max_buf)
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), service);
-                if let Err(e) = conn.await {
-                    tracing::debug!("connection from {client}: {e}");
-                }
-            });
+            async move { Ok::<_, Infallible>(this.handle(req, client, local).await) }
+        });
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .max_buf_size(max_buf)
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), service);
+        if let Err(e) = conn.await {
+            tracing::debug!("connection from {client}: {e}");
         }
     }
 
