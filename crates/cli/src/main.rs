@@ -1,9 +1,11 @@
 //! `tessera`: serve and build Spin-style WebAssembly component apps.
 
 mod build;
+mod log_output;
 mod up;
 
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 // Every request allocates and frees many small objects on its serving thread; glibc's
@@ -37,11 +39,12 @@ fn main() -> ExitCode {
         unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     }
     let cli = Cli::parse();
-    init_tracing();
+    let log = init_tracing();
     let result = match cli.command {
         Command::Up(args) => up::run(args),
         Command::Build(args) => build::run(&args),
     };
+    log.flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -51,13 +54,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing() -> log_output::BatchedStderr {
+    let log = log_output::BatchedStderr::start();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,tessera=info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(log.clone())
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .compact()
         .init();
+    log
 }
