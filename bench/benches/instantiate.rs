@@ -19,25 +19,39 @@ use tessera_engine::{Engine, EngineSettings};
 use tessera_trigger_http::{HttpTrigger, RequestData, ServedComponent};
 use wasmtime_wasi_http::WasiBody;
 
-const GUESTS: &[(&str, &str)] = &[("hello-c", "examples/hello-c"), ("hello-rust", "examples/hello-rust")];
+const GUESTS: &[(&str, &str)] = &[
+    ("hello-c", "examples/hello-c"),
+    ("hello-rust", "examples/hello-rust"),
+];
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn served(engine: &Engine, dir: &Path) -> Arc<ServedComponent> {
     let app = LoadedApp::load(&dir.join("spin.toml"), &LoadOptions::default()).unwrap();
     let trigger = HttpTrigger::new(engine, &app).unwrap();
-    trigger.component("hello").expect("the example's component is `hello`").clone()
+    trigger
+        .component("hello")
+        .expect("the example's component is `hello`")
+        .clone()
 }
 
 fn request() -> http::Request<WasiBody> {
-    let body = Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync();
+    let body = Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync();
     http::Request::get("http://127.0.0.1/").body(body).unwrap()
 }
 
 fn request_data() -> RequestData {
-    RequestData { id: 1, peak_memory: Default::default() }
+    RequestData {
+        id: 1,
+        peak_memory: Default::default(),
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -46,8 +60,15 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 fn instantiation(c: &mut Criterion) {
-    let engine = Engine::new(&EngineSettings { cache_dir: None, ..EngineSettings::default() }).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let engine = Engine::new(&EngineSettings {
+        cache_dir: None,
+        ..EngineSettings::default()
+    })
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut report = Vec::new();
     for (name, dir) in GUESTS {
         let served = served(&engine, &workspace().join(dir));
@@ -110,14 +131,21 @@ fn instantiation(c: &mut Criterion) {
             })
         });
         group.finish();
-        for (what, times) in [("instantiate", ready), ("instantiate and drop", cycle), ("request in process", whole)] {
+        for (what, times) in [
+            ("instantiate", ready),
+            ("instantiate and drop", cycle),
+            ("request in process", whole),
+        ] {
             let mut times = times.lock().unwrap().clone();
             if times.is_empty() {
                 continue; // filtered out on the command line
             }
             times.sort();
             let (p50, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
-            println!("{name} {what}: p50 {p50:.2} us, p99 {p99:.2} us over {} instantiations", times.len());
+            println!(
+                "{name} {what}: p50 {p50:.2} us, p99 {p99:.2} us over {} instantiations",
+                times.len()
+            );
             report.push(format!(
                 "{{\"guest\":\"{name}\",\"measure\":\"{what}\",\"samples\":{},\"p50_us\":{p50:.3},\"p99_us\":{p99:.3}}}",
                 times.len()

@@ -32,12 +32,23 @@ fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-async fn one(addr: &str, request: &[u8]) -> Result<Duration> {
+/// Requests sent and not yet answered, now and at most.
+#[derive(Default)]
+struct InFlight {
+    now: AtomicU64,
+    max: AtomicU64,
+}
+
+async fn one(addr: &str, request: &[u8], in_flight: &InFlight) -> Result<Duration> {
     let start = Instant::now();
     let mut stream = TcpStream::connect(addr).await.context("connect")?;
     stream.write_all(request).await.context("write")?;
+    let now = in_flight.now.fetch_add(1, Ordering::Relaxed) + 1;
+    in_flight.max.fetch_max(now, Ordering::Relaxed);
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.context("read")?;
+    let read = stream.read_to_end(&mut response).await.context("read");
+    in_flight.now.fetch_sub(1, Ordering::Relaxed);
+    read?;
     if !response.starts_with(b"HTTP/1.1 200") {
         let head = String::from_utf8_lossy(&response[..response.len().min(80)]).into_owned();
         anyhow::bail!("answer was not 200: {head:?}");
@@ -49,10 +60,12 @@ async fn one(addr: &str, request: &[u8]) -> Result<Duration> {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let idle = rss_kib(args.pid).context("cannot read the server's /proc status")?;
-    let request: Arc<[u8]> =
-        format!("GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", args.path, args.addr)
-            .into_bytes()
-            .into();
+    let request: Arc<[u8]> = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        args.path, args.addr
+    )
+    .into_bytes()
+    .into();
     let peak = Arc::new(AtomicU64::new(idle));
     let done = Arc::new(AtomicBool::new(false));
     let sampler = {
@@ -66,11 +79,13 @@ async fn main() -> Result<()> {
             }
         })
     };
+    let in_flight = Arc::new(InFlight::default());
     let start = Instant::now();
     let tasks: Vec<_> = (0..args.connections)
         .map(|_| {
-            let (addr, request) = (args.addr.clone(), request.clone());
-            tokio::spawn(async move { one(&addr, &request).await })
+            let (addr, request, in_flight) =
+                (args.addr.clone(), request.clone(), in_flight.clone());
+            tokio::spawn(async move { one(&addr, &request, &in_flight).await })
         })
         .collect();
     let mut latencies = Vec::new();
@@ -87,11 +102,17 @@ async fn main() -> Result<()> {
     done.store(true, Ordering::Relaxed);
     sampler.await?;
     latencies.sort();
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0)
+    };
     let peak = peak.load(Ordering::Relaxed);
     println!(
-        "{{\"connections\":{},\"ok\":{},\"failed\":{},\"elapsed_ms\":{:.0},\"p50_ms\":{:.1},\"p99_ms\":{:.1},\"idle_rss_kib\":{},\"peak_rss_kib\":{},\"first_error\":{:?}}}",
+        "{{\"connections\":{},\"max_in_flight\":{},\"ok\":{},\"failed\":{},\"elapsed_ms\":{:.0},\"p50_ms\":{:.1},\"p99_ms\":{:.1},\"idle_rss_kib\":{},\"peak_rss_kib\":{},\"first_error\":{:?}}}",
         args.connections,
+        in_flight.max.load(Ordering::Relaxed),
         latencies.len(),
         args.connections - latencies.len(),
         elapsed.as_secs_f64() * 1000.0,

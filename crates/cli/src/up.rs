@@ -57,8 +57,9 @@ pub fn run(args: UpArgs) -> Result<()> {
         .max()
         .unwrap_or(rc.limits.max_instance_memory);
     let settings = EngineSettings {
-        // Room for instances still finishing after their slot was handed on.
-        max_instances: (rc.max_concurrent_requests.saturating_mul(2) + 16).min(u32::MAX as usize) as u32,
+        // Room for instances still finishing (a 504's grace period) after their slot
+        // was handed on.
+        max_instances: (rc.max_concurrent_requests + (rc.max_concurrent_requests / 8).max(16)).min(u32::MAX as usize) as u32,
         max_instance_memory: largest_memory,
         cache_dir: if args.no_cache { None } else { args.cache_dir.clone().or_else(CompileCache::default_dir) },
     };
@@ -77,22 +78,25 @@ pub fn run(args: UpArgs) -> Result<()> {
         );
     }
 
-    let listener = std::net::TcpListener::bind(args.listen).with_context(|| {
-        format!(
-            "cannot listen on {}\n  hint: is another server using it? pick another address with --listen (port 0 picks a free one)",
-            args.listen
-        )
-    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let listener = {
+        let _tokio = runtime.enter();
+        listen(args.listen).with_context(|| {
+            format!(
+                "cannot listen on {}\n  hint: is another server using it? pick another address with --listen (port 0 picks a free one)",
+                args.listen
+            )
+        })?
+    };
     let addr = listener.local_addr()?;
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     trigger.clone().serve_per_thread(listener, threads)?;
     print_routes(&trigger, addr);
 
     // Ctrl-C, and SIGTERM as Kubernetes and systemd send it, stop the host cleanly.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("cannot listen for SIGTERM")?;
@@ -104,6 +108,18 @@ pub fn run(args: UpArgs) -> Result<()> {
         Ok(())
     })
 }
+
+/// A listening socket with a backlog deep enough for thousands of clients connecting at
+/// once (std's default of 128 makes a burst wait for SYN retries, seconds each).
+fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)?.into_std()
+}
+
+/// Connections the kernel queues before `accept` (capped by net.core.somaxconn).
+const LISTEN_BACKLOG: u32 = 8192;
 
 fn print_routes(trigger: &HttpTrigger, addr: SocketAddr) {
     let mut out = std::io::stdout().lock();

@@ -99,12 +99,16 @@ impl Engine {
 
 fn pooling_config(settings: &EngineSettings) -> PoolingAllocationConfig {
     let instances = settings.max_instances.max(1);
+    // Each memory slot reserves 4 GiB of address space plus guard regions (so wasm needs
+    // no bounds checks); the slots must fit the 128 TiB of user address space.
+    let slot = (4u64 << 30) + (64u64 << 20);
+    let memories = instances.saturating_mul(4).min((MEMORY_RESERVATION_BUDGET / slot) as u32);
     let mut pool = PoolingAllocationConfig::new();
     // Components built by componentize-py and componentize-js hold many core instances,
     // memories and large tables; the per-component limits are sized for them.
     pool.total_component_instances(instances)
         .total_core_instances(instances.saturating_mul(16))
-        .total_memories(instances.saturating_mul(4))
+        .total_memories(memories)
         .total_tables(instances.saturating_mul(4))
         .total_stacks(instances)
         .max_core_instances_per_component(64)
@@ -122,6 +126,9 @@ fn pooling_config(settings: &EngineSettings) -> PoolingAllocationConfig {
         .table_keep_resident(KEEP_RESIDENT_TABLE);
     pool
 }
+
+/// Address space all linear memory slots together may reserve.
+const MEMORY_RESERVATION_BUDGET: u64 = 64 << 40;
 
 /// Dirty bytes of a linear memory reset in place rather than released, per pool slot.
 const KEEP_RESIDENT_MEMORY: usize = 16 << 20;
