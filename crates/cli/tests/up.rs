@@ -218,7 +218,7 @@ fn a_memory_bomb_hits_the_instance_limit_and_the_host_keeps_serving() {
     assert!(log.contains("max_instance_memory is 25165824"), "{log}");
     assert!(log.contains("wasm backtrace"), "{log}");
     assert_eq!(server.get("/hello").status, 200);
-    let access = server.log();
+    let access = server.wait_for_log("GET /memory-bomb 500");
     let line = access.lines().find(|l| l.contains("GET /memory-bomb 500")).expect("access log line");
     let peak: u64 = line.split("peak_memory=").nth(1).unwrap().split("KiB").next().unwrap().parse().unwrap();
     assert!(peak > 16 * 1024 && peak <= 24 * 1024, "peak {peak} KiB: {line}");
@@ -379,7 +379,7 @@ fn guest_output_goes_to_the_terminal_and_the_log_files() {
     let stdout_file = app.path().join(".spin/logs/guest_stdout.txt");
     assert_eq!(std::fs::read_to_string(&stdout_file).unwrap(), "hello handler called for /hello\n");
     assert!(std::fs::read_to_string(app.path().join(".spin/logs/guest_stderr.txt")).unwrap().contains("a line on stderr"));
-    let access = server.log();
+    let access = server.wait_for_log("GET /hello 200");
     assert!(access.lines().any(|l| l.contains("GET /hello 200") && l.contains("component=guest") && l.contains("peak_memory=") && l.contains("ms")), "{access}");
 }
 
