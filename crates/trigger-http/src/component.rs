@@ -213,7 +213,9 @@ impl WorkerState for OneRequest {
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
         self.request_id.store(data.id, Ordering::Relaxed);
         store.data_mut().begin_request(data.id, data.peak_memory);
-        Box::pin(tokio::time::sleep(self.timeout + EXPIRY_GRACE))
+        // No timer here: the request path answers 504 at the timeout and `Expiration`
+        // ends the instance after the grace period; a third timer per request only cost.
+        Box::pin(std::future::pending())
     }
 
     fn drop(&self, store: Store<InstanceState>, result: Result<(), wasmtime::Error>) {
