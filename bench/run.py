@@ -275,7 +275,8 @@ def scenario_hello(args, results):
 
 def scenario_instantiate(args, results):
     out_file = ROOT / "target/bench/instantiate.json"
-    env = dict(os.environ, TESSERA_BENCH_OUT=str(out_file))
+    # As the tessera binary does: no host backtrace captured for every guest error.
+    env = dict(os.environ, TESSERA_BENCH_OUT=str(out_file), RUST_LIB_BACKTRACE="0")
     cmd = ["cargo", "bench", "--locked", "-p", "tessera-bench", "--bench", "instantiate", "--",
            "--warm-up-time", "1", "--measurement-time", str(max(2, args.duration))]
     run(cmd, cwd=ROOT, env=env)

@@ -9,7 +9,8 @@
 //! (`scripts/build-guests.sh --all`).
 
 use bytes::Bytes;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use http_body_util::{BodyExt as _, Empty};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -38,6 +39,30 @@ fn served(engine: &Engine, dir: &Path) -> Arc<ServedComponent> {
         .component("hello")
         .expect("the example's component is `hello`")
         .clone()
+}
+
+/// Runs `one` (which times itself) as a criterion benchmark; returns every single time.
+fn timed(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    runtime: &tokio::runtime::Runtime,
+    one: impl AsyncFn() -> Duration,
+) -> Vec<Duration> {
+    let times = Mutex::new(Vec::new());
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let mut batch = Vec::with_capacity(iters as usize);
+                for _ in 0..iters {
+                    batch.push(one().await);
+                }
+                let total = batch.iter().sum();
+                times.lock().unwrap().extend(batch);
+                total
+            })
+        })
+    });
+    times.into_inner().unwrap()
 }
 
 fn request() -> http::Request<WasiBody> {
@@ -72,78 +97,40 @@ fn instantiation(c: &mut Criterion) {
     let mut report = Vec::new();
     for (name, dir) in GUESTS {
         let served = served(&engine, &workspace().join(dir));
-        let ready: Arc<Mutex<Vec<Duration>>> = Default::default();
-        let cycle: Arc<Mutex<Vec<Duration>>> = Default::default();
         let mut group = c.benchmark_group(*name);
-        group.bench_function("instantiate", |b| {
-            b.iter_custom(|iters| {
-                runtime.block_on(async {
-                    let mut total = Duration::ZERO;
-                    let mut times = Vec::with_capacity(iters as usize);
-                    for _ in 0..iters {
-                        let start = Instant::now();
-                        let instance = served.instantiate_idle().await.unwrap();
-                        let took = start.elapsed();
-                        drop(instance);
-                        total += took;
-                        times.push(took);
-                    }
-                    ready.lock().unwrap().extend(times);
-                    total
-                })
-            })
+        let ready = timed(&mut group, "instantiate", &runtime, async || {
+            let start = Instant::now();
+            let instance = served.instantiate_idle().await.unwrap();
+            let took = start.elapsed();
+            drop(instance);
+            took
         });
-        group.bench_function("instantiate and drop", |b| {
-            b.iter_custom(|iters| {
-                runtime.block_on(async {
-                    let mut total = Duration::ZERO;
-                    let mut times = Vec::with_capacity(iters as usize);
-                    for _ in 0..iters {
-                        let start = Instant::now();
-                        drop(served.instantiate_idle().await.unwrap());
-                        let took = start.elapsed();
-                        total += took;
-                        times.push(took);
-                    }
-                    cycle.lock().unwrap().extend(times);
-                    total
-                })
-            })
+        let cycle = timed(&mut group, "instantiate and drop", &runtime, async || {
+            let start = Instant::now();
+            drop(served.instantiate_idle().await.unwrap());
+            start.elapsed()
         });
-        let whole: Arc<Mutex<Vec<Duration>>> = Default::default();
-        group.bench_function("request in process", |b| {
-            b.iter_custom(|iters| {
-                runtime.block_on(async {
-                    let mut total = Duration::ZERO;
-                    let mut times = Vec::with_capacity(iters as usize);
-                    for _ in 0..iters {
-                        let start = Instant::now();
-                        let response = served.handle(request_data(), request()).await.unwrap();
-                        let body = response.into_body().collect().await.unwrap().to_bytes();
-                        let took = start.elapsed();
-                        assert!(!body.is_empty());
-                        total += took;
-                        times.push(took);
-                    }
-                    whole.lock().unwrap().extend(times);
-                    total
-                })
-            })
+        let whole = timed(&mut group, "request in process", &runtime, async || {
+            let start = Instant::now();
+            let response = served.handle(request_data(), request()).await.unwrap();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            let took = start.elapsed();
+            assert!(!body.is_empty());
+            took
         });
         group.finish();
-        for (what, times) in [
+        for (what, mut times) in [
             ("instantiate", ready),
             ("instantiate and drop", cycle),
             ("request in process", whole),
         ] {
-            let mut times = times.lock().unwrap().clone();
             if times.is_empty() {
                 continue; // filtered out on the command line
             }
             times.sort();
             let (p50, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
             println!(
-                "{name} {what}: p50 {p50:.2} us, p99 {p99:.2} us over {} instantiations",
+                "{name} {what}: p50 {p50:.2} us, p99 {p99:.2} us over {} samples",
                 times.len()
             );
             report.push(format!(
