@@ -293,18 +293,23 @@ def first_200_alternating(make_servers, rounds):
     return {name: {"ms": statistics.median(v), "raw_ms": [round(x, 1) for x in v]} for name, v in raw.items()}
 
 
+def warm_caches(app, wasm, cache):
+    """Starts Tessera (with `cache`) and `wasmtime serve` (with its own cache) once, so
+    the next starts load compiled code instead of compiling."""
+    for first in (tessera(app, free_port(), cache), wasmtime_serve(wasm, free_port(), cache=True)):
+        with first as s:
+            s.wait_ready()
+
+
 def scenario_startup(args, results):
     app, wasm = ROOT / "examples/hello-rust", ROOT / "examples/hello-rust/hello_rust.wasm"
     warm_cache = tempfile.mkdtemp()
+    cold_caches = tempfile.mkdtemp()
     try:
-        # Fill the caches once.
-        with tessera(app, free_port(), warm_cache) as s:
-            s.wait_ready()
-        with wasmtime_serve(wasm, free_port(), cache=True) as s:
-            s.wait_ready()
+        warm_caches(app, wasm, warm_cache)
 
         def cold_tessera():
-            cache = tempfile.mkdtemp()  # a new, empty cache
+            cache = tempfile.mkdtemp(dir=cold_caches)  # a new, empty cache
             return tessera(app, free_port(), cache)
 
         out = first_200_alternating([
@@ -317,16 +322,14 @@ def scenario_startup(args, results):
         results["startup"] = out
     finally:
         shutil.rmtree(warm_cache, ignore_errors=True)
+        shutil.rmtree(cold_caches, ignore_errors=True)
 
 
 def scenario_python(args, results):
     app, wasm = ROOT / "examples/hello-python", ROOT / "examples/hello-python/app.wasm"
     cache = tempfile.mkdtemp()
     try:
-        with tessera(app, free_port(), cache) as s:
-            s.wait_ready()
-        with wasmtime_serve(wasm, free_port(), cache=True) as s:
-            s.wait_ready()
+        warm_caches(app, wasm, cache)
         out = first_200_alternating([
             ("tessera, cache warm", lambda: tessera(app, free_port(), cache)),
             ("wasmtime serve, cache warm", lambda: wasmtime_serve(wasm, free_port(), cache=True)),
@@ -367,9 +370,7 @@ def scenario_idle(args, results):
     with tempfile.TemporaryDirectory() as cache:
         for label, app, wasm in [("hello-rust", ROOT / "examples/hello-rust", ROOT / "examples/hello-rust/hello_rust.wasm"),
                                  ("hello-c", ROOT / "examples/hello-c", ROOT / "examples/hello-c/hello_c.wasm")]:
-            for warm_up in (tessera(app, free_port(), cache), wasmtime_serve(wasm, free_port(), cache=True)):
-                with warm_up as s:
-                    s.wait_ready()
+            warm_caches(app, wasm, cache)
             with tessera(app, free_port(), cache) as t, wasmtime_serve(wasm, free_port(), cache=True) as w, \
                     native(free_port()) as n:
                 for s in (t, w, n):

@@ -109,18 +109,18 @@ async fn main() -> Result<()> {
             .unwrap_or(0.0)
     };
     let peak = peak.load(Ordering::Relaxed);
-    println!(
-        "{{\"connections\":{},\"max_in_flight\":{},\"ok\":{},\"failed\":{},\"elapsed_ms\":{:.0},\"p50_ms\":{:.1},\"p99_ms\":{:.1},\"idle_rss_kib\":{},\"peak_rss_kib\":{},\"first_error\":{:?}}}",
-        args.connections,
-        in_flight.max.load(Ordering::Relaxed),
-        latencies.len(),
-        args.connections - latencies.len(),
-        elapsed.as_secs_f64() * 1000.0,
-        pct(0.5),
-        pct(0.99),
-        idle,
-        peak,
-        first_error.unwrap_or_default()
-    );
+    let report = serde_json::json!({
+        "connections": args.connections,
+        "max_in_flight": in_flight.max.load(Ordering::Relaxed),
+        "ok": latencies.len(),
+        "failed": args.connections - latencies.len(),
+        "elapsed_ms": elapsed.as_millis() as u64,
+        "p50_ms": (pct(0.5) * 10.0).round() / 10.0,
+        "p99_ms": (pct(0.99) * 10.0).round() / 10.0,
+        "idle_rss_kib": idle,
+        "peak_rss_kib": peak,
+        "first_error": first_error.unwrap_or_default(),
+    });
+    println!("{report}");
     Ok(())
 }
