@@ -1,13 +1,14 @@
 //! Tessera's host capabilities. Each is one module with the same lifecycle (the idea of
 //! Spin's factors):
 //!
-//! 1. `link` once per engine: add its WIT interfaces to the shared linker;
+//! 1. `link` once per engine: add its WIT interfaces to the shared linker (and say which
+//!    of them need component-model concurrency, `needs_concurrency`);
 //! 2. `configure` once per component of an app: validate grants, open backends, build the
 //!    shared state;
 //! 3. `instance` once per request: the small per-instance state in the store.
 //!
 //! Adding a capability means a new module and one line in each of [`link`],
-//! [`AppCapabilities`] and [`ComponentCapabilities::instance`].
+//! [`needs_concurrency`], [`AppCapabilities`] and [`ComponentCapabilities::instance`].
 #![deny(missing_docs)]
 
 mod grants;
@@ -83,17 +84,40 @@ impl WasiHttpView for InstanceState {
     }
 }
 
+/// Whether a linker serves the engine with component-model concurrency (see
+/// `tessera_engine::Engine`): host functions that take the store or return streams and
+/// futures exist only there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concurrency {
+    /// WASI 0.2 and the Spin interfaces without async functions.
+    Off,
+    /// Everything, WASI 0.3 included.
+    On,
+}
+
 /// Adds every capability's interfaces to `linker`. Everything Tessera knows is linked for
 /// every component; grants are checked when a capability is used.
-pub fn link(linker: &mut Linker<InstanceState>) -> Result<()> {
-    wasi_cli::link(linker)?;
-    outbound_http::link(linker)?;
-    variables::link(linker)?;
-    key_value::link(linker)?;
-    sqlite::link(linker)?;
-    redis::link(linker)?;
-    postgres::link(linker)?;
+pub fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Result<()> {
+    wasi_cli::link(linker, concurrency)?;
+    outbound_http::link(linker, concurrency)?;
+    variables::link(linker, concurrency)?;
+    key_value::link(linker, concurrency)?;
+    sqlite::link(linker, concurrency)?;
+    redis::link(linker, concurrency)?;
+    postgres::link(linker, concurrency)?;
     Ok(())
+}
+
+/// Whether a component importing or exporting `interface` must run on the concurrent
+/// engine, because that interface is only linked there.
+pub fn needs_concurrency(interface: &str) -> bool {
+    wasi_cli::needs_concurrency(interface)
+        || outbound_http::needs_concurrency(interface)
+        || variables::needs_concurrency(interface)
+        || key_value::needs_concurrency(interface)
+        || sqlite::needs_concurrency(interface)
+        || redis::needs_concurrency(interface)
+        || postgres::needs_concurrency(interface)
 }
 
 /// Capability state of a whole app, built once: backends shared by its components.

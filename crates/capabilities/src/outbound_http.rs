@@ -4,7 +4,7 @@
 //! pattern that names them. Plain HTTP connects to the address that was checked, so a
 //! second DNS answer cannot redirect it.
 
-use crate::InstanceState;
+use crate::{Concurrency, InstanceState};
 use anyhow::Result;
 use http::uri::Scheme;
 use crate::network::{Denied, OutboundPolicy, display_ip};
@@ -15,10 +15,17 @@ use wasmtime::component::Linker;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 /// Links the outbound (and types) parts of `wasi:http` 0.2 and 0.3.
-pub fn link(linker: &mut Linker<InstanceState>) -> Result<()> {
+pub fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Result<()> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
-    wasmtime_wasi_http::p3::add_to_linker(linker)?;
+    if concurrency == Concurrency::On {
+        wasmtime_wasi_http::p3::add_to_linker(linker)?;
+    }
     Ok(())
+}
+
+/// `wasi:http` 0.3 needs the concurrent engine.
+pub fn needs_concurrency(interface: &str) -> bool {
+    interface.starts_with("wasi:http/") && interface.contains("@0.3")
 }
 
 /// A component's outbound policy.

@@ -11,7 +11,7 @@
 // `pg::Error` is the interface's generated error type; boxing it would only add copies.
 #![allow(clippy::result_large_err)]
 
-use crate::InstanceState;
+use crate::{Concurrency, InstanceState};
 use crate::network::{Denied, OutboundPolicy};
 use anyhow::Result;
 use std::collections::HashMap;
@@ -48,10 +48,17 @@ use bindings::spin::postgres4_2_0::postgres as pg;
 use bindings::spin::postgres3_0_0::postgres as pg3;
 
 /// Links the PostgreSQL interface.
-pub fn link(linker: &mut Linker<InstanceState>) -> Result<()> {
-    pg::add_to_linker::<_, Postgres>(linker, view)?;
+pub fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Result<()> {
+    if concurrency == Concurrency::On {
+        pg::add_to_linker::<_, Postgres>(linker, view)?;
+    }
     pg3::add_to_linker::<_, Postgres>(linker, view)?;
     Ok(())
+}
+
+/// `spin:postgres` 4.x has async functions returning streams; 3.0 does not.
+pub fn needs_concurrency(interface: &str) -> bool {
+    interface.starts_with("spin:postgres/") && !interface.contains("@3.")
 }
 
 struct Shared {

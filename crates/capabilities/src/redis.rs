@@ -7,7 +7,7 @@
 //! one that fails is replaced on the next call. A server that is down gives the guest
 //! `other(...)` within [`TIMEOUT`].
 
-use crate::InstanceState;
+use crate::{Concurrency, InstanceState};
 use crate::network::{Denied, OutboundPolicy};
 use anyhow::Result;
 use redis::aio::MultiplexedConnection;
@@ -39,10 +39,17 @@ use bindings::fermyon::spin::redis as v2;
 use bindings::spin::redis::redis as v3;
 
 /// Links both Redis interfaces.
-pub fn link(linker: &mut Linker<InstanceState>) -> Result<()> {
+pub fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Result<()> {
     v2::add_to_linker::<_, Redis>(linker, view)?;
-    v3::add_to_linker::<_, Redis>(linker, view)?;
+    if concurrency == Concurrency::On {
+        v3::add_to_linker::<_, Redis>(linker, view)?;
+    }
     Ok(())
+}
+
+/// `spin:redis` 3.x takes the store (concurrent host functions).
+pub fn needs_concurrency(interface: &str) -> bool {
+    interface.starts_with("spin:redis/")
 }
 
 /// One component's Redis policy and connections.

@@ -8,7 +8,7 @@
 //!   `last-insert-rowid` and `changes` belong to the guest's connection and a committed
 //!   statement survives a crash of the host.
 
-use crate::InstanceState;
+use crate::{Concurrency, InstanceState};
 use crate::grants::Backends;
 use anyhow::Result;
 use rusqlite::types::Value as SqlValue;
@@ -40,10 +40,17 @@ use bindings::fermyon::spin::sqlite as v2;
 use bindings::spin::sqlite::sqlite as v3;
 
 /// Links both SQLite interfaces.
-pub fn link(linker: &mut Linker<InstanceState>) -> Result<()> {
+pub fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Result<()> {
     v2::add_to_linker::<_, Sqlite>(linker, view)?;
-    v3::add_to_linker::<_, Sqlite>(linker, view)?;
+    if concurrency == Concurrency::On {
+        v3::add_to_linker::<_, Sqlite>(linker, view)?;
+    }
     Ok(())
+}
+
+/// `spin:sqlite` 3.x has async functions returning streams.
+pub fn needs_concurrency(interface: &str) -> bool {
+    interface.starts_with("spin:sqlite/")
 }
 
 fn backends(app: &LoadedApp) -> Backends<'_> {

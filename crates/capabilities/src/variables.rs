@@ -3,7 +3,7 @@
 //! over the same values: the component's `variables` table with `{{ app_variable }}`
 //! templates filled in when the app loads.
 
-use crate::InstanceState;
+use crate::{Concurrency, InstanceState};
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,11 +26,18 @@ use bindings::spin::variables::variables as v3;
 use bindings::wasi::config::store as wasi_config;
 
 /// Links the three variables interfaces.
-pub fn link(linker: &mut Linker<InstanceState>) -> Result<()> {
+pub fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Result<()> {
     v2::add_to_linker::<_, Variables>(linker, |s| &mut s.variables)?;
-    v3::add_to_linker::<_, Variables>(linker, |s| &mut s.variables)?;
+    if concurrency == Concurrency::On {
+        v3::add_to_linker::<_, Variables>(linker, |s| &mut s.variables)?;
+    }
     wasi_config::add_to_linker::<_, Variables>(linker, |s| &mut s.variables)?;
     Ok(())
+}
+
+/// `spin:variables` 3.x takes the store (concurrent host functions).
+pub fn needs_concurrency(interface: &str) -> bool {
+    interface.starts_with("spin:variables/")
 }
 
 /// One component's variable values.

@@ -3,18 +3,25 @@
 //! environment holds only `environment`; sockets are linked but every address is refused;
 //! no arguments, empty stdin.
 
-use crate::InstanceState;
+use crate::{Concurrency, InstanceState};
 use anyhow::{Context as _, Result};
 use tessera_app::{LoadedComponent, Mount};
 use wasmtime::component::Linker;
 use wasmtime_wasi::cli::StdoutStream;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
-/// Links WASI 0.2 and 0.3.
-pub fn link(linker: &mut Linker<InstanceState>) -> Result<()> {
+/// Links WASI 0.2, and 0.3 when the engine has concurrency.
+pub fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
-    wasmtime_wasi::p3::add_to_linker(linker)?;
+    if concurrency == Concurrency::On {
+        wasmtime_wasi::p3::add_to_linker(linker)?;
+    }
     Ok(())
+}
+
+/// WASI 0.3 interfaces need the concurrent engine (`wasi:http` is outbound_http's).
+pub fn needs_concurrency(interface: &str) -> bool {
+    interface.starts_with("wasi:") && !interface.starts_with("wasi:http/") && interface.contains("@0.3")
 }
 
 /// What every instance of one component gets.

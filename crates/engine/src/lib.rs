@@ -1,5 +1,5 @@
-//! Tessera's engine layer: one `wasmtime::Engine` per process, shared by every app, with
-//! the pooling allocator, an on-disk compile cache, epoch-based timeouts and per-instance
+//! Tessera's engine layer: one engine per process (two `wasmtime::Engine`s, see
+//! [`Engine`]), shared by every app, with the pooling allocator, an on-disk compile cache, epoch-based timeouts and per-instance
 //! memory accounting. It knows nothing of HTTP or of any capability.
 #![deny(missing_docs)]
 
@@ -12,7 +12,7 @@ pub use limiter::{InstanceLimiter, LimitHit};
 
 use anyhow::{Context as _, Result, bail};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use wasmtime::component::Component;
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -42,59 +42,131 @@ impl Default for EngineSettings {
 }
 
 /// The shared engine. Cheap to clone.
+///
+/// It holds two Wasmtime engines, because Wasmtime's component-model concurrency (which
+/// WASI 0.3 and Spin's async interfaces need) is an engine-wide setting that makes every
+/// call into and out of a guest go through its task machinery. WASI 0.2 components run on
+/// an engine without it: about 15% more hello-world requests per second (bench/RESULTS.md).
+/// The concurrent engine is created the first time a component needs it.
 #[derive(Clone)]
 pub struct Engine {
-    inner: wasmtime::Engine,
-    cache: Option<Arc<CompileCache>>,
-    _epoch: Arc<epoch::EpochTicker>,
+    plain: Arc<Flavor>,
+    concurrent: Arc<OnceLock<Arc<Flavor>>>,
+    settings: EngineSettings,
 }
 
-impl Engine {
-    /// Builds the engine and starts its epoch ticker.
-    pub fn new(settings: &EngineSettings) -> Result<Self> {
+/// One Wasmtime engine with its compile cache and epoch ticker.
+struct Flavor {
+    inner: wasmtime::Engine,
+    cache: Option<CompileCache>,
+    _epoch: epoch::EpochTicker,
+}
+
+impl Flavor {
+    fn new(settings: &EngineSettings, concurrency: bool) -> Result<Self> {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
-            .wasm_component_model_async(true)
+            .concurrency_support(concurrency)
+            .wasm_component_model_async(concurrency)
             .epoch_interruption(true)
             .memory_init_cow(true);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(settings)));
         let inner = wasmtime::Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("cannot create the Wasmtime engine")?;
-        let cache = settings
-            .cache_dir
-            .as_ref()
-            .map(|dir| Arc::new(CompileCache::new(dir.clone(), &inner)));
-        let epoch = Arc::new(epoch::EpochTicker::start(inner.clone(), EPOCH_TICK));
-        Ok(Self {
-            inner,
-            cache,
-            _epoch: epoch,
-        })
+        let cache = settings.cache_dir.as_ref().map(|dir| CompileCache::new(dir.clone(), &inner));
+        let epoch = epoch::EpochTicker::start(inner.clone(), EPOCH_TICK);
+        Ok(Self { inner, cache, _epoch: epoch })
     }
 
-    /// The Wasmtime engine.
-    pub fn wasmtime(&self) -> &wasmtime::Engine {
-        &self.inner
-    }
-
-    /// Compiles `bytes` (or loads them from the cache). `name` is used in errors.
-    pub fn load_component(&self, name: &str, bytes: &[u8]) -> Result<(Component, CompiledFrom)> {
-        check_is_component(name, bytes)?;
+    fn load(&self, bytes: &[u8]) -> Result<(Component, CompiledFrom)> {
         match &self.cache {
             Some(cache) => cache.load(&self.inner, bytes),
             None => Component::new(&self.inner, bytes)
                 .map(|c| (c, CompiledFrom::Source))
                 .map_err(anyhow::Error::from),
         }
-        .with_context(|| format!("cannot compile component `{name}`"))
+    }
+}
+
+impl Engine {
+    /// Builds the engine for WASI 0.2 components and starts its epoch ticker.
+    pub fn new(settings: &EngineSettings) -> Result<Self> {
+        Ok(Self {
+            plain: Arc::new(Flavor::new(settings, false)?),
+            concurrent: Arc::new(OnceLock::new()),
+            settings: settings.clone(),
+        })
+    }
+
+    fn concurrent(&self) -> Result<&Flavor> {
+        if let Some(flavor) = self.concurrent.get() {
+            return Ok(flavor);
+        }
+        let flavor = Arc::new(Flavor::new(&self.settings, true)?);
+        // Another thread may have won the race; its engine is kept and this one dropped.
+        Ok(self.concurrent.get_or_init(|| flavor))
+    }
+
+    /// Whether `component` runs with component-model concurrency (see [`Engine`]), so
+    /// its linker needs the concurrent host functions.
+    pub fn is_concurrent(&self, component: &Component) -> bool {
+        !wasmtime::Engine::same(component.engine(), &self.plain.inner)
+    }
+
+    /// Compiles `bytes` (or loads them from the cache). `name` is used in errors.
+    /// `needs_concurrency` is asked about each top-level import and export name; a
+    /// component with any such name, or one using component-model async itself, is
+    /// compiled for the concurrent engine.
+    pub fn load_component(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        needs_concurrency: impl Fn(&str) -> bool,
+    ) -> Result<(Component, CompiledFrom)> {
+        check_is_component(name, bytes)?;
+        let result = if top_level_names(bytes).iter().any(|n| needs_concurrency(n)) {
+            self.concurrent()?.load(bytes)
+        } else {
+            // A component using async lifts, streams or futures fails validation on the
+            // plain engine; the concurrent one accepts it (or gives the error to show).
+            self.plain.load(bytes).or_else(|plain_error| {
+                tracing::debug!("`{name}` needs component-model concurrency: {plain_error:#}");
+                self.concurrent()?.load(bytes)
+            })
+        };
+        result.with_context(|| format!("cannot compile component `{name}`"))
     }
 
     /// Number of epoch ticks in `timeout`, at least one.
     pub fn ticks(timeout: Duration) -> u64 {
         (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
     }
+}
+
+/// The names a component imports and exports at its top level (not those of components
+/// and modules nested in it). Empty for component text, which is only parsed on compile.
+fn top_level_names(bytes: &[u8]) -> Vec<String> {
+    use wasmparser::{Parser, Payload};
+    let mut names = Vec::new();
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        let Ok(payload) = payload else { break };
+        match payload {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) if depth == 0 => break,
+            Payload::End(_) => depth -= 1,
+            Payload::ComponentImportSection(reader) if depth == 0 => {
+                names.extend(reader.into_iter().flatten().map(|i| i.name.name.to_string()));
+            }
+            Payload::ComponentExportSection(reader) if depth == 0 => {
+                names.extend(reader.into_iter().flatten().map(|e| e.name.name.to_string()));
+            }
+            _ => {}
+        }
+    }
+    names
 }
 
 fn pooling_config(settings: &EngineSettings) -> PoolingAllocationConfig {
@@ -127,8 +199,9 @@ fn pooling_config(settings: &EngineSettings) -> PoolingAllocationConfig {
     pool
 }
 
-/// Address space all linear memory slots together may reserve.
-const MEMORY_RESERVATION_BUDGET: u64 = 64 << 40;
+/// Address space the linear memory slots of one engine may reserve; two engines together
+/// stay well inside the 128 TiB of user address space.
+const MEMORY_RESERVATION_BUDGET: u64 = 48 << 40;
 
 /// Dirty bytes of a linear memory reset in place rather than released, per pool slot.
 const KEEP_RESIDENT_MEMORY: usize = 16 << 20;
@@ -152,4 +225,44 @@ fn check_is_component(name: &str, bytes: &[u8]) -> Result<()> {
         return Ok(());
     }
     bail!("`{name}` is not a WebAssembly component (it does not start with `\\0asm`)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine() -> Engine {
+        let settings = EngineSettings { max_instances: 4, cache_dir: None, ..EngineSettings::default() };
+        Engine::new(&settings).unwrap()
+    }
+
+    fn load(engine: &Engine, text: &str) -> Component {
+        let bytes = wat::parse_str(text).unwrap();
+        engine.load_component("test", &bytes, |name| name.ends_with("@0.3.0")).unwrap().0
+    }
+
+    #[test]
+    fn components_go_to_the_engine_their_interfaces_need() {
+        let engine = engine();
+        let plain = load(&engine, r#"(component (import "wasi:cli/stdin@0.2.0" (instance)))"#);
+        assert!(!engine.is_concurrent(&plain));
+        let concurrent = load(&engine, r#"(component (import "wasi:cli/stdin@0.3.0" (instance)))"#);
+        assert!(engine.is_concurrent(&concurrent));
+        // Only the component's own imports count, not those of components nested in it.
+        let nested = load(&engine, r#"(component (component (import "wasi:cli/stdin@0.3.0" (instance))))"#);
+        assert!(!engine.is_concurrent(&nested));
+    }
+
+    #[test]
+    fn a_component_using_async_itself_goes_to_the_concurrent_engine() {
+        let engine = engine();
+        let text = r#"(component
+            (core module $m
+                (func (export "f") (result i32) i32.const 0)
+                (func (export "cb") (param i32 i32 i32) (result i32) i32.const 0))
+            (core instance $i (instantiate $m))
+            (func (export "f") async (canon lift (core func $i "f") async (callback (core func $i "cb"))))
+        )"#;
+        assert!(engine.is_concurrent(&load(&engine, text)));
+    }
 }

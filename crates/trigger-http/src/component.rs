@@ -1,21 +1,26 @@
 //! One component ready to serve: its pre-instantiated `wasi:http` handler and the
 //! per-request instance lifecycle (a fresh store per request, never reused).
+//!
+//! A WASI 0.2 component on the engine without concurrency is called straight through
+//! `incoming-handler.handle`; everything else goes through wasmtime-wasi-http's
+//! `ProxyHandler`, which needs the concurrent engine.
 
 use anyhow::{Context as _, Result, bail};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
-use tessera_capabilities::{ComponentCapabilities, InstanceState};
-use tessera_engine::{Engine, LimitHit};
+use tessera_capabilities::{ComponentCapabilities, Concurrency, InstanceState};
+use tessera_engine::LimitHit;
 use wasmtime::component::{Component, GuestTaskId, Linker};
 use wasmtime::{Store, StoreContextMut};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::handler::{
-    HandlerState, Instance, ProxyHandler, ProxyPre, ShouldAccept, WorkerExpiration, WorkerState,
-    WorkerStatus,
+    HandlerState, Instance, InstantiationError, Proxy, ProxyHandler, ProxyPre, ShouldAccept,
+    WorkerExpiration, WorkerState, WorkerStatus,
 };
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 /// What the request path shares with the instance serving it.
 pub struct RequestData {
@@ -28,19 +33,22 @@ pub struct RequestData {
 /// A component ready to serve requests.
 pub struct ServedComponent {
     handler: ProxyHandler<ComponentHandler>,
+    /// Whether requests call the WASI 0.2 handler directly (see the module docs).
+    direct: bool,
 }
 
 impl ServedComponent {
     /// Pre-instantiates `component`, checking it exports a `wasi:http` handler.
+    /// `linker` and `concurrency` are those of the engine that compiled it.
     pub fn new(
-        engine: &Engine,
         linker: &Linker<InstanceState>,
+        concurrency: Concurrency,
         component: &Component,
         capabilities: ComponentCapabilities,
         request_timeout: Duration,
     ) -> Result<Self> {
         let id = capabilities.id().to_string();
-        check_http_export(engine, component, &id)?;
+        check_http_export(component, &id)?;
         let (pre, stubbed) = crate::stubs::instantiate_pre_with_stubs(linker, component)
             .with_context(|| format!("component `{id}` imports something Tessera does not provide"))?;
         if !stubbed.is_empty() {
@@ -57,11 +65,17 @@ impl ServedComponent {
                     .with_context(|| format!("component `{id}` has no usable wasi:http handler export"))?,
             ),
         };
+        // `ProxyHandler` runs guests inside `run_concurrent`, which only the concurrent
+        // engine has; on the plain engine the component is WASI 0.2 and called directly.
+        let direct = matches!(proxy, ProxyPre::P2(_)) && concurrency == Concurrency::Off;
+        let ended = Arc::new(InstanceEnd { component: id.into(), timeout: request_timeout });
         Ok(Self {
+            direct,
             handler: ProxyHandler::new(ComponentHandler {
                 proxy,
                 capabilities,
                 request_timeout,
+                ended,
             }),
         })
     }
@@ -79,7 +93,56 @@ impl ServedComponent {
         data: RequestData,
         request: wasmtime_wasi_http::handler::Request,
     ) -> Result<wasmtime_wasi_http::handler::Response, wasmtime::Error> {
+        if self.direct {
+            return self.handle_direct(data, request).await;
+        }
         self.handler.handle(data, request).await
+    }
+
+    /// One request on a fresh instance of a WASI 0.2 component, without `ProxyHandler`:
+    /// the guest runs in its own task, which answers through the response outparam and
+    /// may go on writing the body after that.
+    async fn handle_direct(
+        &self,
+        data: RequestData,
+        request: wasmtime_wasi_http::handler::Request,
+    ) -> Result<wasmtime_wasi_http::handler::Response, wasmtime::Error> {
+        let state = self.handler.state();
+        let (mut store, proxy) = match state.new_instance().await {
+            Ok((store, Proxy::P2(proxy))) => (store, proxy),
+            Ok(_) => unreachable!("a direct component is pre-instantiated as WASI 0.2"),
+            Err(error) => {
+                return Err(InstantiationError { request_data: data, request: Mutex::new(request), error: Arc::new(error) }.into());
+            }
+        };
+        let request_id = data.id;
+        store.data_mut().begin_request(data.id, data.peak_memory);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut http = store.data_mut().http();
+        let incoming = http.new_incoming_request(Scheme::Http, request)?;
+        let outparam = http.new_response_outparam(tx)?;
+        let lifetime = state.request_timeout + EXPIRY_GRACE;
+        let ended = state.ended.clone();
+        let guest = tokio::task::spawn(async move {
+            let call = proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam);
+            let result = match tokio::time::timeout(lifetime, call).await {
+                Ok(result) => result,
+                Err(_) => Err(wasmtime::format_err!("instance timed out")),
+            };
+            let failed = result.is_err();
+            ended.report(request_id, store.data(), result);
+            failed
+        });
+        match rx.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => Err(wasmtime::format_err!("the component answered with an error: {code:?}")),
+            // The outparam was dropped unset: the guest returned or trapped without answering.
+            Err(_) => match guest.await {
+                Ok(true) => Err(wasmtime::format_err!("the component trapped or failed before answering")),
+                Ok(false) => Err(wasmtime::format_err!("the component returned without setting a response")),
+                Err(join) => Err(wasmtime::format_err!("the component's task failed: {join}")),
+            },
+        }
     }
 }
 
@@ -88,9 +151,9 @@ pub struct IdleInstance {
     _store: Store<InstanceState>,
 }
 
-fn check_http_export(engine: &Engine, component: &Component, id: &str) -> Result<()> {
+fn check_http_export(component: &Component, id: &str) -> Result<()> {
     let ty = component.component_type();
-    let exports: Vec<String> = ty.exports(engine.wasmtime()).map(|(name, _)| name.to_string()).collect();
+    let exports: Vec<String> = ty.exports(component.engine()).map(|(name, _)| name.to_string()).collect();
     let serves = exports.iter().any(|e| {
         e.starts_with("wasi:http/incoming-handler@0.2.") || e == "wasi:http/handler@0.3.0"
     });
@@ -108,6 +171,7 @@ struct ComponentHandler {
     proxy: ProxyPre<InstanceState>,
     capabilities: ComponentCapabilities,
     request_timeout: Duration,
+    ended: Arc<InstanceEnd>,
 }
 
 impl HandlerState for ComponentHandler {
@@ -126,8 +190,7 @@ impl HandlerState for ComponentHandler {
                 sleep: Box::pin(tokio::time::sleep(Duration::MAX / 4)),
             },
             state: OneRequest {
-                component: self.capabilities.id().into(),
-                timeout: self.request_timeout,
+                ended: self.ended.clone(),
                 request_id: AtomicU64::new(0),
             },
         })
@@ -192,8 +255,7 @@ impl WorkerExpiration for Expiration {
 
 /// Serves exactly one request per instance.
 struct OneRequest {
-    component: Arc<str>,
-    timeout: Duration,
+    ended: Arc<InstanceEnd>,
     request_id: AtomicU64,
 }
 
@@ -219,8 +281,19 @@ impl WorkerState for OneRequest {
     }
 
     fn drop(&self, store: Store<InstanceState>, result: Result<(), wasmtime::Error>) {
-        let request = self.request_id.load(Ordering::Relaxed);
-        let hit = store.data().limiter.hit();
+        self.ended.report(self.request_id.load(Ordering::Relaxed), store.data(), result);
+    }
+}
+
+/// Logs why an instance ended, if it did not end well.
+struct InstanceEnd {
+    component: Arc<str>,
+    timeout: Duration,
+}
+
+impl InstanceEnd {
+    fn report(&self, request: u64, state: &InstanceState, result: Result<(), wasmtime::Error>) {
+        let hit = state.limiter.hit();
         match (result, hit) {
             (Err(e), Some(LimitHit::Memory { limit, requested })) => tracing::error!(
                 "request {request}: component `{}` hit its memory limit: it asked for {requested} bytes of memory and tables, max_instance_memory is {limit} (raise it in the runtime config, globally or under [component.{}]): {e:?}",

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tessera_app::LoadedApp;
-use tessera_capabilities::{AppCapabilities, InstanceState};
+use tessera_capabilities::{AppCapabilities, Concurrency, InstanceState};
 use tessera_engine::{CompiledFrom, Engine};
 use tessera_manifest::routes::Router;
 use tessera_manifest::{HttpTarget, Route, StaticResponse};
@@ -92,8 +92,7 @@ impl HttpTrigger {
     /// Compiles (or loads from cache) and pre-instantiates every component the app's HTTP
     /// triggers use.
     pub fn new(engine: &Engine, app: &LoadedApp) -> Result<Self> {
-        let mut linker = Linker::<InstanceState>::new(engine.wasmtime());
-        tessera_capabilities::link(&mut linker)?;
+        let mut linkers = Linkers::default();
         let capabilities = AppCapabilities::configure(app)?;
         let mut served: BTreeMap<String, Arc<ServedComponent>> = BTreeMap::new();
         let mut loads = Vec::new();
@@ -108,11 +107,13 @@ impl HttpTrigger {
                         Some(s) => s.clone(),
                         None => {
                             let started = Instant::now();
-                            let (component, from) = engine.load_component(id, &loaded.bytes)?;
+                            let (component, from) = engine.load_component(id, &loaded.bytes, tessera_capabilities::needs_concurrency)?;
                             let caps = capabilities
                                 .component(app, loaded)
                                 .with_context(|| format!("cannot configure component `{id}`"))?;
-                            let s = Arc::new(ServedComponent::new(engine, &linker, &component, caps, loaded.limits.request_timeout)?);
+                            let concurrency = if engine.is_concurrent(&component) { Concurrency::On } else { Concurrency::Off };
+                            let linker = linkers.get(&component, concurrency)?;
+                            let s = Arc::new(ServedComponent::new(linker, concurrency, &component, caps, loaded.limits.request_timeout)?);
                             loads.push(LoadReport { id: id.clone(), size: loaded.bytes.len(), from, elapsed: started.elapsed() });
                             served.insert(id.clone(), s.clone());
                             s
@@ -348,6 +349,28 @@ impl HttpTrigger {
                 text(500, &format!("the component {what}\nrequest id: {id}\n"), Some(log(500, component, Some(peak))))
             }
         }
+    }
+}
+
+/// One linker per engine flavor, built the first time a component needs it.
+#[derive(Default)]
+struct Linkers {
+    plain: Option<Linker<InstanceState>>,
+    concurrent: Option<Linker<InstanceState>>,
+}
+
+impl Linkers {
+    fn get(&mut self, component: &wasmtime::component::Component, concurrency: Concurrency) -> Result<&Linker<InstanceState>> {
+        let slot = match concurrency {
+            Concurrency::Off => &mut self.plain,
+            Concurrency::On => &mut self.concurrent,
+        };
+        if slot.is_none() {
+            let mut linker = Linker::new(component.engine());
+            tessera_capabilities::link(&mut linker, concurrency)?;
+            *slot = Some(linker);
+        }
+        Ok(slot.as_ref().expect("just built"))
     }
 }
 

@@ -2,7 +2,7 @@
 //! store's backend.
 
 use super::{BackendError, InstanceKeyValue, Store, check_sizes};
-use crate::InstanceState;
+use crate::{Concurrency, InstanceState};
 use anyhow::Result;
 use std::sync::Arc;
 use wasmtime::component::{Accessor, FutureReader, HasData, Linker, Resource, ResourceTable, StreamReader};
@@ -59,9 +59,11 @@ fn view(s: &mut InstanceState) -> KeyValueView<'_> {
     }
 }
 
-pub(super) fn link(linker: &mut Linker<InstanceState>) -> Result<()> {
+pub(super) fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Result<()> {
     spin2::add_to_linker::<_, KeyValue>(linker, view)?;
-    spin3::add_to_linker::<_, KeyValue>(linker, view)?;
+    if concurrency == Concurrency::On {
+        spin3::add_to_linker::<_, KeyValue>(linker, view)?;
+    }
     wasi_store::add_to_linker::<_, KeyValue>(linker, view)?;
     atomics::add_to_linker::<_, KeyValue>(linker, view)?;
     batch::add_to_linker::<_, KeyValue>(linker, view)?;

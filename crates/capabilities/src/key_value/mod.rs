@@ -14,7 +14,7 @@ mod host;
 mod redis_store;
 mod sqlite_store;
 
-use crate::InstanceState;
+use crate::{Concurrency, InstanceState};
 use anyhow::{Context as _, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -52,8 +52,13 @@ pub trait Store: Send + Sync {
 }
 
 /// Links both key-value interface families.
-pub fn link(linker: &mut Linker<InstanceState>) -> Result<()> {
-    host::link(linker)
+pub fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Result<()> {
+    host::link(linker, concurrency)
+}
+
+/// `spin:key-value` 3.x takes the store (concurrent host functions).
+pub fn needs_concurrency(interface: &str) -> bool {
+    interface.starts_with("spin:key-value/")
 }
 
 /// The app's stores, opened once and shared by every component granted them.
