@@ -7,7 +7,7 @@
     python3 bench/run.py --duration 3 --rounds 2
 
 Peers are installed by name: wrk (Debian), `cargo install wasmtime-cli --version 48.0.8`,
-and a native hyper server built from bench/src/bin/native-hello.rs. Every server runs on a
+the guests' toolchains by scripts/install-toolchains.sh, and a native hyper server built from bench/src/bin/native-hello.rs. Every server runs on a
 loopback port of its own, load comes from wrk in a separate process, and peers are measured
 in alternating rounds (A B A B) in the same run; each figure is the median over rounds.
 Only the standard library is used, so it runs on a fresh machine's python3.
@@ -64,7 +64,10 @@ def wasmtime_bin():
 def install_peers():
     if not shutil.which("wrk"):
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        run(["apt-get", "update", "-qq"], env=env)
         run(["apt-get", "install", "-y", "-qq", "wrk"], env=env)
+    # The guests' toolchains (Rust wasm target, wasm-tools, zig, componentize-py), as CI has them.
+    run([ROOT / "scripts/install-toolchains.sh"])
     try:
         version = subprocess.run([wasmtime_bin(), "--version"], capture_output=True, text=True).stdout
     except OSError:
