@@ -19,6 +19,23 @@ pub struct Mount {
     pub guest_path: String,
 }
 
+/// The files one component is given, as directories mounted read-only; files picked by
+/// globs are copied into a staging directory that lives as long as this value.
+pub struct ComponentFiles {
+    /// Host directories and where the guest sees them.
+    pub mounts: Vec<Mount>,
+    _staging: Option<tempfile::TempDir>,
+}
+
+impl ComponentFiles {
+    /// Resolves `component`'s `files` and `exclude_files` against the app directory.
+    pub fn resolve(manifest: &Manifest, component: &Component) -> Result<Self> {
+        let mut staging = None;
+        let mounts = mounts(manifest, component, &mut staging)?;
+        Ok(Self { mounts, _staging: staging })
+    }
+}
+
 pub(crate) fn mounts(
     manifest: &Manifest,
     component: &Component,

@@ -6,7 +6,7 @@
 mod files;
 mod variables;
 
-pub use files::Mount;
+pub use files::{ComponentFiles, Mount};
 pub use variables::Variables;
 
 use anyhow::{Context as _, Result};
@@ -66,6 +66,9 @@ pub struct LoadOptions {
     pub runtime_config_file: Option<PathBuf>,
     /// `--log-dir`.
     pub log_dir: Option<PathBuf>,
+    /// Where state goes when the runtime config does not say (default: `.spin` beside the
+    /// manifest).
+    pub state_dir: Option<PathBuf>,
 }
 
 /// An error at a place in the app's manifest.
@@ -92,6 +95,7 @@ impl LoadedApp {
         let state_dir = runtime_config
             .state_dir
             .clone()
+            .or_else(|| options.state_dir.clone())
             .unwrap_or_else(|| manifest.dir.join(".spin"));
         let log_dir = options
             .log_dir

@@ -2,6 +2,7 @@
 
 mod build;
 mod log_output;
+mod registry;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,8 @@ enum Command {
     Up(up::UpArgs),
     /// Run each component's build command (like `spin build`).
     Build(build::BuildArgs),
+    /// Push, pull and log in to OCI registries (like `spin registry`).
+    Registry(registry::RegistryArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Up(args) => up::run(args),
         Command::Build(args) => build::run(&args),
+        Command::Registry(args) => registry::run(args),
     };
     log.flush();
     match result {

@@ -13,9 +13,15 @@ use tessera_trigger_http::HttpTrigger;
 /// Arguments of `tessera up` (the same flags as `spin up`, plus Tessera's own).
 #[derive(clap::Args)]
 pub struct UpArgs {
-    /// The app's manifest, or a directory holding spin.toml (or tessera.toml).
-    #[arg(short = 'f', long = "from", value_name = "FILE_OR_DIR", default_value = ".")]
+    /// The app's manifest, a directory holding spin.toml (or tessera.toml), or a registry
+    /// reference (REGISTRY/REPOSITORY:TAG), pulled first.
+    #[arg(short = 'f', long = "from", value_name = "FILE_OR_DIR_OR_REF", default_value = ".")]
     pub from: PathBuf,
+    /// A registry reference to run, even if a local path has the same name.
+    #[arg(long, value_name = "REF", conflicts_with = "from")]
+    pub from_registry: Option<String>,
+    #[command(flatten)]
+    pub registry: crate::registry::Connection,
     /// The address to serve on; use port 0 for any free port.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
@@ -37,7 +43,20 @@ pub struct UpArgs {
 }
 
 pub fn run(args: UpArgs) -> Result<()> {
-    let manifest_path = find_manifest(&args.from)?;
+    let reference = args
+        .from_registry
+        .clone()
+        .or_else(|| crate::registry::looks_like_reference(&args.from).then(|| args.from.to_string_lossy().into_owned()));
+    let manifest_path = match &reference {
+        Some(r) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(crate::registry::pull(r, &args.registry))?
+        }
+        None => find_manifest(&args.from)?,
+    };
+    if args.build && reference.is_some() {
+        anyhow::bail!("--build builds local sources; an app from a registry is already built");
+    }
     if args.build {
         crate::build::build_all(&Manifest::from_file(&manifest_path)?)?;
     }
@@ -46,6 +65,9 @@ pub fn run(args: UpArgs) -> Result<()> {
         &LoadOptions {
             runtime_config_file: args.runtime_config_file.clone(),
             log_dir: args.log_dir.clone(),
+            // A pulled app's directory is a shared, immutable cache entry: its state goes
+            // to .spin in the current directory, as for an app run from there.
+            state_dir: reference.as_ref().map(|_| PathBuf::from(".spin")),
         },
     )?;
     app.create_dirs()?;

@@ -17,6 +17,19 @@ pub struct Template {
     parts: Vec<Part>,
 }
 
+/// The template as written (variable references normalised to `{{ name }}`).
+impl std::fmt::Display for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for part in &self.parts {
+            match part {
+                Part::Literal(text) => f.write_str(text)?,
+                Part::Variable(name) => write!(f, "{{{{ {name} }}}}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Template {
     /// Parses `text`, checking that every `{{ ... }}` holds a valid variable name.
     pub fn parse(text: &str) -> Result<Self, String> {
