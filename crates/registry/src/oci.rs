@@ -272,7 +272,7 @@ pub async fn login(server: &str, user: &str, password: &str, options: &RegistryO
     let auth = RegistryAuth::Basic(user.to_string(), password.to_string());
     if let Err(e) = options.client().catalog(&probe, &auth, Some(1), None).await {
         let text = e.to_string();
-        if text.contains("401") || text.to_lowercase().contains("unauthorized") {
+        if is_unauthorized(&e) {
             bail!("{server} refused user `{user}`: wrong user name or password");
         }
         if text.contains("error sending request") || text.contains("connect") {
@@ -323,7 +323,7 @@ fn store_credentials(server: &str, user: &str, password: &str) -> Result<PathBuf
 
 fn explain(error: oci_client::errors::OciDistributionError, reference: &Reference, what: &str) -> anyhow::Error {
     let text = error.to_string();
-    let hint = if text.contains("401") || text.to_lowercase().contains("unauthorized") {
+    let hint = if is_unauthorized(&error) {
         format!("; log in first: tessera registry login {} -u USER --password-stdin", reference.resolve_registry())
     } else if text.contains("error sending request") || text.contains("https") {
         " (for a plain-HTTP registry add --insecure)".to_string()
@@ -331,6 +331,11 @@ fn explain(error: oci_client::errors::OciDistributionError, reference: &Referenc
         String::new()
     };
     anyhow::anyhow!("cannot {what} {reference}: {text}{hint}")
+}
+
+fn is_unauthorized(error: &oci_client::errors::OciDistributionError) -> bool {
+    use oci_client::errors::OciDistributionError as E;
+    matches!(error, E::AuthenticationFailure(_) | E::UnauthorizedError { .. }) || error.to_string().contains("401")
 }
 
 /// The current UTC time as RFC 3339, for the `created` annotation.
