@@ -125,15 +125,7 @@ fn a_tampered_blob_is_refused_and_nothing_of_it_is_kept() {
     ok(&Machine::new().run(&["registry", "push", &reference, "-f", app.path().to_str().unwrap(), "-k"]));
 
     let wasm = std::fs::read(guest("http_guest.wasm")).unwrap();
-    let digest = {
-        use std::fmt::Write as _;
-        let hash = sha256(&wasm);
-        let mut hex = String::new();
-        for b in hash {
-            write!(hex, "{b:02x}").unwrap();
-        }
-        format!("sha256:{hex}")
-    };
+    let digest = digest(&wasm);
     let blob = registry.blob_path(&digest);
     let mut evil = wasm.clone();
     evil[100] ^= 0xff;
@@ -177,17 +169,73 @@ fn a_registry_with_basic_auth_needs_a_login() {
     assert_eq!(server.get("/read?path=/static/small.txt").body, "small file\n");
 }
 
-/// SHA-256, so the test names the blob the way the registry does.
-fn sha256(data: &[u8]) -> [u8; 32] {
+/// `sha256:<hex>` of `data`, computed by coreutils so the test does not share Tessera's code.
+fn digest(data: &[u8]) -> String {
     let out = Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().and_then(|mut c| {
         use std::io::Write as _;
         c.stdin.take().unwrap().write_all(data)?;
         c.wait_with_output()
     });
-    let hex = text(&out.unwrap().stdout);
-    let mut bytes = [0u8; 32];
-    for (i, b) in bytes.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).unwrap();
-    }
-    bytes
+    format!("sha256:{}", &text(&out.unwrap().stdout)[..64])
+}
+
+/// Pushes an artifact by hand (OCI distribution API), as another tool would.
+fn push_raw(registry: &Registry, repo: &str, tag: &str, config: (&str, &[u8]), layers: &[(&str, &[u8])]) {
+    let base = format!("http://{}", registry.host());
+    let blob = |data: &[u8]| {
+        let r = ureq::post(&format!("{base}/v2/{repo}/blobs/uploads/")).call().unwrap();
+        let location = r.header("location").unwrap().to_string();
+        let url = if location.starts_with("http") { location } else { format!("{base}{location}") };
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let d = digest(data);
+        ureq::put(&format!("{url}{sep}digest={d}")).set("content-type", "application/octet-stream").send_bytes(data).unwrap();
+        serde_json::json!({ "digest": d, "size": data.len() })
+    };
+    let mut config_desc = blob(config.1);
+    config_desc["mediaType"] = config.0.into();
+    let layers: Vec<_> = layers
+        .iter()
+        .map(|(media, data)| {
+            let mut d = blob(data);
+            d["mediaType"] = (*media).into();
+            d
+        })
+        .collect();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config_desc,
+        "layers": layers,
+    });
+    ureq::put(&format!("{base}/v2/{repo}/manifests/{tag}"))
+        .set("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .send_string(&manifest.to_string())
+        .unwrap();
+}
+
+#[test]
+fn the_older_spin_shape_and_a_single_cncf_component_run() {
+    let Some(registry) = Registry::start(None) else { return };
+    let wasm = std::fs::read(guest("http_guest.wasm")).unwrap();
+
+    // Older Spin: the locked app is the manifest's config.
+    let locked = serde_json::json!({
+        "spin_lock_version": 0,
+        "metadata": { "name": "old" },
+        "triggers": [ { "id": "t", "trigger_type": "http", "trigger_config": { "route": "/...", "component": "old" } } ],
+        "components": [ { "id": "old", "source": { "content_type": "application/wasm", "digest": digest(&wasm) },
+                          "files": [ { "inline": "b2xkIGZpbGUK", "path": "/f.txt" } ] } ]
+    })
+    .to_string();
+    push_raw(&registry, "spin/old", "v1", ("application/vnd.fermyon.spin.application.v1+config", locked.as_bytes()), &[("application/vnd.wasm.content.layer.v1+wasm", &wasm)]);
+    let machine = Machine::new();
+    let server = machine.serve(&format!("{}/spin/old:v1", registry.host()));
+    assert_eq!(server.get("/hello").body, "Hello from Tessera\n");
+    assert_eq!(server.get("/read?path=/f.txt").body, "old file\n");
+    drop(server);
+
+    // CNCF Wasm OCI artifact: one component, served on `/...`.
+    push_raw(&registry, "cncf/hello", "v1", ("application/vnd.wasm.config.v0+json", b"{}"), &[("application/wasm", &wasm)]);
+    let server = machine.serve(&format!("{}/cncf/hello:v1", registry.host()));
+    assert_eq!(server.get("/any/hello").body, "Hello from Tessera\n");
 }
