@@ -47,6 +47,9 @@ pub fn run(args: UpArgs) -> Result<()> {
         .from_registry
         .clone()
         .or_else(|| crate::registry::looks_like_reference(&args.from).then(|| args.from.to_string_lossy().into_owned()));
+    if args.build && reference.is_some() {
+        anyhow::bail!("--build builds local sources; an app from a registry is already built");
+    }
     let manifest_path = match &reference {
         Some(r) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -54,9 +57,6 @@ pub fn run(args: UpArgs) -> Result<()> {
         }
         None => find_manifest(&args.from)?,
     };
-    if args.build && reference.is_some() {
-        anyhow::bail!("--build builds local sources; an app from a registry is already built");
-    }
     if args.build {
         crate::build::build_all(&Manifest::from_file(&manifest_path)?)?;
     }
