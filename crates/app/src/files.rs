@@ -125,7 +125,8 @@ fn inside(dir: &Path, path: &Path) -> Result<bool> {
     Ok(path.canonicalize()?.starts_with(dir))
 }
 
-fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
+/// Every regular file under `dir`, at any depth (at most 100,000).
+pub fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -6,7 +6,16 @@
 mod files;
 mod variables;
 
-pub use files::{ComponentFiles, Mount};
+pub use files::{ComponentFiles, Mount, walk};
+
+/// Tessera's own cache directory (`$XDG_CACHE_HOME/tessera`, else `~/.cache/tessera`),
+/// shared by the compile cache and the registry cache.
+pub fn cache_home() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("tessera"))
+}
 pub use variables::Variables;
 
 use anyhow::{Context as _, Result};

@@ -31,10 +31,7 @@ impl CompileCache {
         if let Some(dir) = std::env::var_os("TESSERA_CACHE_DIR") {
             return Some(PathBuf::from(dir));
         }
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
-        Some(base.join("tessera").join("components"))
+        Some(tessera_app::cache_home()?.join("components"))
     }
 
     /// A cache in `dir` for code compiled by `engine`.

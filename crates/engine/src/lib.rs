@@ -1,6 +1,6 @@
 //! Tessera's engine layer: one engine per process (two `wasmtime::Engine`s, see
-//! [`Engine`]), shared by every app, with the pooling allocator, an on-disk compile cache, epoch-based timeouts and per-instance
-//! memory accounting. It knows nothing of HTTP or of any capability.
+//! [`Engine`]), shared by every app, with the pooling allocator, an on-disk compile
+//! cache, epoch-based timeouts and per-instance memory accounting. It knows nothing of HTTP or of any capability.
 #![deny(missing_docs)]
 
 mod compile_cache;

@@ -432,21 +432,16 @@ fn safe_relative(guest: &str) -> Option<PathBuf> {
     (!out.as_os_str().is_empty()).then_some(out)
 }
 
-/// Every file under `dir`, with its path relative to `dir` (`/`-separated).
+/// Every file under `dir`, with its path relative to `dir` (`/`-separated), in order.
 fn walk_files(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).with_context(|| format!("cannot read {}", d.display()))? {
-            let path = entry?.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.is_file() {
-                let rel = path.strip_prefix(dir).unwrap_or(&path).to_string_lossy().replace('\\', "/");
-                out.push((path, rel));
-            }
-        }
-    }
+    let mut out: Vec<(PathBuf, String)> = tessera_app::walk(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .into_iter()
+        .map(|path| {
+            let rel = path.strip_prefix(dir).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+            (path, rel)
+        })
+        .collect();
     out.sort_by(|a, b| a.1.cmp(&b.1));
     Ok(out)
 }

@@ -43,11 +43,9 @@ impl RegistryOptions {
         if let Some(dir) = &self.cache_dir {
             return Ok(dir.clone());
         }
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .context("cannot find a cache directory: set HOME, XDG_CACHE_HOME or --cache-dir")?;
-        Ok(base.join("tessera").join("registry"))
+        let home = tessera_app::cache_home()
+            .context("cannot find a cache directory: set HOME, XDG_CACHE_HOME or TESSERA_REGISTRY_CACHE")?;
+        Ok(home.join("registry"))
     }
 }
 
@@ -106,7 +104,10 @@ pub async fn push(reference: &Reference, manifest_path: &Path, options: &Registr
     let app = &manifest.application;
     let mut annotations = BTreeMap::new();
     annotations.insert("org.opencontainers.image.title".to_string(), app.name.clone());
-    annotations.insert("org.opencontainers.image.created".to_string(), now_rfc3339());
+    annotations.insert(
+        "org.opencontainers.image.created".to_string(),
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    );
     if let Some(v) = &app.version {
         annotations.insert("org.opencontainers.image.version".to_string(), v.clone());
     }
@@ -336,21 +337,4 @@ fn explain(error: oci_client::errors::OciDistributionError, reference: &Referenc
 fn is_unauthorized(error: &oci_client::errors::OciDistributionError) -> bool {
     use oci_client::errors::OciDistributionError as E;
     matches!(error, E::AuthenticationFailure(_) | E::UnauthorizedError { .. }) || error.to_string().contains("401")
-}
-
-/// The current UTC time as RFC 3339, for the `created` annotation.
-fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
