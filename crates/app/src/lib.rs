@@ -22,7 +22,7 @@ use anyhow::{Context as _, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tessera_manifest::allowed_hosts::AllowedHosts;
-use tessera_manifest::{ComponentLimits, Location, Manifest, ManifestError, RuntimeConfig};
+use tessera_manifest::{ComponentLimits, ComponentSource, Location, Manifest, ManifestError, RuntimeConfig};
 
 /// An app ready to run.
 #[derive(Debug)]
@@ -48,7 +48,7 @@ pub struct LoadedApp {
 pub struct LoadedComponent {
     /// The component id.
     pub id: String,
-    /// The `source` path.
+    /// The file the bytes were read from (for a pinned source, its verified cached copy).
     pub source: PathBuf,
     /// The component's bytes.
     pub bytes: Vec<u8>,
@@ -68,8 +68,16 @@ pub struct LoadedComponent {
     pub sqlite_databases: Vec<(String, Location)>,
 }
 
+/// Downloads components whose `source` is a URL or a registry package, verifies them and
+/// returns the path of the verified local copy (tessera-registry implements it with a
+/// content-addressed cache).
+pub trait SourceFetcher: Send + Sync {
+    /// Fetches `source` for component `id`; the returned file's content is verified.
+    fn fetch(&self, id: &str, source: &ComponentSource) -> Result<PathBuf>;
+}
+
 /// Where to find things when loading.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct LoadOptions {
     /// `--runtime-config-file`.
     pub runtime_config_file: Option<PathBuf>,
@@ -78,6 +86,33 @@ pub struct LoadOptions {
     /// Where state goes when the runtime config does not say (default: `.spin` beside the
     /// manifest).
     pub state_dir: Option<PathBuf>,
+    /// Fetches `{ url, digest }` and registry package sources; without one they are refused.
+    pub fetcher: Option<std::sync::Arc<dyn SourceFetcher>>,
+}
+
+impl std::fmt::Debug for LoadOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadOptions")
+            .field("runtime_config_file", &self.runtime_config_file)
+            .field("log_dir", &self.log_dir)
+            .field("state_dir", &self.state_dir)
+            .field("fetcher", &self.fetcher.is_some())
+            .finish()
+    }
+}
+
+/// The local file holding a component's Wasm: the `source` path itself, or the verified
+/// download of a pinned source.
+fn local_source(manifest: &Manifest, id: &str, source: &ComponentSource, at: Location, options: &LoadOptions) -> Result<PathBuf> {
+    if let Some(path) = source.file() {
+        return Ok(path.to_path_buf());
+    }
+    let Some(fetcher) = &options.fetcher else {
+        return Err(located(manifest, at, format!("component `{id}`: this host cannot download `{source}`"), "download the component and point `source` at the file"));
+    };
+    fetcher
+        .fetch(id, source)
+        .map_err(|e| located(manifest, at, format!("component `{id}`: cannot fetch `{source}`: {e:#}"), "check the source's url or package, version and digest"))
 }
 
 /// An error at a place in the app's manifest.
@@ -116,11 +151,12 @@ impl LoadedApp {
         let mut staging = None;
         let mut components = BTreeMap::new();
         for (id, c) in &manifest.components {
-            let bytes = std::fs::read(&c.source).map_err(|e| {
+            let source = local_source(&manifest, id, &c.source, c.source_location, options)?;
+            let bytes = std::fs::read(&source).map_err(|e| {
                 located(
                     &manifest,
                     c.source_location,
-                    format!("component `{id}`: cannot read source `{}`: {e}", c.source.display()),
+                    format!("component `{id}`: cannot read source `{}`: {e}", source.display()),
                     "build the component first (`tessera build`, or `tessera up --build`), or fix `source`",
                 )
             })?;
@@ -147,7 +183,7 @@ impl LoadedApp {
                 id.clone(),
                 LoadedComponent {
                     id: id.clone(),
-                    source: c.source.clone(),
+                    source,
                     bytes,
                     mounts,
                     environment: c.environment.clone(),

@@ -59,7 +59,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    fn options(&self) -> RegistryOptions {
+    pub fn options(&self) -> RegistryOptions {
         RegistryOptions { insecure: self.insecure, cache_dir: self.registry_cache.clone() }
     }
 }

@@ -68,6 +68,7 @@ pub fn run(args: UpArgs) -> Result<()> {
             // A pulled app's directory is a shared, immutable cache entry: its state goes
             // to .spin in the current directory, as for an app run from there.
             state_dir: reference.as_ref().map(|_| PathBuf::from(".spin")),
+            fetcher: Some(Arc::new(tessera_registry::SourceCache::new(args.registry.options()))),
         },
     )?;
     app.create_dirs()?;

@@ -239,3 +239,77 @@ fn the_older_spin_shape_and_a_single_cncf_component_run() {
     let server = machine.serve(&format!("{}/cncf/hello:v1", registry.host()));
     assert_eq!(server.get("/any/hello").body, "Hello from Tessera\n");
 }
+
+/// Serves `data` at every path on a loopback port and counts the requests.
+fn file_server(data: Vec<u8>) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hello.wasm", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", data.len());
+            let _ = stream.write_all(&data);
+        }
+    });
+    (url, count)
+}
+
+fn app_with_source(source: &str) -> App {
+    App::new(&format!(
+        "spin_manifest_version = 2\n[application]\nname = \"pinned\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"web\"\n[component.web]\nsource = {source}\n"
+    ))
+}
+
+#[test]
+fn a_url_source_is_verified_cached_and_a_mismatch_keeps_nothing() {
+    let wasm = std::fs::read(guest("http_guest.wasm")).unwrap();
+    let (url, downloads) = file_server(wasm.clone());
+    let machine = Machine::new();
+
+    let good = app_with_source(&format!("{{ url = \"{url}\", digest = \"{}\" }}", digest(&wasm)));
+    let server = Server::start_with(machine.command(), good.path(), &[]);
+    assert_eq!(server.get("/hello").body, "Hello from Tessera\n");
+    drop(server);
+    assert_eq!(downloads.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // The second start finds the component in the cache and downloads nothing.
+    let server = Server::start_with(machine.command(), good.path(), &[]);
+    assert_eq!(server.get("/hello").body, "Hello from Tessera\n");
+    drop(server);
+    assert_eq!(downloads.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // A digest that does not match what the URL serves: refused, and nothing of it kept.
+    let wrong = digest(b"something else");
+    let bad = app_with_source(&format!("{{ url = \"{url}\", digest = \"{wrong}\" }}"));
+    let other = Machine::new();
+    let out = other.command().args(["up", "-f"]).arg(bad.path()).output().unwrap();
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&format!("expected {wrong}, downloaded {}", digest(&wasm))), "{err}");
+    assert!(err.contains("nothing was kept") && err.contains("spin.toml:8:"), "{err}");
+    assert_eq!(other.files_in_cache(), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_registry_package_source_runs() {
+    let Some(registry) = Registry::start(None) else { return };
+    let wasm = std::fs::read(guest("http_guest.wasm")).unwrap();
+    push_raw(&registry, "acme/hello", "1.0.0", ("application/vnd.wasm.config.v0+json", b"{}"), &[("application/wasm", &wasm)]);
+    let app = app_with_source(&format!("{{ registry = \"{}\", package = \"acme:hello\", version = \"1.0.0\" }}", registry.host()));
+    let machine = Machine::new();
+    let server = Server::start_with(machine.command(), app.path(), &["-k"]);
+    assert_eq!(server.get("/hello").body, "Hello from Tessera\n");
+    drop(server);
+    let cached = machine.files_in_cache();
+    assert!(cached.iter().any(|p| p.ends_with(&digest(&wasm)[7..])), "{cached:?}");
+
+    let missing = app_with_source(&format!("{{ registry = \"{}\", package = \"acme:hello\", version = \"9.9.9\" }}", registry.host()));
+    let out = machine.command().args(["up", "-k", "-f"]).arg(missing.path()).output().unwrap();
+    let err = text(&out.stderr);
+    assert!(!out.status.success() && err.contains("acme:hello@9.9.9") && err.contains("acme/hello:9.9.9"), "{err}");
+}

@@ -106,13 +106,58 @@ pub struct StaticResponse {
     pub body: String,
 }
 
+/// Where a component's Wasm comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComponentSource {
+    /// `source = "path.wasm"`, resolved against the manifest's directory.
+    File(PathBuf),
+    /// `source = { url = "...", digest = "sha256:..." }`: downloaded, checked against the digest.
+    Url {
+        /// Where to download it (http or https).
+        url: String,
+        /// `sha256:<64 lowercase hex>`.
+        digest: String,
+    },
+    /// `source = { registry?, package = "ns:name", version = "x.y.z" }`: a component package
+    /// in an OCI registry, as `wkg` and Spin find it.
+    Package {
+        /// The registry (`registry`), or the default one when absent.
+        registry: Option<String>,
+        /// `namespace:name`.
+        package: String,
+        /// The exact version.
+        version: String,
+    },
+}
+
+impl ComponentSource {
+    /// The local file, if the source is one.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            Self::File(path) => Some(path),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ComponentSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "{}", path.display()),
+            Self::Url { url, .. } => f.write_str(url),
+            Self::Package { registry: Some(r), package, version } => write!(f, "{package}@{version} from {r}"),
+            Self::Package { registry: None, package, version } => write!(f, "{package}@{version}"),
+        }
+    }
+}
+
 /// `[component.<id>]`.
 #[derive(Debug, Clone)]
 pub struct Component {
     /// The component id.
     pub id: String,
-    /// `source`, resolved against the manifest's directory.
-    pub source: PathBuf,
+    /// `source`: a file (resolved against the manifest's directory) or a pinned download.
+    pub source: ComponentSource,
     /// Where `source` is written.
     pub source_location: Location,
     /// `description`.
@@ -395,11 +440,11 @@ impl Validator<'_> {
             let span = var.span();
             let var = var.into_inner();
             if !is_variable_name(&name) {
-                return Err(self.err(span, format!("variable name `{name}` is not lower_snake_case"), "rename it, e.g. `api_key`"));
+                return Err(self.err(span.clone(), format!("variable name `{name}` is not lower_snake_case"), "rename it, e.g. `api_key`"));
             }
             match (&var.default, var.required) {
-                (Some(_), true) => return Err(self.err(span, format!("variable `{name}` has both `default` and `required = true`"), "keep one: a required variable has no default")),
-                (None, false) => return Err(self.err(span, format!("variable `{name}` has neither `default` nor `required = true`"), "add a default = \"...\" or required = true")),
+                (Some(_), true) => return Err(self.err(span.clone(), format!("variable `{name}` has both `default` and `required = true`"), "keep one: a required variable has no default")),
+                (None, false) => return Err(self.err(span.clone(), format!("variable `{name}` has neither `default` nor `required = true`"), "add a default = \"...\" or required = true")),
                 _ => {}
             }
             variables.insert(name, Variable { default: var.default, required: var.required, secret: var.secret, description: var.description });
@@ -409,7 +454,7 @@ impl Validator<'_> {
         for (id, comp) in raw.component {
             let span = comp.span();
             if !is_component_id(&id) {
-                return Err(self.err(span, format!("component id `{id}` is not kebab-case"), "use lowercase letters, digits and single hyphens, starting with a letter, e.g. `hello-world`"));
+                return Err(self.err(span.clone(), format!("component id `{id}` is not kebab-case"), "use lowercase letters, digits and single hyphens, starting with a letter, e.g. `hello-world`"));
             }
             let c = self.component(&id, comp.into_inner(), &variables)?;
             components.insert(id, c);
@@ -443,7 +488,9 @@ impl Validator<'_> {
             .unwrap_or_default();
         let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
         for c in components.values_mut() {
-            c.source = dir.join(&c.source);
+            if let ComponentSource::File(path) = &mut c.source {
+                *path = dir.join(&*path);
+            }
         }
         Ok(Manifest {
             path: self.src.path().to_path_buf(),
@@ -509,7 +556,7 @@ impl Validator<'_> {
         };
         let target = match (t.component, t.static_response) {
             (Some(_), Some(s)) => return Err(self.err(s.span(), "a trigger has both `component` and `static_response`", "keep one of them")),
-            (None, None) => return Err(self.err(span, "[[trigger.http]] has neither `component` nor `static_response`", "add component = \"<id>\"")),
+            (None, None) => return Err(self.err(span.clone(), "[[trigger.http]] has neither `component` nor `static_response`", "add component = \"<id>\"")),
             (None, Some(s)) => {
                 let s = s.into_inner();
                 HttpTarget::Static(StaticResponse { status_code: s.status_code.unwrap_or(200), headers: s.headers, body: s.body.unwrap_or_default() })
@@ -545,6 +592,58 @@ impl Validator<'_> {
         Ok(HttpTrigger { id, route, target, location: route_loc })
     }
 
+    fn component_source(&self, id: &str, raw: &Spanned<toml::Value>) -> Result<ComponentSource, ManifestError> {
+        let span = raw.span();
+        let table = match raw.get_ref() {
+            toml::Value::String(s) if !s.trim().is_empty() => return Ok(ComponentSource::File(PathBuf::from(s))),
+            toml::Value::Table(t) => t,
+            _ => return Err(self.err(span.clone(), "source must be the path of a .wasm file, { url, digest } or { registry, package, version }", "write source = \"target/wasm32-wasip2/release/app.wasm\"")),
+        };
+        let text = |key: &str| -> Result<Option<String>, ManifestError> {
+            match table.get(key) {
+                None => Ok(None),
+                Some(toml::Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
+                Some(_) => Err(self.err(span.clone(), format!("component.{id}.source.{key} must be a non-empty string"), &format!("write {key} = \"...\""))),
+            }
+        };
+        let allow_only = |keys: &[&str], example: &str| -> Result<(), ManifestError> {
+            match table.keys().find(|k| !keys.contains(&k.as_str())) {
+                Some(extra) => Err(self.err(span.clone(), format!("unknown key `{extra}` in component.{id}.source"), example)),
+                None => Ok(()),
+            }
+        };
+        if table.contains_key("url") {
+            let url_example = "write source = { url = \"https://example.com/app.wasm\", digest = \"sha256:<64 hex digits>\" }";
+            allow_only(&["url", "digest"], url_example)?;
+            let url = text("url")?.unwrap_or_default();
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(self.err(span.clone(), format!("component.{id}.source.url `{url}` is not an http(s) URL"), url_example));
+            }
+            let Some(digest) = text("digest")? else {
+                return Err(self.err(span.clone(), format!("component.{id}.source.url needs a `digest`, so the download can be checked"), "add digest = \"sha256:...\" (`sha256sum app.wasm` prints it)"));
+            };
+            let hex = digest.strip_prefix("sha256:").unwrap_or("");
+            if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                return Err(self.err(span.clone(), format!("component.{id}.source.digest `{digest}` is not `sha256:` and 64 lowercase hex digits"), "copy it from `sha256sum app.wasm`, prefixed with sha256:"));
+            }
+            return Ok(ComponentSource::Url { url, digest });
+        }
+        let package_example = "write source = { registry = \"ghcr.io\", package = \"example:hello\", version = \"1.0.0\" }";
+        allow_only(&["registry", "package", "version"], package_example)?;
+        let (Some(package), Some(version)) = (text("package")?, text("version")?) else {
+            return Err(self.err(span.clone(), format!("component.{id}.source needs `package` and `version` (or `url` and `digest`)"), package_example));
+        };
+        let mut parts = package.split(':');
+        let valid_part = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+        if !(valid_part(parts.next()) && valid_part(parts.next()) && parts.next().is_none()) {
+            return Err(self.err(span.clone(), format!("component.{id}.source.package `{package}` is not `namespace:name`"), package_example));
+        }
+        if version.contains(['^', '~', '*', '>', '<', '=', ' ']) {
+            return Err(self.err(span.clone(), format!("component.{id}.source.version `{version}` is a range"), "pin an exact version, e.g. version = \"1.0.0\""));
+        }
+        Ok(ComponentSource::Package { registry: text("registry")?, package, version })
+    }
+
     fn component(
         &self,
         id: &str,
@@ -567,13 +666,7 @@ impl Validator<'_> {
         self.unsupported(&c.profile, &format!("component.{id}.profile"), "remove it")?;
 
         let source_span = c.source.span();
-        let source = match c.source.get_ref() {
-            toml::Value::String(s) if !s.trim().is_empty() => PathBuf::from(s),
-            toml::Value::Table(t) if t.contains_key("url") || t.contains_key("registry") || t.contains_key("package") => {
-                return Err(self.err(source_span, not_supported(&format!("component.{id}.source ({})", if t.contains_key("url") { "url" } else { "registry package" })), "download the component and point `source` at the file"));
-            }
-            _ => return Err(self.err(source_span, "source must be the path of a .wasm file", "write source = \"target/wasm32-wasip2/release/app.wasm\"")),
-        };
+        let source = self.component_source(id, &c.source)?;
 
         let mut files = Vec::new();
         for f in c.files {

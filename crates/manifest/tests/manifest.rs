@@ -1,7 +1,7 @@
 //! The manifest parser on good and bad `spin.toml` files, as a user would write them.
 
 use std::path::Path;
-use tessera_manifest::{FileMount, HttpTarget, Manifest, Route};
+use tessera_manifest::{ComponentSource, FileMount, HttpTarget, Manifest, Route};
 
 fn parse(text: &str) -> Result<Manifest, tessera_manifest::ManifestError> {
     Manifest::parse(Path::new("/app/spin.toml"), text)
@@ -79,7 +79,7 @@ fn reads_every_supported_key() {
     let HttpTarget::Static(s) = &m.http_triggers[3].target else { panic!() };
     assert_eq!(s.status_code, 204);
     let hello = &m.components["hello"];
-    assert_eq!(hello.source, Path::new("/app/target/hello.wasm"));
+    assert_eq!(hello.source.file(), Some(Path::new("/app/target/hello.wasm")));
     assert_eq!(hello.files.len(), 2);
     assert!(matches!(&hello.files[1], FileMount::Map { destination, .. } if destination == "/assets"));
     assert_eq!(hello.allowed_outbound_hosts.len(), 2);
@@ -111,8 +111,28 @@ fn unsupported_spin_keys_are_named() {
     assert_error(&with_component("dependencies = { \"a:b/c\" = \"1.0\" }\n"), 9, 16, &["component.c.dependencies", "not support yet"]);
     let redis = "spin_manifest_version = 2\n[application]\nname = \"a\"\n[[trigger.redis]]\nchannel = \"x\"\ncomponent = \"c\"\n";
     assert_error(redis, 4, 1, &["trigger.redis", "not support yet"]);
-    let url = with_component("").replace("source = \"c.wasm\"", "source = { url = \"https://x/c.wasm\", digest = \"sha256:00\" }");
-    assert_error(&url, 8, 10, &["source (url)", "not support yet"]);
+}
+
+#[test]
+fn pinned_sources_parse_and_bad_ones_are_named() {
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let source = |value: &str| with_component("").replace("source = \"c.wasm\"", &format!("source = {value}"));
+    let parsed = |value: &str| parse(&source(value)).unwrap().components["c"].source.clone();
+    assert_eq!(
+        parsed(&format!("{{ url = \"https://example.com/c.wasm\", digest = \"{digest}\" }}")),
+        ComponentSource::Url { url: "https://example.com/c.wasm".into(), digest: digest.clone() }
+    );
+    assert_eq!(
+        parsed("{ registry = \"ghcr.io\", package = \"acme:hello\", version = \"1.2.0\" }"),
+        ComponentSource::Package { registry: Some("ghcr.io".into()), package: "acme:hello".into(), version: "1.2.0".into() }
+    );
+    assert_error(&source("{ url = \"https://x/c.wasm\", digest = \"sha256:00\" }"), 8, 10, &["digest `sha256:00`", "64 lowercase hex"]);
+    assert_error(&source("{ url = \"https://x/c.wasm\" }"), 8, 10, &["needs a `digest`", "sha256sum"]);
+    assert_error(&source(&format!("{{ url = \"ftp://x/c.wasm\", digest = \"{digest}\" }}")), 8, 10, &["not an http(s) URL"]);
+    assert_error(&source("{ package = \"hello\", version = \"1.0.0\" }"), 8, 10, &["`hello` is not `namespace:name`"]);
+    assert_error(&source("{ package = \"a:b\", version = \"^1.0\" }"), 8, 10, &["is a range", "exact version"]);
+    assert_error(&source("{ package = \"a:b\" }"), 8, 10, &["needs `package` and `version`"]);
+    assert_error(&source("{ package = \"a:b\", version = \"1.0.0\", tag = \"x\" }"), 8, 10, &["unknown key `tag`"]);
 }
 
 #[test]

@@ -4,8 +4,13 @@
 //! writes the app out as a directory with a `spin.toml` that loads like a local app.
 #![deny(missing_docs)]
 
+mod blobs;
 pub mod locked;
 mod oci;
+mod sources;
+
+pub use blobs::digest_of;
+pub use sources::SourceCache;
 
 pub use oci::{
     CNCF_WASM_LAYER, DATA_LAYER, LOCKED_APP, Pulled, Pushed, RegistryOptions, WASM_LAYER, auth_for, login,

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Component as PathPart, Path, PathBuf};
-use tessera_app::ComponentFiles;
+use crate::blobs::digest_of;
+use tessera_app::{ComponentFiles, SourceFetcher};
 use tessera_manifest::{HttpTarget, Manifest, Route};
 
 /// Files of at most this many bytes are written into the locked app itself, as Spin does.
@@ -124,11 +125,6 @@ pub struct ContentRef {
     pub digest: Option<String>,
 }
 
-/// `sha256:<hex>` of `bytes`.
-pub fn digest_of(bytes: &[u8]) -> String {
-    use sha2::{Digest as _, Sha256};
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
 
 /// A locked app and the blobs its digests name.
 pub struct LockedWithBlobs {
@@ -142,7 +138,7 @@ pub struct LockedWithBlobs {
 
 impl LockedApp {
     /// Locks the app of `manifest`: reads every component and file it names.
-    pub fn from_manifest(manifest: &Manifest) -> Result<LockedWithBlobs> {
+    pub fn from_manifest(manifest: &Manifest, sources: &dyn SourceFetcher) -> Result<LockedWithBlobs> {
         let mut metadata = Map::new();
         let app = &manifest.application;
         metadata.insert("name".into(), app.name.clone().into());
@@ -202,8 +198,12 @@ impl LockedApp {
         let mut file_blobs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         let mut components = Vec::new();
         for (id, c) in &manifest.components {
-            let bytes = std::fs::read(&c.source)
-                .with_context(|| format!("component `{id}`: cannot read source {}; build it first (`tessera build`)", c.source.display()))?;
+            let path = match c.source.file() {
+                Some(path) => path.to_path_buf(),
+                None => sources.fetch(id, &c.source)?,
+            };
+            let bytes = std::fs::read(&path)
+                .with_context(|| format!("component `{id}`: cannot read source {}; build it first (`tessera build`)", path.display()))?;
             let digest = digest_of(&bytes);
             let mut metadata = Map::new();
             if let Some(d) = &c.description {

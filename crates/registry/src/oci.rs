@@ -1,7 +1,8 @@
 //! Push and pull apps as OCI artifacts in Spin 4.1's layout, with a content-addressed
 //! local cache, and registry credentials from the docker config file.
 
-use crate::locked::{ContentPath, ContentRef, LockedApp, LockedComponent, LockedSource, LockedTrigger, digest_of};
+use crate::blobs::{BlobCache, Progress, digest_of};
+use crate::locked::{ContentPath, ContentRef, LockedApp, LockedComponent, LockedSource, LockedTrigger};
 use anyhow::{Context as _, Result, bail};
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
@@ -32,14 +33,14 @@ pub struct RegistryOptions {
 }
 
 impl RegistryOptions {
-    fn client(&self) -> Client {
+    pub(crate) fn client(&self) -> Client {
         Client::new(ClientConfig {
             protocol: if self.insecure { ClientProtocol::Http } else { ClientProtocol::Https },
             ..Default::default()
         })
     }
 
-    fn cache(&self) -> Result<PathBuf> {
+    pub(crate) fn cache(&self) -> Result<PathBuf> {
         if let Some(dir) = &self.cache_dir {
             return Ok(dir.clone());
         }
@@ -80,7 +81,7 @@ pub struct Pushed {
 /// Pushes the app of `manifest_path` to `reference` in Spin 4.1's layout.
 pub async fn push(reference: &Reference, manifest_path: &Path, options: &RegistryOptions) -> Result<Pushed> {
     let manifest = Manifest::from_file(manifest_path)?;
-    let locked = LockedApp::from_manifest(&manifest)?;
+    let locked = LockedApp::from_manifest(&manifest, &crate::SourceCache::new(options.clone()))?;
     let locked_json = serde_json::to_vec_pretty(&locked.locked)?;
     let mut layers = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
@@ -115,19 +116,63 @@ pub async fn push(reference: &Reference, manifest_path: &Path, options: &Registr
         annotations.insert("org.opencontainers.image.description".to_string(), d.clone());
     }
     let image_manifest = OciImageManifest::build(&layers, &config, Some(annotations));
-    let bytes = layers.iter().map(|l| l.data.len()).sum();
+    let bytes: usize = layers.iter().map(|l| l.data.len()).sum();
     let count = layers.len();
     let client = options.client();
     let auth = auth_for(reference);
     client
-        .push(reference, &layers, config, &auth, Some(image_manifest))
+        .auth(reference, &auth, oci_client::RegistryOperation::Push)
         .await
         .map_err(|e| explain(e, reference, "push to"))?;
+    // Blob by blob, so that a large app shows its progress.
+    let progress = Progress::new(&format!("Pushing {reference}"), Some(bytes as u64));
+    for layer in &layers {
+        push_blob(&client, reference, &layer.data, &layer.sha256_digest(), &progress).await?;
+    }
+    progress.finish();
+    push_blob(&client, reference, &config.data, &config.sha256_digest(), &Progress::new("", None)).await?;
+    client
+        .push_manifest(reference, &oci_client::manifest::OciManifest::Image(image_manifest))
+        .await
+        .map_err(|e| explain(e, reference, "push the manifest to"))?;
     let digest = client
         .fetch_manifest_digest(reference, &auth)
         .await
         .map_err(|e| explain(e, reference, "read back"))?;
     Ok(Pushed { digest, layers: count, bytes })
+}
+
+/// Uploads one blob in chunks, advancing `progress`.
+async fn push_blob(client: &Client, reference: &Reference, data: &[u8], digest: &str, progress: &Progress) -> Result<()> {
+    const CHUNK: usize = 1 << 20;
+    let chunks: Vec<bytes::Bytes> = data.chunks(CHUNK).map(bytes::Bytes::copy_from_slice).collect();
+    let sizes: Vec<u64> = chunks.iter().map(|c| c.len() as u64).collect();
+    let stream = futures::stream::iter(chunks.into_iter().map(Ok::<_, oci_client::errors::OciDistributionError>));
+    client
+        .push_blob_stream(reference, stream, digest, Some(data.len() as u64))
+        .await
+        .map_err(|e| explain(e, reference, "push a blob to"))?;
+    for size in sizes {
+        progress.advance(size);
+    }
+    Ok(())
+}
+
+/// Downloads `layer` into the cache unless it is there; returns the bytes downloaded.
+pub(crate) async fn fetch_layer(client: &Client, blobs: &BlobCache, reference: &Reference, layer: &OciDescriptor) -> Result<u64> {
+    if blobs.verified(&layer.digest)?.is_some() {
+        return Ok(0);
+    }
+    let download = client
+        .pull_blob_stream(reference, layer)
+        .await
+        .map_err(|e| explain(e, reference, "download a blob from"))?;
+    let size = download.content_length.or(u64::try_from(layer.size).ok());
+    blobs.store(&layer.digest, size, &format!("{reference} layer {}", short(&layer.digest)), download.stream).await
+}
+
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(19)]
 }
 
 /// What a pull produced.
@@ -138,7 +183,7 @@ pub struct Pulled {
     /// The artifact's digest.
     pub digest: String,
     /// Bytes downloaded (0 when everything was in the cache).
-    pub downloaded: usize,
+    pub downloaded: u64,
 }
 
 /// Pulls `reference` into the cache (downloading only blobs it lacks, each verified
@@ -160,10 +205,10 @@ pub async fn pull(reference: &Reference, options: &RegistryOptions) -> Result<Pu
     let mut downloaded = 0;
 
     let locked = if let Some(layer) = image.layers.iter().rev().find(|l| l.media_type == LOCKED_APP) {
-        downloaded += blobs.fetch(&client, reference, layer).await?;
+        downloaded += fetch_layer(&client, &blobs, reference, layer).await?;
         LockedApp::from_json(&blobs.read(&layer.digest)?)?
     } else if image.config.media_type == LOCKED_APP {
-        downloaded += blobs.fetch(&client, reference, &image.config).await?;
+        downloaded += fetch_layer(&client, &blobs, reference, &image.config).await?;
         LockedApp::from_json(&blobs.read(&image.config.digest)?)?
     } else if let [layer] = image.layers.as_slice()
         && layer.media_type == CNCF_WASM_LAYER
@@ -177,7 +222,7 @@ pub async fn pull(reference: &Reference, options: &RegistryOptions) -> Result<Pu
         );
     };
     for layer in image.layers.iter().filter(|l| l.media_type != LOCKED_APP) {
-        downloaded += blobs.fetch(&client, reference, layer).await?;
+        downloaded += fetch_layer(&client, &blobs, reference, layer).await?;
     }
 
     // Written to a temporary directory and renamed, so a failed pull leaves no half app.
@@ -221,49 +266,6 @@ fn single_component(reference: &Reference, digest: &str) -> LockedApp {
             dependencies: Default::default(),
             host_requirements: Default::default(),
         }],
-    }
-}
-
-/// Blobs by digest: `<dir>/sha256/<hex>`, written only after their digest was checked.
-struct BlobCache {
-    dir: PathBuf,
-}
-
-impl BlobCache {
-    fn path(&self, digest: &str) -> Result<PathBuf> {
-        let hex = digest
-            .strip_prefix("sha256:")
-            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-            .with_context(|| format!("`{digest}` is not a sha256 digest"))?;
-        Ok(self.dir.join("sha256").join(hex))
-    }
-
-    fn read(&self, digest: &str) -> Result<Vec<u8>> {
-        let path = self.path(digest)?;
-        std::fs::read(&path).with_context(|| format!("blob {digest} is missing from the cache ({})", path.display()))
-    }
-
-    /// Downloads `layer` unless cached; returns the bytes downloaded.
-    async fn fetch(&self, client: &Client, reference: &Reference, layer: &OciDescriptor) -> Result<usize> {
-        let path = self.path(&layer.digest)?;
-        if path.is_file() {
-            return Ok(0);
-        }
-        let mut data = Vec::new();
-        client
-            .pull_blob(reference, layer, &mut data)
-            .await
-            .map_err(|e| explain(e, reference, "download a blob from"))?;
-        let actual = digest_of(&data);
-        if actual != layer.digest {
-            bail!("invalid content digest from {reference}: expected {}, downloaded {actual}; nothing was kept", layer.digest);
-        }
-        let dir = path.parent().expect("blob dir");
-        std::fs::create_dir_all(dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        std::io::Write::write_all(&mut tmp, &data)?;
-        tmp.persist(&path).map_err(|e| e.error).with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(data.len())
     }
 }
 
