@@ -16,6 +16,9 @@
 //! type = "static"
 //! values = { api_host = "example.com" }
 //!
+//! [trust]                            # every component must be signed by one of these keys
+//! keys = ["keys/release.pub", "ssh-ed25519 AAAA... ci@example.com"]
+//!
 //! [component.my-component]           # per-component overrides
 //! max_instance_memory = "512MiB"
 //! request_timeout = "2m"
@@ -126,6 +129,8 @@ pub struct RuntimeConfig {
     pub sqlite_databases: BTreeMap<String, BackendTable>,
     /// `[[variables_provider]]` tables, in order, read when variables are resolved.
     pub variables_providers: Vec<BackendTable>,
+    /// `[trust]`: the keys every component must be signed by (read by tessera-signing).
+    pub trust: Option<BackendTable>,
 }
 
 impl Default for RuntimeConfig {
@@ -142,6 +147,7 @@ impl Default for RuntimeConfig {
             key_value_stores: BTreeMap::new(),
             sqlite_databases: BTreeMap::new(),
             variables_providers: Vec::new(),
+            trust: None,
         }
     }
 }
@@ -209,6 +215,7 @@ impl RuntimeConfig {
             key_value_stores: backends(raw.key_value_store),
             sqlite_databases: backends(raw.sqlite_database),
             variables_providers: raw.variables_provider.into_iter().map(backend).collect(),
+            trust: raw.trust.map(backend),
             state_dir: raw.state_dir.map(|d| dir.join(d)),
             log_dir: raw.log_dir.map(|d| dir.join(d)),
             limits,
@@ -254,6 +261,7 @@ struct RawRuntimeConfig {
     sqlite_database: BTreeMap<String, Spanned<toml::Table>>,
     #[serde(default)]
     variables_provider: Vec<Spanned<toml::Table>>,
+    trust: Option<Spanned<toml::Table>>,
     outbound_networking: Unsupported,
     client_tls: Unsupported,
     llm_compute: Unsupported,
