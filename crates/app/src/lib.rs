@@ -22,6 +22,7 @@ use anyhow::{Context as _, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tessera_manifest::allowed_hosts::AllowedHosts;
+use tessera_signing::TrustPolicy;
 use tessera_manifest::{ComponentLimits, ComponentSource, Location, Manifest, ManifestError, RuntimeConfig};
 
 /// An app ready to run.
@@ -88,6 +89,9 @@ pub struct LoadOptions {
     pub state_dir: Option<PathBuf>,
     /// Fetches `{ url, digest }` and registry package sources; without one they are refused.
     pub fetcher: Option<std::sync::Arc<dyn SourceFetcher>>,
+    /// The fingerprint of the trusted key whose signature on the registry artifact this app
+    /// was pulled from was verified: under `[trust]` it vouches for every component in it.
+    pub artifact_signed_by: Option<String>,
 }
 
 impl std::fmt::Debug for LoadOptions {
@@ -97,6 +101,7 @@ impl std::fmt::Debug for LoadOptions {
             .field("log_dir", &self.log_dir)
             .field("state_dir", &self.state_dir)
             .field("fetcher", &self.fetcher.is_some())
+            .field("artifact_signed_by", &self.artifact_signed_by)
             .finish()
     }
 }
@@ -113,6 +118,13 @@ fn local_source(manifest: &Manifest, id: &str, source: &ComponentSource, at: Loc
     fetcher
         .fetch(id, source)
         .map_err(|e| located(manifest, at, format!("component `{id}`: cannot fetch `{source}`: {e:#}"), "check the source's url or package, version and digest"))
+}
+
+/// Where a component's detached signature is looked for: `FILE.wasm.sig`.
+pub fn signature_path(component: &Path) -> PathBuf {
+    let mut name = component.as_os_str().to_owned();
+    name.push(".sig");
+    PathBuf::from(name)
 }
 
 /// An error at a place in the app's manifest.
@@ -147,6 +159,7 @@ impl LoadedApp {
             .or_else(|| runtime_config.log_dir.clone())
             .unwrap_or_else(|| state_dir.join("logs"));
         let variables = Variables::resolve(&manifest, &runtime_config.variables_providers)?;
+        let trust = runtime_config.trust.as_ref().map(TrustPolicy::from_table).transpose()?;
 
         let mut staging = None;
         let mut components = BTreeMap::new();
@@ -160,6 +173,13 @@ impl LoadedApp {
                     "build the component first (`tessera build`, or `tessera up --build`), or fix `source`",
                 )
             })?;
+            if let Some(policy) = &trust {
+                let detached = std::fs::read_to_string(signature_path(&source)).ok();
+                let trusted = policy
+                    .check(&bytes, detached.as_deref(), options.artifact_signed_by.as_deref())
+                    .map_err(|reason| policy.refusal(id, &source, &reason))?;
+                tracing::info!("component `{id}` is signed by trusted key {} ({})", trusted.key, trusted.how);
+            }
             let mounts = files::mounts(&manifest, c, &mut staging)?;
             let mut rendered = Vec::new();
             for (template, at) in &c.allowed_outbound_hosts {

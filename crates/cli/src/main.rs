@@ -3,6 +3,7 @@
 mod build;
 mod log_output;
 mod registry;
+mod sign;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +33,10 @@ enum Command {
     Build(build::BuildArgs),
     /// Push, pull and log in to OCI registries (like `spin registry`).
     Registry(registry::RegistryArgs),
+    /// Sign a component, every component of an app, or a registry artifact.
+    Sign(sign::SignArgs),
+    /// Check the signatures of a component, an app's components, or a registry artifact.
+    Verify(sign::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +52,8 @@ fn main() -> ExitCode {
         Command::Up(args) => up::run(args),
         Command::Build(args) => build::run(&args),
         Command::Registry(args) => registry::run(args),
+        Command::Sign(args) => sign::sign(args),
+        Command::Verify(args) => sign::verify(args),
     };
     log.flush();
     match result {

@@ -75,8 +75,8 @@ pub fn run(args: RegistryArgs) -> Result<()> {
             println!("Pushed {reference}@{} ({} layers, {} bytes)", pushed.digest, pushed.layers, pushed.bytes);
         }
         RegistryCommand::Pull { reference, connection } => {
-            let manifest = runtime.block_on(pull(&reference, &connection))?;
-            println!("{}", manifest.display());
+            let pulled = runtime.block_on(pull(&reference, &connection))?;
+            println!("{}", pulled.manifest.display());
         }
         RegistryCommand::Login { server, username, password_stdin, connection } => {
             if !password_stdin {
@@ -95,8 +95,8 @@ pub fn run(args: RegistryArgs) -> Result<()> {
     Ok(())
 }
 
-/// Pulls `reference` (downloading only what the cache lacks) and returns its manifest path.
-pub async fn pull(reference: &str, connection: &Connection) -> Result<PathBuf> {
+/// Pulls `reference`, downloading only what the cache lacks.
+pub async fn pull(reference: &str, connection: &Connection) -> Result<tessera_registry::Pulled> {
     let reference = parse_reference(reference)?;
     let pulled = tessera_registry::pull(&reference, &connection.options()).await?;
     if pulled.downloaded > 0 {
@@ -104,7 +104,7 @@ pub async fn pull(reference: &str, connection: &Connection) -> Result<PathBuf> {
     } else {
         eprintln!("Using {reference}@{} from the local cache", pulled.digest);
     }
-    Ok(pulled.manifest)
+    Ok(pulled)
 }
 
 /// Whether `from` names a registry artifact rather than a local file or directory:

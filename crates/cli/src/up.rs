@@ -3,11 +3,11 @@
 use anyhow::{Context as _, Result};
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tessera_app::{LoadOptions, LoadedApp};
 use tessera_engine::{CompileCache, CompiledFrom, Engine, EngineSettings};
-use tessera_manifest::{Manifest, find_manifest};
+use tessera_manifest::{Manifest, RuntimeConfig, find_manifest};
 use tessera_trigger_http::HttpTrigger;
 
 /// Arguments of `tessera up` (the same flags as `spin up`, plus Tessera's own).
@@ -50,10 +50,13 @@ pub fn run(args: UpArgs) -> Result<()> {
     if args.build && reference.is_some() {
         anyhow::bail!("--build builds local sources; an app from a registry is already built");
     }
+    let mut artifact_signed_by = None;
     let manifest_path = match &reference {
         Some(r) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(crate::registry::pull(r, &args.registry))?
+            let pulled = runtime.block_on(crate::registry::pull(r, &args.registry))?;
+            artifact_signed_by = runtime.block_on(artifact_trust(r, &pulled.digest, args.runtime_config_file.as_deref(), &args.registry))?;
+            pulled.manifest
         }
         None => find_manifest(&args.from)?,
     };
@@ -69,6 +72,7 @@ pub fn run(args: UpArgs) -> Result<()> {
             // to .spin in the current directory, as for an app run from there.
             state_dir: reference.as_ref().map(|_| PathBuf::from(".spin")),
             fetcher: Some(Arc::new(tessera_registry::SourceCache::new(args.registry.options()))),
+            artifact_signed_by,
         },
     )?;
     app.create_dirs()?;
@@ -130,6 +134,26 @@ pub fn run(args: UpArgs) -> Result<()> {
         println!("Shutting down");
         Ok(())
     })
+}
+
+/// Under a `[trust]` policy, the trusted key whose signature on the pulled artifact
+/// verifies; without one each component must carry its own signature.
+async fn artifact_trust(reference: &str, digest: &str, runtime_config: Option<&Path>, connection: &crate::registry::Connection) -> Result<Option<String>> {
+    let Some(path) = runtime_config else { return Ok(None) };
+    let Some(table) = RuntimeConfig::from_file(path)?.trust else { return Ok(None) };
+    let policy = tessera_signing::TrustPolicy::from_table(&table)?;
+    let reference = tessera_registry::parse_reference(reference)?;
+    let pinned = tessera_registry::parse_reference(&format!("{}/{}@{digest}", reference.registry(), reference.repository()))?;
+    match tessera_registry::verify_artifact(&pinned, &policy.keys, &connection.options()).await {
+        Ok(signed) => {
+            tracing::info!("artifact {reference}@{digest} is signed by trusted key {}", signed.key);
+            Ok(Some(signed.key))
+        }
+        Err(e) => {
+            tracing::warn!("artifact signature not accepted ({e:#}); each component must carry its own trusted signature");
+            Ok(None)
+        }
+    }
 }
 
 /// A listening socket with a backlog deep enough for thousands of clients connecting at

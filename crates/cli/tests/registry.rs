@@ -3,65 +3,9 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use support::*;
-
-/// A `tessera` command with its own registry cache and docker config, as on a clean machine.
-struct Machine {
-    cache: tempfile::TempDir,
-    docker: tempfile::TempDir,
-    work: tempfile::TempDir,
-}
-
-impl Machine {
-    fn new() -> Self {
-        Self { cache: tempfile::tempdir().unwrap(), docker: tempfile::tempdir().unwrap(), work: tempfile::tempdir().unwrap() }
-    }
-
-    fn command(&self) -> Command {
-        let mut cmd = tessera();
-        cmd.env("TESSERA_REGISTRY_CACHE", self.cache.path())
-            .env("DOCKER_CONFIG", self.docker.path())
-            .current_dir(self.work.path());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command().args(args).output().unwrap()
-    }
-
-    fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        use std::io::Write as _;
-        let mut child = self.command().args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    fn serve(&self, reference: &str) -> Server {
-        Server::start_with(self.command(), Path::new(reference), &["-k"])
-    }
-
-    fn files_in_cache(&self) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        let mut stack = vec![self.cache.path().to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-                if e.path().is_dir() { stack.push(e.path()) } else { out.push(e.path()) }
-            }
-        }
-        out
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "tessera failed:\nstdout: {}\nstderr: {}", text(&out.stdout), text(&out.stderr));
-    text(&out.stdout)
-}
 
 const BIG: usize = 5000;
 

@@ -7,9 +7,11 @@
 mod blobs;
 pub mod locked;
 mod oci;
+mod signatures;
 mod sources;
 
 pub use blobs::digest_of;
+pub use signatures::{ArtifactSignature, sign_artifact, verify_artifact};
 pub use sources::SourceCache;
 
 pub use oci::{

@@ -324,7 +324,7 @@ fn store_credentials(server: &str, user: &str, password: &str) -> Result<PathBuf
     Ok(path)
 }
 
-fn explain(error: oci_client::errors::OciDistributionError, reference: &Reference, what: &str) -> anyhow::Error {
+pub(crate) fn explain(error: oci_client::errors::OciDistributionError, reference: &Reference, what: &str) -> anyhow::Error {
     let text = error.to_string();
     let hint = if is_unauthorized(&error) {
         format!("; log in first: tessera registry login {} -u USER --password-stdin", reference.resolve_registry())

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -492,4 +492,60 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A `tessera` command with its own registry cache and docker config, as on a clean machine.
+pub struct Machine {
+    pub cache: tempfile::TempDir,
+    pub docker: tempfile::TempDir,
+    pub work: tempfile::TempDir,
+}
+
+impl Machine {
+    pub fn new() -> Self {
+        Self { cache: tempfile::tempdir().unwrap(), docker: tempfile::tempdir().unwrap(), work: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = tessera();
+        cmd.env("TESSERA_REGISTRY_CACHE", self.cache.path())
+            .env("DOCKER_CONFIG", self.docker.path())
+            .current_dir(self.work.path());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().unwrap()
+    }
+
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write as _;
+        let mut child = self.command().args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    pub fn serve(&self, reference: &str) -> Server {
+        Server::start_with(self.command(), Path::new(reference), &["-k"])
+    }
+
+    pub fn files_in_cache(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.cache.path().to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.path().is_dir() { stack.push(e.path()) } else { out.push(e.path()) }
+            }
+        }
+        out
+    }
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+pub fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "tessera failed:\nstdout: {}\nstderr: {}", text(&out.stdout), text(&out.stderr));
+    text(&out.stdout)
 }
