@@ -120,6 +120,47 @@ pub fn needs_concurrency(interface: &str) -> bool {
         || postgres::needs_concurrency(interface)
 }
 
+/// The manifest grant without which an imported interface can do nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Grant {
+    /// `allowed_outbound_hosts` (outbound HTTP, Redis, PostgreSQL).
+    AllowedOutboundHosts,
+    /// `key_value_stores`.
+    KeyValueStores,
+    /// `sqlite_databases`.
+    SqliteDatabases,
+    /// `files`.
+    Files,
+    /// `variables` (component configuration).
+    Variables,
+}
+
+impl Grant {
+    /// The manifest key.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::AllowedOutboundHosts => "allowed_outbound_hosts",
+            Self::KeyValueStores => "key_value_stores",
+            Self::SqliteDatabases => "sqlite_databases",
+            Self::Files => "files",
+            Self::Variables => "variables",
+        }
+    }
+}
+
+/// Which grant an imported interface needs, for `tessera inspect` (interface prefixes
+/// each capability module declares).
+pub fn grant_for_import(interface: &str) -> Option<Grant> {
+    let table: [(&[&str], Grant); 5] = [
+        (&[outbound_http::IMPORTS, redis::IMPORTS, postgres::IMPORTS].concat(), Grant::AllowedOutboundHosts),
+        (key_value::IMPORTS, Grant::KeyValueStores),
+        (sqlite::IMPORTS, Grant::SqliteDatabases),
+        (wasi_cli::FILE_IMPORTS, Grant::Files),
+        (variables::IMPORTS, Grant::Variables),
+    ];
+    table.iter().find(|(prefixes, _)| prefixes.iter().any(|p| interface.starts_with(p))).map(|(_, g)| *g)
+}
+
 /// Capability state of a whole app, built once: backends shared by its components.
 pub struct AppCapabilities {
     key_value: key_value::AppState,

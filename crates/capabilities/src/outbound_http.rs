@@ -23,6 +23,9 @@ pub fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Res
     Ok(())
 }
 
+/// Interfaces that send requests out, allowed only to `allowed_outbound_hosts`.
+pub const IMPORTS: &[&str] = &["wasi:http/outgoing-handler", "wasi:http/client", "fermyon:spin/http"];
+
 /// `wasi:http` 0.3 needs the concurrent engine.
 pub fn needs_concurrency(interface: &str) -> bool {
     interface.starts_with("wasi:http/") && interface.contains("@0.3")

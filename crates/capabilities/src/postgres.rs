@@ -56,6 +56,9 @@ pub fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Res
     Ok(())
 }
 
+/// Outbound PostgreSQL interfaces (`allowed_outbound_hosts` names the servers).
+pub const IMPORTS: &[&str] = &["spin:postgres/", "fermyon:spin/postgres"];
+
 /// `spin:postgres` 4.x has async functions returning streams; 3.0 does not.
 pub fn needs_concurrency(interface: &str) -> bool {
     interface.starts_with("spin:postgres/") && !interface.contains("@3.")

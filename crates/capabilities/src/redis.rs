@@ -47,6 +47,9 @@ pub fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Res
     Ok(())
 }
 
+/// Outbound Redis interfaces (`allowed_outbound_hosts` names the servers).
+pub const IMPORTS: &[&str] = &["spin:redis/", "fermyon:spin/redis"];
+
 /// `spin:redis` 3.x takes the store (concurrent host functions).
 pub fn needs_concurrency(interface: &str) -> bool {
     interface.starts_with("spin:redis/")

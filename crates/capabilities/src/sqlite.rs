@@ -48,6 +48,9 @@ pub fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Res
     Ok(())
 }
 
+/// SQLite interfaces (`sqlite_databases` grants the databases).
+pub const IMPORTS: &[&str] = &["spin:sqlite/", "fermyon:spin/sqlite"];
+
 /// `spin:sqlite` 3.x has async functions returning streams.
 pub fn needs_concurrency(interface: &str) -> bool {
     interface.starts_with("spin:sqlite/")

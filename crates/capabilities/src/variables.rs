@@ -35,6 +35,9 @@ pub fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Res
     Ok(())
 }
 
+/// Interfaces reading component `variables`.
+pub const IMPORTS: &[&str] = &["spin:variables/", "fermyon:spin/variables", "fermyon:spin/config", "wasi:config/"];
+
 /// `spin:variables` 3.x takes the store (concurrent host functions).
 pub fn needs_concurrency(interface: &str) -> bool {
     interface.starts_with("spin:variables/")

@@ -19,6 +19,9 @@ pub fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Res
     Ok(())
 }
 
+/// Interfaces reading the mounted `files`.
+pub const FILE_IMPORTS: &[&str] = &["wasi:filesystem/"];
+
 /// WASI 0.3 interfaces need the concurrent engine (`wasi:http` is outbound_http's).
 pub fn needs_concurrency(interface: &str) -> bool {
     interface.starts_with("wasi:") && !interface.starts_with("wasi:http/") && interface.contains("@0.3")

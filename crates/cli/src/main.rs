@@ -1,6 +1,7 @@
 //! `tessera`: serve and build Spin-style WebAssembly component apps.
 
 mod build;
+mod inspect;
 mod log_output;
 mod registry;
 mod sign;
@@ -33,6 +34,8 @@ enum Command {
     Build(build::BuildArgs),
     /// Push, pull and log in to OCI registries (like `spin registry`).
     Registry(registry::RegistryArgs),
+    /// Show each component's imports, exports, grants, over-grants, size, digest and signature.
+    Inspect(inspect::InspectArgs),
     /// Sign a component, every component of an app, or a registry artifact.
     Sign(sign::SignArgs),
     /// Check the signatures of a component, an app's components, or a registry artifact.
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Up(args) => up::run(args),
         Command::Build(args) => build::run(&args),
         Command::Registry(args) => registry::run(args),
+        Command::Inspect(args) => inspect::run(args),
         Command::Sign(args) => sign::sign(args),
         Command::Verify(args) => sign::verify(args),
     };

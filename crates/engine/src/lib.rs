@@ -146,10 +146,11 @@ impl Engine {
 }
 
 /// The names a component imports and exports at its top level (not those of components
-/// and modules nested in it). Empty for component text, which is only parsed on compile.
-fn top_level_names(bytes: &[u8]) -> Vec<String> {
+/// and modules nested in it): its world as the host sees it. Empty for component text,
+/// which is only parsed on compile.
+pub fn world_names(bytes: &[u8]) -> (Vec<String>, Vec<String>) {
     use wasmparser::{Parser, Payload};
-    let mut names = Vec::new();
+    let (mut imports, mut exports) = (Vec::new(), Vec::new());
     let mut depth = 0usize;
     for payload in Parser::new(0).parse_all(bytes) {
         let Ok(payload) = payload else { break };
@@ -158,14 +159,20 @@ fn top_level_names(bytes: &[u8]) -> Vec<String> {
             Payload::End(_) if depth == 0 => break,
             Payload::End(_) => depth -= 1,
             Payload::ComponentImportSection(reader) if depth == 0 => {
-                names.extend(reader.into_iter().flatten().map(|i| i.name.name.to_string()));
+                imports.extend(reader.into_iter().flatten().map(|i| i.name.name.to_string()));
             }
             Payload::ComponentExportSection(reader) if depth == 0 => {
-                names.extend(reader.into_iter().flatten().map(|e| e.name.name.to_string()));
+                exports.extend(reader.into_iter().flatten().map(|e| e.name.name.to_string()));
             }
             _ => {}
         }
     }
+    (imports, exports)
+}
+
+fn top_level_names(bytes: &[u8]) -> Vec<String> {
+    let (mut names, exports) = world_names(bytes);
+    names.extend(exports);
     names
 }
 

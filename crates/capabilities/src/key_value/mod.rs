@@ -56,6 +56,9 @@ pub fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Res
     host::link(linker, concurrency)
 }
 
+/// Key-value interfaces (`key_value_stores` grants the stores).
+pub const IMPORTS: &[&str] = &["spin:key-value/", "fermyon:spin/key-value", "wasi:keyvalue/"];
+
 /// `spin:key-value` 3.x takes the store (concurrent host functions).
 pub fn needs_concurrency(interface: &str) -> bool {
     interface.starts_with("spin:key-value/")

@@ -1,0 +1,176 @@
+//! `tessera inspect`: what each component of an app (or a single component file, or a
+//! registry artifact) imports and exports, what the manifest grants it, the grants it
+//! never uses (over-grants), the imports no grant lets it use, its size, digest and
+//! signature status.
+
+use anyhow::{Context as _, Result};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use tessera_app::SourceFetcher as _;
+use tessera_capabilities::{Grant, grant_for_import};
+use tessera_manifest::{Component, FileMount, Manifest, find_manifest};
+use tessera_signing::{PublicKey, component as signatures};
+
+/// Arguments of `tessera inspect`.
+#[derive(clap::Args)]
+pub struct InspectArgs {
+    /// An app (spin.toml or its directory), a component file (.wasm) or a registry reference.
+    #[arg(short = 'f', long = "from", value_name = "FILE_OR_DIR_OR_REF", default_value = ".")]
+    from: String,
+    /// Print JSON for tools instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Also check signatures against this public key (repeatable).
+    #[arg(long = "key", value_name = "FILE")]
+    keys: Vec<PathBuf>,
+    #[command(flatten)]
+    registry: crate::registry::Connection,
+}
+
+pub fn run(args: InspectArgs) -> Result<()> {
+    let keys = args.keys.iter().map(|k| PublicKey::from_file(k)).collect::<Result<Vec<_>>>()?;
+    let path = Path::new(&args.from);
+    let report = if path.is_file() && path.extension().is_some_and(|e| e == "wasm") {
+        json!({ "components": [inspect_component(None, path, &keys)?] })
+    } else {
+        let manifest_path = if crate::registry::looks_like_reference(path) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(crate::registry::pull(&args.from, &args.registry))?.manifest
+        } else {
+            find_manifest(path)?
+        };
+        let manifest = Manifest::from_file(&manifest_path)?;
+        let fetcher = tessera_registry::SourceCache::new(args.registry.options());
+        let mut components = Vec::new();
+        for (id, c) in &manifest.components {
+            let source = match c.source.file() {
+                Some(p) => p.to_path_buf(),
+                None => fetcher.fetch(id, &c.source)?,
+            };
+            components.push(inspect_component(Some(c), &source, &keys)?);
+        }
+        json!({ "app": manifest.application.name, "manifest": manifest_path, "components": components })
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_text(&report);
+    }
+    Ok(())
+}
+
+fn inspect_component(component: Option<&Component>, source: &Path, keys: &[PublicKey]) -> Result<Value> {
+    let bytes = std::fs::read(source).with_context(|| format!("cannot read {}; build it first (`tessera build`)", source.display()))?;
+    let (imports, exports) = tessera_engine::world_names(&bytes);
+
+    let mut granted: Vec<(Grant, Vec<String>)> = Vec::new();
+    if let Some(c) = component {
+        let hosts = c.allowed_outbound_hosts.iter().map(|(t, _)| t.to_string()).collect();
+        let labels = |l: &[(String, tessera_manifest::Location)]| l.iter().map(|(s, _)| s.clone()).collect();
+        let files = c
+            .files
+            .iter()
+            .map(|f| match f {
+                FileMount::Glob { pattern, .. } => pattern.clone(),
+                FileMount::Map { source, destination, .. } => format!("{} -> {destination}", source.display()),
+            })
+            .collect();
+        granted = vec![
+            (Grant::AllowedOutboundHosts, hosts),
+            (Grant::KeyValueStores, labels(&c.key_value_stores)),
+            (Grant::SqliteDatabases, labels(&c.sqlite_databases)),
+            (Grant::Files, files),
+            (Grant::Variables, c.variables.keys().cloned().collect()),
+        ];
+    }
+    let used: BTreeSet<Grant> = imports.iter().filter_map(|i| grant_for_import(i)).collect();
+    let has = |g: Grant| granted.iter().any(|(k, v)| *k == g && !v.is_empty());
+    let over_grants: Vec<Value> = granted
+        .iter()
+        .filter(|(g, v)| !v.is_empty() && !used.contains(g))
+        .map(|(g, _)| json!({ "grant": g.key(), "reason": "no imported interface uses it" }))
+        .collect();
+    let unusable: Vec<Value> = imports
+        .iter()
+        .filter_map(|i| grant_for_import(i).filter(|g| !has(*g)).map(|g| json!({ "import": i, "needs": g.key() })))
+        .collect();
+
+    let detached_path = tessera_app::signature_path(source);
+    let detached = std::fs::read_to_string(&detached_path).ok();
+    let mut signature = match (signatures::embedded_signers(&bytes), &detached) {
+        (Some(ids), _) => json!({ "kind": "embedded", "format": "wasmsign2", "key_ids": ids }),
+        (None, Some(_)) => json!({ "kind": "detached", "file": detached_path }),
+        (None, None) => json!({ "kind": "none" }),
+    };
+    if !keys.is_empty() {
+        signature["verified"] = match signatures::check(&bytes, detached.as_deref(), keys) {
+            Ok(t) => json!({ "trusted": true, "key": t.key }),
+            Err(reason) => json!({ "trusted": false, "reason": reason.to_string() }),
+        };
+    }
+    let grants: serde_json::Map<String, Value> = granted.iter().map(|(g, v)| (g.key().to_string(), json!(v))).collect();
+    Ok(json!({
+        "id": component.map(|c| c.id.clone()),
+        "source": source,
+        "size": bytes.len(),
+        "digest": tessera_registry::digest_of(&bytes),
+        "signature": signature,
+        "exports": exports,
+        "imports": imports,
+        "grants": grants,
+        "over_grants": over_grants,
+        "unusable_imports": unusable,
+    }))
+}
+
+fn print_text(report: &Value) {
+    if let Some(app) = report["app"].as_str() {
+        println!("App `{app}` ({})", report["manifest"].as_str().unwrap_or(""));
+    }
+    for c in report["components"].as_array().into_iter().flatten() {
+        let list = |v: &Value| v.as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default();
+        println!();
+        match c["id"].as_str() {
+            Some(id) => println!("component `{id}`"),
+            None => println!("component {}", c["source"].as_str().unwrap_or("")),
+        }
+        println!("  source:    {}", c["source"].as_str().unwrap_or(""));
+        println!("  size:      {} bytes ({:.1} MB)", c["size"], c["size"].as_f64().unwrap_or(0.0) / 1e6);
+        println!("  digest:    {}", c["digest"].as_str().unwrap_or(""));
+        let sig = &c["signature"];
+        let mut status = match sig["kind"].as_str() {
+            Some("embedded") => format!("embedded (wasmsign2, key id {})", list(&sig["key_ids"])),
+            Some("detached") => format!("detached ({})", sig["file"].as_str().unwrap_or("")),
+            _ => "unsigned".to_string(),
+        };
+        if let Some(v) = sig.get("verified") {
+            status += &match v["trusted"].as_bool() {
+                Some(true) => format!("; verified: trusted key {}", v["key"].as_str().unwrap_or("")),
+                _ => format!("; NOT trusted: {}", v["reason"].as_str().unwrap_or("")),
+            };
+        }
+        println!("  signature: {status}");
+        println!("  exports:");
+        for e in c["exports"].as_array().into_iter().flatten() {
+            println!("    {}", e.as_str().unwrap_or(""));
+        }
+        println!("  imports:");
+        for i in c["imports"].as_array().into_iter().flatten() {
+            println!("    {}", i.as_str().unwrap_or(""));
+        }
+        if let Some(grants) = c["grants"].as_object() {
+            println!("  grants:");
+            for (key, values) in grants {
+                let shown = list(values);
+                println!("    {key}: {}", if shown.is_empty() { "(none)".to_string() } else { shown });
+            }
+        }
+        for o in c["over_grants"].as_array().into_iter().flatten() {
+            println!("  over-grant: {} is granted but {}", o["grant"].as_str().unwrap_or(""), o["reason"].as_str().unwrap_or(""));
+        }
+        for u in c["unusable_imports"].as_array().into_iter().flatten() {
+            println!("  unusable import: {} (nothing in {} is granted)", u["import"].as_str().unwrap_or(""), u["needs"].as_str().unwrap_or(""));
+        }
+    }
+}
