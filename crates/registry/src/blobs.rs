@@ -79,6 +79,7 @@ impl BlobCache {
 }
 
 /// A progress bar on stderr for large transfers; hidden when stderr is not a terminal.
+#[derive(Clone)]
 pub(crate) struct Progress(Option<indicatif::ProgressBar>);
 
 impl Progress {

@@ -142,19 +142,20 @@ pub async fn push(reference: &Reference, manifest_path: &Path, options: &Registr
     Ok(Pushed { digest, layers: count, bytes })
 }
 
-/// Uploads one blob in chunks, advancing `progress`.
+/// Uploads one blob in chunks, advancing `progress` as each chunk is sent.
 async fn push_blob(client: &Client, reference: &Reference, data: &[u8], digest: &str, progress: &Progress) -> Result<()> {
+    use futures::StreamExt as _;
     const CHUNK: usize = 1 << 20;
     let chunks: Vec<bytes::Bytes> = data.chunks(CHUNK).map(bytes::Bytes::copy_from_slice).collect();
-    let sizes: Vec<u64> = chunks.iter().map(|c| c.len() as u64).collect();
-    let stream = futures::stream::iter(chunks.into_iter().map(Ok::<_, oci_client::errors::OciDistributionError>));
+    let progress = progress.clone();
+    let stream = futures::stream::iter(chunks).map(move |chunk| {
+        progress.advance(chunk.len() as u64);
+        Ok::<_, oci_client::errors::OciDistributionError>(chunk)
+    });
     client
         .push_blob_stream(reference, stream, digest, Some(data.len() as u64))
         .await
         .map_err(|e| explain(e, reference, "push a blob to"))?;
-    for size in sizes {
-        progress.advance(size);
-    }
     Ok(())
 }
 

@@ -77,7 +77,6 @@ pub fn check(component: &[u8], detached: Option<&str>, keys: &[PublicKey]) -> Re
             return Ok(Trusted { key: key.fingerprint(), how: "detached" });
         }
     }
-    let key_ids = embedded_key_ids(component);
     for key in keys {
         if let PublicKey::Ed25519(pk) = key
             && wasm_public_key(pk).verify(&mut &component[..], None).is_ok()
@@ -85,7 +84,8 @@ pub fn check(component: &[u8], detached: Option<&str>, keys: &[PublicKey]) -> Re
             return Ok(Trusted { key: key.fingerprint(), how: "embedded" });
         }
     }
-    if let Some(ids) = &key_ids {
+    // Only on refusal: which signer, to tell a changed file from a stranger's key.
+    if let Some(ids) = &embedded_key_ids(component) {
         let tampered = keys.iter().find(|k| match k {
             PublicKey::Ed25519(pk) => wasm_public_key(pk).key_id().is_some_and(|id| ids.contains(id)),
             PublicKey::P256(_) => false,
