@@ -73,7 +73,8 @@ pub struct LoadedComponent {
 /// returns the path of the verified local copy (tessera-registry implements it with a
 /// content-addressed cache).
 pub trait SourceFetcher: Send + Sync {
-    /// Fetches `source` for component `id`; the returned file's content is verified.
+    /// The local file holding `source` for component `id`: a file source as it is, a
+    /// download as its verified copy.
     fn fetch(&self, id: &str, source: &ComponentSource) -> Result<PathBuf>;
 }
 

@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use tessera_app::SourceFetcher as _;
 use tessera_capabilities::{Grant, grant_for_import};
-use tessera_manifest::{Component, FileMount, Manifest, find_manifest};
+use crate::sign::{Target, target};
+use tessera_manifest::{Component, FileMount, Manifest};
 use tessera_signing::{PublicKey, component as signatures};
 
 /// Arguments of `tessera inspect`.
@@ -30,27 +31,14 @@ pub struct InspectArgs {
 
 pub fn run(args: InspectArgs) -> Result<()> {
     let keys = args.keys.iter().map(|k| PublicKey::from_file(k)).collect::<Result<Vec<_>>>()?;
-    let path = Path::new(&args.from);
-    let report = if path.is_file() && path.extension().is_some_and(|e| e == "wasm") {
-        json!({ "components": [inspect_component(None, path, &keys)?] })
-    } else {
-        let manifest_path = if crate::registry::looks_like_reference(path) {
+    let report = match target(&args.from)? {
+        Target::Component(path) => json!({ "components": [inspect_component(None, &path, &keys)?] }),
+        Target::App(manifest) => inspect_app(&manifest, &args, &keys)?,
+        Target::Artifact(reference) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(crate::registry::pull(&args.from, &args.registry))?.manifest
-        } else {
-            find_manifest(path)?
-        };
-        let manifest = Manifest::from_file(&manifest_path)?;
-        let fetcher = tessera_registry::SourceCache::new(args.registry.options());
-        let mut components = Vec::new();
-        for (id, c) in &manifest.components {
-            let source = match c.source.file() {
-                Some(p) => p.to_path_buf(),
-                None => fetcher.fetch(id, &c.source)?,
-            };
-            components.push(inspect_component(Some(c), &source, &keys)?);
+            let pulled = runtime.block_on(crate::registry::pull(&reference, &args.registry))?;
+            inspect_app(&pulled.manifest, &args, &keys)?
         }
-        json!({ "app": manifest.application.name, "manifest": manifest_path, "components": components })
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -58,6 +46,16 @@ pub fn run(args: InspectArgs) -> Result<()> {
         print_text(&report);
     }
     Ok(())
+}
+
+fn inspect_app(manifest_path: &Path, args: &InspectArgs, keys: &[PublicKey]) -> Result<Value> {
+    let manifest = Manifest::from_file(manifest_path)?;
+    let fetcher = tessera_registry::SourceCache::new(args.registry.options());
+    let mut components = Vec::new();
+    for (id, c) in &manifest.components {
+        components.push(inspect_component(Some(c), &fetcher.fetch(id, &c.source)?, keys)?);
+    }
+    Ok(json!({ "app": manifest.application.name, "manifest": manifest_path, "components": components }))
 }
 
 fn inspect_component(component: Option<&Component>, source: &Path, keys: &[PublicKey]) -> Result<Value> {

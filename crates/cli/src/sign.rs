@@ -31,13 +31,14 @@ pub struct VerifyArgs {
     registry: crate::registry::Connection,
 }
 
-enum Target {
+/// What a command argument names.
+pub(crate) enum Target {
     Component(PathBuf),
     App(PathBuf),
     Artifact(String),
 }
 
-fn target(text: &str) -> Result<Target> {
+pub(crate) fn target(text: &str) -> Result<Target> {
     let path = Path::new(text);
     if crate::registry::looks_like_reference(path) {
         return Ok(Target::Artifact(text.to_string()));

@@ -198,10 +198,7 @@ impl LockedApp {
         let mut file_blobs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         let mut components = Vec::new();
         for (id, c) in &manifest.components {
-            let path = match c.source.file() {
-                Some(path) => path.to_path_buf(),
-                None => sources.fetch(id, &c.source)?,
-            };
+            let path = sources.fetch(id, &c.source)?;
             let bytes = std::fs::read(&path)
                 .with_context(|| format!("component `{id}`: cannot read source {}; build it first (`tessera build`)", path.display()))?;
             let digest = digest_of(&bytes);

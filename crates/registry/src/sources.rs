@@ -22,11 +22,15 @@ impl SourceCache {
         Self { options }
     }
 
+    fn blobs(&self) -> Result<BlobCache> {
+        Ok(BlobCache { dir: self.options.cache()?.join("blobs") })
+    }
+
     async fn fetch_async(&self, source: &ComponentSource) -> Result<PathBuf> {
-        let blobs = BlobCache { dir: self.options.cache()?.join("blobs") };
         match source {
             ComponentSource::File(path) => Ok(path.clone()),
             ComponentSource::Url { url, digest } => {
+                let blobs = self.blobs()?;
                 if let Some(path) = blobs.verified(digest)? {
                     return Ok(path);
                 }
@@ -39,6 +43,7 @@ impl SourceCache {
                 Ok(blobs.path(digest)?)
             }
             ComponentSource::Package { registry, package, version } => {
+                let blobs = self.blobs()?;
                 let reference = self.package_reference(registry.as_deref(), package, version).await?;
                 let client = self.options.client();
                 let auth = auth_for(&reference);
@@ -90,7 +95,10 @@ impl SourceCache {
 
 impl SourceFetcher for SourceCache {
     fn fetch(&self, _id: &str, source: &ComponentSource) -> Result<PathBuf> {
-        block_on(self.fetch_async(source))
+        match source.file() {
+            Some(path) => Ok(path.to_path_buf()),
+            None => block_on(self.fetch_async(source)),
+        }
     }
 }
 
