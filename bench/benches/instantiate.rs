@@ -76,6 +76,7 @@ fn request_data() -> RequestData {
     RequestData {
         id: 1,
         peak_memory: Default::default(),
+        failed: Default::default(),
     }
 }
 

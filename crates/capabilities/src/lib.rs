@@ -181,6 +181,7 @@ impl AppCapabilities {
         Ok(ComponentCapabilities {
             id: component.id.as_str().into(),
             max_instance_memory: component.limits.max_instance_memory,
+            max_resource_handles: component.limits.max_resource_handles as usize,
             wasi_cli: wasi_cli::ComponentState::configure(component)?,
             logging: logging::ComponentState::configure(app, component)?,
             outbound_http: outbound_http::ComponentState::configure(component),
@@ -197,6 +198,7 @@ impl AppCapabilities {
 pub struct ComponentCapabilities {
     id: Arc<str>,
     max_instance_memory: u64,
+    max_resource_handles: usize,
     wasi_cli: wasi_cli::ComponentState,
     logging: logging::ComponentState,
     outbound_http: outbound_http::ComponentState,
@@ -216,8 +218,10 @@ impl ComponentCapabilities {
     /// Fresh per-instance state for one request.
     pub fn instance(&self) -> Result<InstanceState> {
         let (stdout, stderr) = self.logging.instance();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(self.max_resource_handles);
         Ok(InstanceState {
-            table: ResourceTable::new(),
+            table,
             limiter: InstanceLimiter::new(self.max_instance_memory),
             wasi: self.wasi_cli.instance(stdout, stderr)?,
             http: WasiHttpCtx::new(),

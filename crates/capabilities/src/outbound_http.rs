@@ -38,6 +38,7 @@ pub struct ComponentState {
 
 struct Policy {
     network: OutboundPolicy,
+    max_requests: u32,
 }
 
 impl ComponentState {
@@ -49,6 +50,7 @@ impl ComponentState {
                     component: component.id.clone(),
                     allowed: component.allowed_outbound_hosts.clone(),
                 },
+                max_requests: component.limits.max_outbound_requests,
             }),
         }
     }
@@ -58,6 +60,7 @@ impl ComponentState {
         InstanceHooks {
             policy: self.policy.clone(),
             request_id: 0,
+            sent: 0,
         }
     }
 }
@@ -66,6 +69,8 @@ impl ComponentState {
 pub struct InstanceHooks {
     policy: Arc<Policy>,
     request_id: u64,
+    /// Requests sent so far, against `max_outbound_requests`.
+    sent: u32,
 }
 
 impl InstanceHooks {
@@ -92,6 +97,18 @@ impl WasiHttpHooks for InstanceHooks {
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         let policy = self.policy.clone();
         let request_id = self.request_id;
+        self.sent = self.sent.saturating_add(1);
+        if self.sent > policy.max_requests {
+            // Logged once; the guest gets the same refusal for every further request.
+            if self.sent == policy.max_requests + 1 {
+                let component = &policy.network.component;
+                tracing::warn!(
+                    "request {request_id}: component `{component}` made more than max_outbound_requests ({}) outbound requests; further ones are refused (raise max_outbound_requests in the runtime config, globally or under [component.{component}])",
+                    policy.max_requests
+                );
+            }
+            return Box::new(async { Err(Error::HttpRequestDenied) });
+        }
         Box::new(async move {
             let request = policy.admit(request, request_id).await?;
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;

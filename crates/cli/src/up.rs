@@ -89,7 +89,9 @@ pub fn run(args: UpArgs) -> Result<()> {
         max_instances: (rc.max_concurrent_requests + (rc.max_concurrent_requests / 8).max(16)).min(u32::MAX as usize) as u32,
         max_instance_memory: largest_memory,
         cache_dir: if args.no_cache { None } else { args.cache_dir.clone().or_else(CompileCache::default_dir) },
+        max_wasm_stack: rc.max_wasm_stack as usize,
     };
+    raise_open_file_limit(rc.max_connections);
     let engine = Engine::new(&settings)?;
     let trigger = Arc::new(HttpTrigger::new(&engine, &app)?);
     for load in trigger.load_reports() {
@@ -153,6 +155,21 @@ async fn artifact_trust(reference: &str, digest: &str, runtime_config: Option<&P
             tracing::warn!("artifact signature not accepted ({e:#}); each component must carry its own trusted signature");
             Ok(None)
         }
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit, so `max_connections` clients can
+/// be served; warns when even that is too low.
+fn raise_open_file_limit(max_connections: usize) {
+    // Files the host itself keeps open: logs, databases, the compile cache, listeners.
+    const OWN_FILES: u64 = 256;
+    let wanted = max_connections as u64 + OWN_FILES;
+    match rlimit::increase_nofile_limit(wanted) {
+        Ok(got) if got < wanted => tracing::warn!(
+            "the open-file limit is {got}, below max_connections ({max_connections}) + {OWN_FILES}; connections past it are refused by the system (raise `ulimit -n` or lower max_connections)"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
     }
 }
 

@@ -29,6 +29,8 @@ pub struct EngineSettings {
     pub max_instance_memory: u64,
     /// Where compiled components are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
+    /// Stack a guest may use (bytes); deeper recursion traps with a stack overflow.
+    pub max_wasm_stack: usize,
 }
 
 impl Default for EngineSettings {
@@ -37,6 +39,7 @@ impl Default for EngineSettings {
             max_instances: 1000,
             max_instance_memory: 128 << 20,
             cache_dir: CompileCache::default_dir(),
+            max_wasm_stack: 512 << 10,
         }
     }
 }
@@ -70,7 +73,10 @@ impl Flavor {
             .concurrency_support(concurrency)
             .wasm_component_model_async(concurrency)
             .epoch_interruption(true)
-            .memory_init_cow(true);
+            .memory_init_cow(true)
+            .max_wasm_stack(settings.max_wasm_stack)
+            // Host calls made from guest code run on the same fiber stack, above the guest's.
+            .async_stack_size(settings.max_wasm_stack + HOST_STACK);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(settings)));
         let inner = wasmtime::Engine::new(&config)
             .map_err(anyhow::Error::from)
@@ -205,6 +211,10 @@ fn pooling_config(settings: &EngineSettings) -> PoolingAllocationConfig {
         .table_keep_resident(KEEP_RESIDENT_TABLE);
     pool
 }
+
+/// Stack left for host functions above the guest's `max_wasm_stack` (Wasmtime's default
+/// margin).
+const HOST_STACK: usize = 1536 << 10;
 
 /// Address space the linear memory slots of one engine may reserve; two engines together
 /// stay well inside the 128 TiB of user address space.

@@ -19,6 +19,12 @@ pub enum LimitHit {
         /// What the instance asked to hold in total.
         requested: u64,
     },
+    /// A table would grow past the most elements a table may hold (the pool's slot size,
+    /// fixed by the engine).
+    TableElements {
+        /// The most elements a table may hold.
+        limit: usize,
+    },
 }
 
 /// A `wasmtime::ResourceLimiter` over one instance's memories and tables together.
@@ -91,8 +97,12 @@ impl ResourceLimiter for InstanceLimiter {
         &mut self,
         current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        if let Some(limit) = maximum.filter(|m| desired > *m) {
+            self.hit.get_or_insert(LimitHit::TableElements { limit });
+            return Ok(false);
+        }
         Ok(self.grow(current * TABLE_ELEMENT_BYTES, desired * TABLE_ELEMENT_BYTES))
     }
 }
@@ -111,5 +121,12 @@ mod tests {
         assert_eq!(l.hit(), Some(LimitHit::Memory { limit: 1000, requested: 1020 }));
         assert!(l.memory_growing(600, 680, None).unwrap());
         assert_eq!(l.peak_handle().load(Ordering::Relaxed), 1000);
+    }
+
+    #[test]
+    fn a_table_past_its_slot_is_refused_and_named() {
+        let mut l = InstanceLimiter::new(1 << 30);
+        assert!(!l.table_growing(10, 300, Some(200)).unwrap());
+        assert_eq!(l.hit(), Some(LimitHit::TableElements { limit: 200 }));
     }
 }

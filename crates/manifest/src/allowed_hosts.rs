@@ -218,6 +218,9 @@ pub fn is_restricted(ip: IpAddr) -> bool {
                 || v4.is_multicast()
                 || o[0] == 0
                 || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10, carrier-grade NAT
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0.0/24, IETF protocol assignments
+                || (o[0] == 198 && (o[1] & 0xfe) == 18) // 198.18.0.0/15, benchmarking
+                || o[0] >= 240 // 240.0.0.0/4, reserved
         }
         IpAddr::V6(v6) => {
             let s = v6.segments();
@@ -227,6 +230,8 @@ pub fn is_restricted(ip: IpAddr) -> bool {
                 || (s[0] & 0xfe00) == 0xfc00 // unique local
                 || (s[0] & 0xffc0) == 0xfe80 // link-local
                 || (s[0] == 0x64 && s[1] == 0xff9b) // NAT64 can reach IPv4 internals
+                || s[..6] == [0; 6] // IPv4-compatible ::a.b.c.d (deprecated)
+                || (s[0] == 0x2002 && is_restricted(IpAddr::V4(std::net::Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8)))) // 6to4 of an internal IPv4
         }
     }
 }

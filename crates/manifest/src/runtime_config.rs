@@ -7,7 +7,14 @@
 //! max_instance_memory = "128MiB"     # Spin (bytes or a size with unit); all memories and tables
 //! request_timeout = "30s"
 //! max_request_body_size = "10MiB"
+//! max_response_body_size = "1GiB"
+//! max_outbound_requests = 500        # per request
+//! max_resource_handles = 10000       # per instance: fields, streams, pollables, ...
 //! max_request_header_size = "64KiB"
+//! max_request_headers = 100
+//! header_read_timeout = "10s"        # also how long an idle keep-alive connection stays
+//! max_connections = 16384
+//! max_wasm_stack = "512KiB"
 //! max_concurrent_requests = 256      # instance slots
 //! max_queued_requests = 1024         # waiting when every slot is busy
 //! queue_timeout = "10s"              # how long one may wait for a slot
@@ -24,6 +31,8 @@
 //! request_timeout = "2m"
 //! max_request_body_size = "100MiB"
 //! ```
+//!
+//! Every limit, its default and what a client sees when it is hit: docs/security.md.
 
 use crate::error::{ManifestError, SourceFile};
 use serde::Deserialize;
@@ -42,6 +51,12 @@ pub struct ComponentLimits {
     pub request_timeout: Duration,
     /// Largest request body accepted.
     pub max_request_body_size: u64,
+    /// Largest response body sent; a longer one is cut off.
+    pub max_response_body_size: u64,
+    /// Outbound HTTP requests one request's instance may make.
+    pub max_outbound_requests: u32,
+    /// Host resources (fields, streams, pollables, ...) one instance may hold at once.
+    pub max_resource_handles: u32,
 }
 
 impl Default for ComponentLimits {
@@ -50,6 +65,9 @@ impl Default for ComponentLimits {
             max_instance_memory: 128 << 20,
             request_timeout: Duration::from_secs(30),
             max_request_body_size: 10 << 20,
+            max_response_body_size: 1 << 30,
+            max_outbound_requests: 500,
+            max_resource_handles: 10_000,
         }
     }
 }
@@ -117,6 +135,15 @@ pub struct RuntimeConfig {
     pub component_limits: BTreeMap<String, ComponentLimits>,
     /// Largest request header section (bytes).
     pub max_request_header_size: u64,
+    /// Most header lines in a request.
+    pub max_request_headers: usize,
+    /// How long a client may take to send a request's headers, and how long an idle
+    /// keep-alive connection is kept.
+    pub header_read_timeout: Duration,
+    /// Connections open at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// Stack a guest may use (bytes); deeper recursion traps.
+    pub max_wasm_stack: u64,
     /// Instances running at once.
     pub max_concurrent_requests: usize,
     /// Requests waiting for an instance slot before new ones get 503.
@@ -141,6 +168,10 @@ impl Default for RuntimeConfig {
             limits: ComponentLimits::default(),
             component_limits: BTreeMap::new(),
             max_request_header_size: 64 << 10,
+            max_request_headers: 100,
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 16_384,
+            max_wasm_stack: 512 << 10,
             max_concurrent_requests: 256,
             max_queued_requests: 1024,
             queue_timeout: Duration::from_secs(10),
@@ -191,19 +222,16 @@ impl RuntimeConfig {
             max_instance_memory: raw.max_instance_memory,
             request_timeout: raw.request_timeout,
             max_request_body_size: raw.max_request_body_size,
+            max_response_body_size: raw.max_response_body_size,
+            max_outbound_requests: raw.max_outbound_requests,
+            max_resource_handles: raw.max_resource_handles,
         };
         let limits = top.apply(&src, defaults.limits)?;
         let mut component_limits = BTreeMap::new();
         for (id, over) in raw.component {
             component_limits.insert(id, over.apply(&src, limits)?);
         }
-        let count = |v: Option<Spanned<i64>>, default: usize, key: &str| -> Result<usize, ManifestError> {
-            match v {
-                None => Ok(default),
-                Some(n) if *n.get_ref() >= 1 => Ok(*n.get_ref() as usize),
-                Some(n) => Err(src.error(n.span(), format!("`{key}` must be at least 1")).with_hint("use a positive number")),
-            }
-        };
+        let count = |v: Option<Spanned<i64>>, default: usize, key: &str| count(&src, v, default as u64, key).map(|n| n as usize);
         let backend = |t: Spanned<toml::Table>| {
             let (line, column) = src.line_col(t.span().start);
             BackendTable { location: crate::Location { line, column }, table: t.into_inner(), file: path.to_path_buf() }
@@ -223,6 +251,16 @@ impl RuntimeConfig {
             max_request_header_size: match raw.max_request_header_size {
                 None => defaults.max_request_header_size,
                 Some(v) => size(&src, &v, "max_request_header_size")?,
+            },
+            max_request_headers: count(raw.max_request_headers, defaults.max_request_headers, "max_request_headers")?,
+            header_read_timeout: match raw.header_read_timeout {
+                None => defaults.header_read_timeout,
+                Some(v) => duration(&src, &v, "header_read_timeout")?,
+            },
+            max_connections: count(raw.max_connections, defaults.max_connections, "max_connections")?,
+            max_wasm_stack: match raw.max_wasm_stack {
+                None => defaults.max_wasm_stack,
+                Some(v) => size(&src, &v, "max_wasm_stack")?,
             },
             max_concurrent_requests: count(raw.max_concurrent_requests, defaults.max_concurrent_requests, "max_concurrent_requests")?,
             max_queued_requests: match raw.max_queued_requests {
@@ -245,11 +283,19 @@ type Unsupported = Option<Spanned<toml::Value>>;
 struct RawRuntimeConfig {
     state_dir: Option<String>,
     log_dir: Option<String>,
-    // The defaults for every component; `[component.<id>]` has the same three keys.
+    // The defaults for every component; `[component.<id>]` has the same keys.
     max_instance_memory: Option<Spanned<toml::Value>>,
     request_timeout: Option<Spanned<toml::Value>>,
     max_request_body_size: Option<Spanned<toml::Value>>,
+    max_response_body_size: Option<Spanned<toml::Value>>,
+    max_outbound_requests: Option<Spanned<i64>>,
+    max_resource_handles: Option<Spanned<i64>>,
+    // The listener and the engine.
     max_request_header_size: Option<Spanned<toml::Value>>,
+    max_request_headers: Option<Spanned<i64>>,
+    header_read_timeout: Option<Spanned<toml::Value>>,
+    max_connections: Option<Spanned<i64>>,
+    max_wasm_stack: Option<Spanned<toml::Value>>,
     max_concurrent_requests: Option<Spanned<i64>>,
     max_queued_requests: Option<Spanned<i64>>,
     queue_timeout: Option<Spanned<toml::Value>>,
@@ -273,6 +319,9 @@ struct RawLimits {
     max_instance_memory: Option<Spanned<toml::Value>>,
     request_timeout: Option<Spanned<toml::Value>>,
     max_request_body_size: Option<Spanned<toml::Value>>,
+    max_response_body_size: Option<Spanned<toml::Value>>,
+    max_outbound_requests: Option<Spanned<i64>>,
+    max_resource_handles: Option<Spanned<i64>>,
 }
 
 impl RawLimits {
@@ -286,8 +335,27 @@ impl RawLimits {
         if let Some(v) = &self.max_request_body_size {
             base.max_request_body_size = size(src, v, "max_request_body_size")?;
         }
+        if let Some(v) = &self.max_response_body_size {
+            base.max_response_body_size = size(src, v, "max_response_body_size")?;
+        }
+        base.max_outbound_requests = count_u32(src, self.max_outbound_requests, base.max_outbound_requests, "max_outbound_requests")?;
+        base.max_resource_handles = count_u32(src, self.max_resource_handles, base.max_resource_handles, "max_resource_handles")?;
         Ok(base)
     }
+}
+
+fn count(src: &SourceFile<'_>, v: Option<Spanned<i64>>, default: u64, key: &str) -> Result<u64, ManifestError> {
+    match v {
+        None => Ok(default),
+        Some(n) if *n.get_ref() >= 1 => Ok(*n.get_ref() as u64),
+        Some(n) => Err(src.error(n.span(), format!("`{key}` must be at least 1")).with_hint("use a positive number")),
+    }
+}
+
+fn count_u32(src: &SourceFile<'_>, v: Option<Spanned<i64>>, default: u32, key: &str) -> Result<u32, ManifestError> {
+    let span = v.as_ref().map(|n| n.span());
+    let n = count(src, v, default as u64, key)?;
+    u32::try_from(n).map_err(|_| src.error(span.unwrap_or(0..0), format!("`{key}` is too large")).with_hint(format!("use at most {}", u32::MAX)))
 }
 
 fn size(src: &SourceFile<'_>, v: &Spanned<toml::Value>, key: &str) -> Result<u64, ManifestError> {
@@ -373,6 +441,24 @@ mod tests {
         assert_eq!(big.request_timeout, Duration::from_secs(5));
         assert_eq!(rc.limits_for("other").max_instance_memory, 64 << 20);
         assert_eq!(parse("").unwrap(), RuntimeConfig::default());
+    }
+
+    #[test]
+    fn guest_and_listener_limits() {
+        let rc = parse(
+            "max_response_body_size = \"8MiB\"\nmax_outbound_requests = 5\nmax_resource_handles = 64\nheader_read_timeout = \"2s\"\nmax_request_headers = 20\nmax_connections = 50\nmax_wasm_stack = \"1MiB\"\n[component.fan-out]\nmax_outbound_requests = 1000\n",
+        )
+        .unwrap();
+        assert_eq!(rc.limits.max_response_body_size, 8 << 20);
+        assert_eq!((rc.limits.max_outbound_requests, rc.limits.max_resource_handles), (5, 64));
+        assert_eq!(rc.limits_for("fan-out").max_outbound_requests, 1000);
+        assert_eq!(rc.limits_for("fan-out").max_resource_handles, 64);
+        assert_eq!((rc.header_read_timeout, rc.max_request_headers, rc.max_connections), (Duration::from_secs(2), 20, 50));
+        assert_eq!(rc.max_wasm_stack, 1 << 20);
+        let e = parse("max_outbound_requests = 0\n").unwrap_err();
+        assert!(e.to_string().contains("`max_outbound_requests` must be at least 1"), "{e}");
+        let e = parse("max_resource_handles = 99999999999\n").unwrap_err();
+        assert!(e.to_string().contains("`max_resource_handles` is too large"), "{e}");
     }
 
     #[test]

@@ -1,12 +1,13 @@
-//! The response body handed to hyper: holds the instance slot until the body is done and
-//! writes the access-log line when it is dropped.
+//! Bodies on their way through the host: the response body handed to hyper (holds the
+//! instance slot until the body is done, cuts it off at `max_response_body_size`, writes
+//! the access-log line when dropped) and the request body's arrival tracker.
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
@@ -51,7 +52,12 @@ impl Drop for AccessLog {
 pub struct ResponseBody {
     inner: UnsyncBoxBody<Bytes, BoxError>,
     _permit: Option<OwnedSemaphorePermit>,
-    _log: Option<AccessLog>,
+    log: Option<AccessLog>,
+    /// Bytes sent so far, and the most that may be.
+    sent: u64,
+    max: u64,
+    /// Set when the instance writing the body failed (see `RequestData::failed`).
+    instance_failed: Option<Arc<AtomicBool>>,
 }
 
 impl ResponseBody {
@@ -64,10 +70,39 @@ impl ResponseBody {
         Self {
             inner,
             _permit: permit,
-            _log: log,
+            log,
+            sent: 0,
+            max: u64::MAX,
+            instance_failed: None,
         }
     }
+
+    /// Ends the body with an error, not cleanly, if it stops because the instance writing
+    /// it failed (Wasmtime ends the body of a dropped instance as if it were finished).
+    pub fn failing_with_instance(mut self, failed: Arc<AtomicBool>) -> Self {
+        self.instance_failed = Some(failed);
+        self
+    }
+
+    /// Ends the body with an error (so the client sees it cut off, never complete) once
+    /// more than `max` bytes were sent.
+    pub fn with_limit(mut self, max: u64) -> Self {
+        self.max = max;
+        self
+    }
 }
+
+/// The error a response body ends with past `max_response_body_size`.
+#[derive(Debug)]
+pub struct ResponseTooLarge(pub u64);
+
+impl std::fmt::Display for ResponseTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "response body over max_response_body_size ({} bytes)", self.0)
+    }
+}
+
+impl std::error::Error for ResponseTooLarge {}
 
 impl Body for ResponseBody {
     type Data = Bytes;
@@ -77,7 +112,64 @@ impl Body for ResponseBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        if self.sent > self.max {
+            return Poll::Ready(None);
+        }
+        let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        if frame.is_none() && self.instance_failed.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
+            return Poll::Ready(Some(Err("the component failed while writing the response body".into())));
+        }
+        if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
+            self.sent += data.map_or(0, |d| d.len() as u64);
+            if self.sent > self.max {
+                let max = self.max;
+                if let Some(log) = &self.log {
+                    tracing::error!(
+                        "request {}: component `{}` sent a response body over max_response_body_size ({max} bytes); it was cut off (raise max_response_body_size in the runtime config, globally or under [component.{}])",
+                        log.id, log.component, log.component
+                    );
+                }
+                return Poll::Ready(Some(Err(Box::new(ResponseTooLarge(max)))));
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.sent > self.max || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A request body that records whether the guest is waiting for bytes the client has not
+/// sent yet, so a request that times out on a slow upload is told apart from a slow
+/// component.
+pub struct ClientPaced<B> {
+    inner: B,
+    waiting: Arc<AtomicBool>,
+}
+
+impl<B: Body> ClientPaced<B> {
+    /// Wraps `inner`; `waiting` is true while a read of it waits on the client.
+    pub fn new(inner: B, waiting: Arc<AtomicBool>) -> Self {
+        Self { inner, waiting }
+    }
+}
+
+impl<B: Body + Unpin> Body for ClientPaced<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        self.waiting.store(frame.is_pending(), Ordering::Relaxed);
+        frame
     }
 
     fn is_end_stream(&self) -> bool {

@@ -8,7 +8,7 @@
 use anyhow::{Context as _, Result, bail};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 use tessera_capabilities::{ComponentCapabilities, Concurrency, InstanceState};
@@ -28,6 +28,10 @@ pub struct RequestData {
     pub id: u64,
     /// Peak bytes of memories and tables, for the access log.
     pub peak_memory: Arc<AtomicU64>,
+    /// Set when the instance trapped, hit a limit or timed out, before its store (and so
+    /// the sending end of its response body) is dropped: the body then ends in an error
+    /// instead of looking complete.
+    pub failed: Arc<AtomicBool>,
 }
 
 /// A component ready to serve requests.
@@ -46,6 +50,7 @@ impl ServedComponent {
         component: &Component,
         capabilities: ComponentCapabilities,
         request_timeout: Duration,
+        max_wasm_stack: u64,
     ) -> Result<Self> {
         let id = capabilities.id().to_string();
         check_http_export(component, &id)?;
@@ -68,7 +73,7 @@ impl ServedComponent {
         // `ProxyHandler` runs guests inside `run_concurrent`, which only the concurrent
         // engine has; on the plain engine the component is WASI 0.2 and called directly.
         let direct = matches!(proxy, ProxyPre::P2(_)) && concurrency == Concurrency::Off;
-        let ended = Arc::new(InstanceEnd { component: id.into(), timeout: request_timeout });
+        let ended = Arc::new(InstanceEnd { component: id.into(), timeout: request_timeout, max_wasm_stack });
         Ok(Self {
             direct,
             handler: ProxyHandler::new(ComponentHandler {
@@ -116,6 +121,7 @@ impl ServedComponent {
             }
         };
         let request_id = data.id;
+        let failed_flag = data.failed.clone();
         store.data_mut().begin_request(data.id, data.peak_memory);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut http = store.data_mut().http();
@@ -130,6 +136,7 @@ impl ServedComponent {
                 Err(_) => Err(wasmtime::format_err!("instance timed out")),
             };
             let failed = result.is_err();
+            failed_flag.store(failed, Ordering::Relaxed);
             ended.report(request_id, store.data(), result);
             failed
         });
@@ -192,6 +199,7 @@ impl HandlerState for ComponentHandler {
             state: OneRequest {
                 ended: self.ended.clone(),
                 request_id: AtomicU64::new(0),
+                failed: Mutex::new(None),
             },
         })
     }
@@ -257,6 +265,7 @@ impl WorkerExpiration for Expiration {
 struct OneRequest {
     ended: Arc<InstanceEnd>,
     request_id: AtomicU64,
+    failed: Mutex<Option<Arc<AtomicBool>>>,
 }
 
 impl WorkerState for OneRequest {
@@ -274,6 +283,7 @@ impl WorkerState for OneRequest {
         _task: GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
         self.request_id.store(data.id, Ordering::Relaxed);
+        *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(data.failed.clone());
         store.data_mut().begin_request(data.id, data.peak_memory);
         // No timer here: the request path answers 504 at the timeout and `Expiration`
         // ends the instance after the grace period; a third timer per request only cost.
@@ -281,23 +291,44 @@ impl WorkerState for OneRequest {
     }
 
     fn drop(&self, store: Store<InstanceState>, result: Result<(), wasmtime::Error>) {
+        if let Some(flag) = self.failed.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            flag.store(result.is_err(), Ordering::Relaxed);
+        }
         self.ended.report(self.request_id.load(Ordering::Relaxed), store.data(), result);
     }
 }
 
-/// Logs why an instance ended, if it did not end well.
+/// Logs why an instance ended, if it did not end well, naming the limit it ran into.
 struct InstanceEnd {
     component: Arc<str>,
     timeout: Duration,
+    max_wasm_stack: u64,
 }
 
 impl InstanceEnd {
     fn report(&self, request: u64, state: &InstanceState, result: Result<(), wasmtime::Error>) {
         let hit = state.limiter.hit();
+        let is_stack_overflow = |e: &wasmtime::Error| e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::StackOverflow);
+        let is_table_full = |e: &wasmtime::Error| {
+            matches!(e.downcast_ref::<wasmtime::component::ResourceTableError>(), Some(wasmtime::component::ResourceTableError::Full))
+                || e.chain().any(|c| c.to_string() == "resource table has no free keys")
+        };
         match (result, hit) {
+            (Err(e), None) if is_stack_overflow(&e) => tracing::error!(
+                "request {request}: component `{}` overflowed its stack: max_wasm_stack is {} bytes (raise max_wasm_stack in the runtime config): {e:?}",
+                self.component, self.max_wasm_stack
+            ),
+            (Err(e), None) if is_table_full(&e) => tracing::error!(
+                "request {request}: component `{}` held more than max_resource_handles ({}) host resources (fields, streams, pollables, ...) at once and was stopped (raise max_resource_handles in the runtime config, globally or under [component.{}]): {e:?}",
+                self.component, state.table.max_capacity(), self.component
+            ),
             (Err(e), Some(LimitHit::Memory { limit, requested })) => tracing::error!(
                 "request {request}: component `{}` hit its memory limit: it asked for {requested} bytes of memory and tables, max_instance_memory is {limit} (raise it in the runtime config, globally or under [component.{}]): {e:?}",
                 self.component, self.component
+            ),
+            (Err(e), Some(LimitHit::TableElements { limit })) => tracing::error!(
+                "request {request}: component `{}` grew a table past {limit} elements, the most a table may hold (a fixed engine limit; tables also count against max_instance_memory): {e:?}",
+                self.component
             ),
             (Err(e), None) if e.to_string().contains("timed out") => tracing::error!(
                 "request {request}: component `{}` ran past request_timeout ({:?}) and was stopped: {e:?}",

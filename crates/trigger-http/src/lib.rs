@@ -10,7 +10,7 @@ mod headers;
 mod stubs;
 
 pub use admission::{Admission, Rejected};
-pub use body::{AccessLog, BoxError, ResponseBody};
+pub use body::{AccessLog, BoxError, ResponseBody, ResponseTooLarge};
 pub use component::{IdleInstance, RequestData, ServedComponent};
 
 use anyhow::{Context as _, Result};
@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tessera_app::LoadedApp;
 use tessera_capabilities::{AppCapabilities, Concurrency, InstanceState};
@@ -34,15 +34,11 @@ use tokio::net::TcpListener;
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError};
 
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
 enum Target {
     Component {
         id: Arc<str>,
         served: Arc<ServedComponent>,
-        max_body: u64,
-        timeout: Duration,
+        limits: tessera_manifest::ComponentLimits,
     },
     Static(StaticResponse),
 }
@@ -84,8 +80,17 @@ pub struct HttpTrigger {
     routes: Vec<RouteInfo>,
     admission: Admission,
     next_request_id: AtomicU64,
-    max_header_size: usize,
+    listener: ListenerLimits,
     loads: Vec<LoadReport>,
+}
+
+/// What one client connection may cost (the runtime config's listener keys).
+#[derive(Debug, Clone, Copy)]
+struct ListenerLimits {
+    max_header_size: usize,
+    max_headers: usize,
+    header_read_timeout: Duration,
+    max_connections: usize,
 }
 
 impl HttpTrigger {
@@ -113,18 +118,13 @@ impl HttpTrigger {
                                 .with_context(|| format!("cannot configure component `{id}`"))?;
                             let concurrency = if engine.is_concurrent(&component) { Concurrency::On } else { Concurrency::Off };
                             let linker = linkers.get(&component, concurrency)?;
-                            let s = Arc::new(ServedComponent::new(linker, concurrency, &component, caps, loaded.limits.request_timeout)?);
+                            let s = Arc::new(ServedComponent::new(linker, concurrency, &component, caps, loaded.limits.request_timeout, app.runtime_config.max_wasm_stack)?);
                             loads.push(LoadReport { id: id.clone(), size: loaded.bytes.len(), from, elapsed: started.elapsed() });
                             served.insert(id.clone(), s.clone());
                             s
                         }
                     };
-                    Target::Component {
-                        id: id.as_str().into(),
-                        served: s,
-                        max_body: loaded.limits.max_request_body_size,
-                        timeout: loaded.limits.request_timeout,
-                    }
+                    Target::Component { id: id.as_str().into(), served: s, limits: loaded.limits }
                 }
             };
             if let Route::Path(_) = &trigger.route {
@@ -153,7 +153,12 @@ impl HttpTrigger {
             routes,
             admission: Admission::new(rc.max_concurrent_requests, rc.max_queued_requests, rc.queue_timeout),
             next_request_id: AtomicU64::new(1),
-            max_header_size: rc.max_request_header_size as usize,
+            listener: ListenerLimits {
+                max_header_size: rc.max_request_header_size as usize,
+                max_headers: rc.max_request_headers,
+                header_read_timeout: rc.header_read_timeout,
+                max_connections: rc.max_connections,
+            },
             loads,
         })
     }
@@ -187,6 +192,11 @@ impl HttpTrigger {
         for i in 0..threads.max(1) {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                // A spinning guest yields only every epoch tick (10 ms); with tokio's
+                // defaults (61 and 31 polls) timers, I/O and new connections on its thread
+                // would wait up to 0.6 s. Checking every 4 polls bounds that to ~40 ms.
+                .event_interval(4)
+                .global_queue_interval(4)
                 .build()
                 .context("cannot start the async runtime")?;
             workers.push(ServingThread { handle: runtime.handle().clone(), connections: Arc::new(AtomicUsize::new(0)) });
@@ -196,12 +206,30 @@ impl HttpTrigger {
                 .context("cannot start a serving thread")?;
         }
         let acceptor = workers[0].handle.clone();
+        let max_connections = self.listener.max_connections;
+        let open = Arc::new(tokio::sync::Semaphore::new(max_connections));
         acceptor.spawn(async move {
             let listener = match TcpListener::from_std(listener) {
                 Ok(l) => l,
                 Err(e) => return tracing::error!("cannot use the listening socket: {e}"),
             };
+            let mut warned_full = false;
             loop {
+                // At max_connections, further clients wait in the kernel's listen backlog.
+                let slot = match open.clone().try_acquire_owned() {
+                    Ok(slot) => slot,
+                    Err(_) => {
+                        if !warned_full {
+                            tracing::warn!("{max_connections} connections are open (max_connections): new ones wait until one closes (raise max_connections in the runtime config)");
+                            warned_full = true;
+                        }
+                        let Ok(slot) = open.clone().acquire_owned().await else { return };
+                        slot
+                    }
+                };
+                if open.available_permits() > max_connections / 2 {
+                    warned_full = false;
+                }
                 let (stream, client) = match listener.accept().await {
                     Ok(c) => c,
                     Err(e) => {
@@ -221,6 +249,7 @@ impl HttpTrigger {
                         this.serve_connection(stream, client, local).await;
                     }
                     connections.fetch_sub(1, Ordering::Relaxed);
+                    drop(slot);
                 });
             }
         });
@@ -229,15 +258,17 @@ impl HttpTrigger {
 
     async fn serve_connection(self: Arc<Self>, stream: tokio::net::TcpStream, client: SocketAddr, local: SocketAddr) {
         let _ = stream.set_nodelay(true);
+        let limits = self.listener;
         // hyper refuses a header section larger than its read buffer (431).
-        let max_buf = self.max_header_size.max(8192);
+        let max_buf = limits.max_header_size.max(8192);
         let service = hyper::service::service_fn(move |req| {
             let this = self.clone();
             async move { Ok::<_, Infallible>(this.handle(req, client, local).await) }
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .header_read_timeout(limits.header_read_timeout)
+            .max_headers(limits.max_headers)
             .max_buf_size(max_buf)
             .keep_alive(true)
             .serve_connection(TokioIo::new(stream), service);
@@ -270,18 +301,19 @@ impl HttpTrigger {
         let no_component: Arc<str> = "-".into();
 
         let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
-        if header_bytes > self.max_header_size {
-            let message = format!("request header section is {header_bytes} bytes, over max_request_header_size ({} bytes)\nrequest id: {id}\n", self.max_header_size);
+        if header_bytes > self.listener.max_header_size {
+            let message = format!("request header section is {header_bytes} bytes, over max_request_header_size ({} bytes)\nrequest id: {id}\n", self.listener.max_header_size);
             return text(431, &message, Some(log(431, &no_component, None)));
         }
         let Some(matched) = self.router.route(req.uri().path()) else {
             return text(404, &format!("no route matches {}\n", req.uri().path()), Some(log(404, &no_component, None)));
         };
         let target = &self.targets[*matched.target];
-        let (component, served, max_body, timeout) = match target {
+        let (component, served, limits) = match target {
             Target::Static(s) => return static_response(s, log(s.status_code, &no_component, None)),
-            Target::Component { id, served, max_body, timeout } => (id, served, *max_body, *timeout),
+            Target::Component { id, served, limits } => (id, served, *limits),
         };
+        let (max_body, timeout) = (limits.max_request_body_size, limits.request_timeout);
 
         let declared = req
             .headers()
@@ -304,7 +336,8 @@ impl HttpTrigger {
         if let Ok(uri) = full_url.parse() {
             parts.uri = uri;
         }
-        let body = Limited::new(body, max_body as usize)
+        let waiting_for_client = Arc::new(AtomicBool::new(false));
+        let body = Limited::new(body::ClientPaced::new(body, waiting_for_client.clone()), max_body as usize)
             .map_err(move |e| match e.downcast::<hyper::Error>() {
                 Ok(h) => wasmtime_wasi_http::Error::from(*h),
                 Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max_body)),
@@ -322,17 +355,39 @@ impl HttpTrigger {
             }
         };
         let peak = Arc::new(AtomicU64::new(0));
-        let data = RequestData { id, peak_memory: peak.clone() };
-        let outcome = match tokio::time::timeout(timeout, served.handle(data, request)).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(wasmtime::Error::new(ExpirationError)),
+        let failed = Arc::new(AtomicBool::new(false));
+        let data = RequestData { id, peak_memory: peak.clone(), failed: failed.clone() };
+        // The deadline is checked first: when it and the instance's own end (a grace period
+        // later) are seen in the same turn, the client must get the 504.
+        let deadline = tokio::time::sleep(timeout);
+        let outcome = tokio::select! {
+            biased;
+            () = deadline => Err(wasmtime::Error::new(ExpirationError)),
+            outcome = served.handle(data, request) => outcome,
         };
         match outcome {
             Ok(response) => {
                 let status = response.status().as_u16();
+                let max_response = limits.max_response_body_size;
+                let declared = response
+                    .headers()
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if let Some(n) = declared.filter(|n| *n > max_response) {
+                    tracing::error!("request {id}: component `{component}` answered with a {n}-byte body, over max_response_body_size ({max_response} bytes); answered 502 instead (raise max_response_body_size in the runtime config, globally or under [component.{component}])");
+                    return text(502, &format!("the component's response body ({n} bytes) is over max_response_body_size ({max_response} bytes)\nrequest id: {id}\n"), Some(log(502, component, Some(peak))));
+                }
                 let (parts, body) = response.into_parts();
                 let body = body.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
-                hyper::Response::from_parts(parts, ResponseBody::new(body, Some(permit), Some(log(status, component, Some(peak)))))
+                let body = ResponseBody::new(body, Some(permit), Some(log(status, component, Some(peak))))
+                    .with_limit(max_response)
+                    .failing_with_instance(failed);
+                hyper::Response::from_parts(parts, body)
+            }
+            Err(e) if e.downcast_ref::<ExpirationError>().is_some() && waiting_for_client.load(Ordering::Relaxed) => {
+                tracing::error!("request {id}: the client did not send the request body within request_timeout ({timeout:?}); answered 408 and stopped the instance");
+                text(408, &format!("the request body did not arrive within request_timeout ({timeout:?})\nrequest id: {id}\n"), Some(log(408, component, Some(peak))))
             }
             Err(e) if e.downcast_ref::<ExpirationError>().is_some() => {
                 tracing::error!("request {id}: component `{component}` did not finish within request_timeout ({timeout:?}); its instance was stopped");

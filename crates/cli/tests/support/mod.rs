@@ -37,6 +37,7 @@ impl App {
         let dir = tempfile::tempdir().unwrap();
         let manifest = manifest
             .replace("{http_guest}", &guest("http_guest.wasm").display().to_string())
+            .replace("{hostile_guest}", &guest("hostile_guest.wasm").display().to_string())
             .replace("{p3_guest}", &guest("p3_guest.wasm").display().to_string())
             .replace("{spin_guest}", &guest("spin_guest.wasm").display().to_string())
             .replace("{spin3_guest}", &guest("spin3_guest.wasm").display().to_string())
