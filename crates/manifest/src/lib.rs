@@ -5,6 +5,9 @@
 
 pub mod allowed_hosts;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod manifest;
 pub mod routes;
 mod runtime_config;

@@ -4,12 +4,16 @@
 
 use super::{BackendError, Store};
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// One SQLite file.
 pub struct Database {
     conn: Mutex<Connection>,
+    path: PathBuf,
+    /// Whether the last write found the disk full; the log says so once per episode.
+    disk_full: AtomicBool,
 }
 
 impl Database {
@@ -31,7 +35,21 @@ impl Database {
                 PRIMARY KEY (store, key)
             )",
         )?;
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self { conn: Mutex::new(conn), path: path.to_path_buf(), disk_full: AtomicBool::new(false) })
+    }
+
+    /// Logs when the disk fills up and when writes succeed again (not every refused write:
+    /// a guest retrying must not flood the log).
+    fn note_outcome<R>(&self, result: &rusqlite::Result<R>) {
+        let full = matches!(result, Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DiskFull);
+        if full && !self.disk_full.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                "the key-value database {} is on a full disk: writes fail (the guest gets an error, nothing is half-written) until space is freed",
+                self.path.display()
+            );
+        } else if result.is_ok() && self.disk_full.swap(false, Ordering::Relaxed) {
+            tracing::warn!("the key-value database {} accepts writes again", self.path.display());
+        }
     }
 }
 
@@ -56,7 +74,9 @@ impl SqliteStore {
         let label = self.label.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = db.conn.lock().map_err(|_| "the key-value database lock is poisoned".to_string())?;
-            f(&mut conn, &label).map_err(|e| format!("sqlite: {e}"))
+            let result = f(&mut conn, &label);
+            db.note_outcome(&result);
+            result.map_err(|e| format!("sqlite: {e}"))
         })
         .await
         .map_err(|e| format!("sqlite task failed: {e}"))?
