@@ -9,7 +9,7 @@
 //! max_request_body_size = "10MiB"
 //! max_response_body_size = "1GiB"
 //! max_outbound_requests = 500        # per request
-//! max_resource_handles = 10000       # per instance: fields, streams, pollables, ...
+//! max_resource_handles = 4096        # per instance: fields, streams, pollables, ...
 //! max_request_header_size = "64KiB"
 //! max_request_headers = 100
 //! header_read_timeout = "10s"        # also how long an idle keep-alive connection stays
@@ -67,7 +67,7 @@ impl Default for ComponentLimits {
             max_request_body_size: 10 << 20,
             max_response_body_size: 1 << 30,
             max_outbound_requests: 500,
-            max_resource_handles: 10_000,
+            max_resource_handles: 4096,
         }
     }
 }
