@@ -27,13 +27,14 @@ fi
 cd fuzz
 for target in "${targets[@]}"; do
   corpus=$(mktemp -d)
+  log=$(mktemp)
   echo "== fuzz $target for ${seconds}s"
-  cargo "${toolchain[@]}" fuzz run "$target" "$corpus" "seeds/$target" -- \
-    -max_total_time="$seconds" -print_final_stats=1 2>&1 | grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==|SUMMARY|Done)" || true
-  status=${PIPESTATUS[0]}
-  rm -rf "$corpus"
-  if [ "$status" -ne 0 ]; then
-    echo "fuzz target $target failed (exit $status); the crashing input is in fuzz/artifacts/$target/" >&2
-    exit "$status"
+  if ! cargo "${toolchain[@]}" fuzz run "$target" "$corpus" "seeds/$target" -- \
+      -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1; then
+    tail -n 60 "$log" >&2
+    echo "fuzz target $target failed; the crashing input is in fuzz/artifacts/$target/" >&2
+    exit 1
   fi
+  grep -E "^(Done|stat::number_of_executed_units|stat::peak_rss_mb)" "$log" || true
+  rm -rf "$corpus" "$log"
 done

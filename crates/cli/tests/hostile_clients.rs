@@ -9,19 +9,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 use support::*;
 
-const APP: &str = r#"
-spin_manifest_version = 2
-[application]
-name = "listener"
-[[trigger.http]]
-route = "/..."
-component = "guest"
-[component.guest]
-source = "{http_guest}"
-"#;
-
 fn start(rc: &str) -> (App, Server) {
-    let app = App::new(APP);
+    let app = App::new(GUEST_APP);
     app.write("rc.toml", rc);
     let path = app.path().join("rc.toml");
     let server = app.start(&["--runtime-config-file", path.to_str().unwrap()]);

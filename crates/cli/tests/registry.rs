@@ -186,22 +186,8 @@ fn the_older_spin_shape_and_a_single_cncf_component_run() {
 
 /// Serves `data` at every path on a loopback port and counts the requests.
 fn file_server(data: Vec<u8>) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::io::{Read as _, Write as _};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hello.wasm", listener.local_addr().unwrap());
-    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = count.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
-            let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", data.len());
-            let _ = stream.write_all(&data);
-        }
-    });
-    (url, count)
+    let (addr, count) = canned_server("200 OK", "", data);
+    (format!("http://{addr}/hello.wasm"), count)
 }
 
 fn app_with_source(source: &str) -> App {

@@ -5,17 +5,6 @@ mod support;
 use std::time::{Duration, Instant};
 use support::*;
 
-const GUEST_APP: &str = r#"
-spin_manifest_version = 2
-[application]
-name = "e2e"
-[[trigger.http]]
-route = "/..."
-component = "guest"
-[component.guest]
-source = "{http_guest}"
-"#;
-
 #[test]
 fn routes_and_spin_headers_match_spin() {
     let app = App::new(

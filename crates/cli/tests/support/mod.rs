@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,18 @@ pub fn guest(file: &str) -> PathBuf {
     }
     panic!("guest {file} is missing: run scripts/build-guests.sh first (looked in {candidates:?})");
 }
+
+/// An app serving every path with `http-guest`.
+pub const GUEST_APP: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "e2e"
+[[trigger.http]]
+route = "/..."
+component = "guest"
+[component.guest]
+source = "{http_guest}"
+"#;
 
 /// A temporary app directory with a manifest.
 pub struct App {
@@ -264,21 +277,33 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&
     Response { status, headers, body }
 }
 
-/// A plain HTTP server on an ephemeral loopback port answering every request with `body`.
-pub fn upstream(body: &'static str) -> SocketAddr {
+/// A loopback HTTP server answering every request with the same `status`, `headers` and
+/// `body`; it counts the connections it served.
+pub fn canned_server(status: &str, headers: &str, body: Vec<u8>) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    let head = format!("HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    let response: Arc<Vec<u8>> = Arc::new([head.into_bytes(), body].concat());
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let response = response.clone();
             std::thread::spawn(move || {
                 let mut buf = [0u8; 8192];
                 let _ = stream.read(&mut buf);
-                let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                let _ = stream.write_all(&response);
             });
         }
     });
-    addr
+    (addr, count)
+}
+
+/// A plain HTTP server on an ephemeral loopback port answering every request with `body`.
+pub fn upstream(body: &'static str) -> SocketAddr {
+    canned_server("200 OK", "", body.as_bytes().to_vec()).0
 }
 
 /// A `redis-server` of our own on a free loopback port; `None` (after a loud note) when
