@@ -186,6 +186,8 @@ fn mixed_traffic_loses_nothing_and_memory_stays_flat() {
         late / 1024,
         samples.iter().max().unwrap() / 1024
     );
+    let series: Vec<String> = samples.iter().step_by((samples.len() / 10).max(1)).map(|k| (k / 1024).to_string()).collect();
+    println!("resident memory through the run, MiB: {}", series.join(" "));
     assert!(failures.is_empty(), "{} requests went wrong, first: {:?}", failures.len(), &failures[..failures.len().min(5)]);
     assert!(good > 100 && hostile > 6, "too little traffic: {good} good, {hostile} hostile");
     assert!(late <= early + early / 10 + 16 * 1024, "resident memory grew from {early} KiB to {late} KiB");
