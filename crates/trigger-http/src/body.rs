@@ -1,6 +1,7 @@
 //! Bodies on their way through the host: the response body handed to hyper (holds the
 //! instance slot until the body is done, cuts it off at `max_response_body_size`, writes
-//! the access-log line when dropped) and the request body's arrival tracker.
+//! the access-log line when dropped) and the request body that tells a slow client from a
+//! slow component.
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};

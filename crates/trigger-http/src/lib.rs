@@ -315,12 +315,7 @@ impl HttpTrigger {
         };
         let (max_body, timeout) = (limits.max_request_body_size, limits.request_timeout);
 
-        let declared = req
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > max_body) {
+        if declared_length(req.headers()).is_some_and(|n| n > max_body) {
             return text(413, &format!("request body larger than max_request_body_size ({max_body} bytes)\nrequest id: {id}\n"), Some(log(413, component, None)));
         }
 
@@ -369,12 +364,7 @@ impl HttpTrigger {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let max_response = limits.max_response_body_size;
-                let declared = response
-                    .headers()
-                    .get(http::header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok());
-                if let Some(n) = declared.filter(|n| *n > max_response) {
+                if let Some(n) = declared_length(response.headers()).filter(|n| *n > max_response) {
                     tracing::error!("request {id}: component `{component}` answered with a {n}-byte body, over max_response_body_size ({max_response} bytes); answered 502 instead (raise max_response_body_size in the runtime config, globally or under [component.{component}])");
                     return text(502, &format!("the component's response body ({n} bytes) is over max_response_body_size ({max_response} bytes)\nrequest id: {id}\n"), Some(log(502, component, Some(peak))));
                 }
@@ -427,6 +417,11 @@ impl Linkers {
         }
         Ok(slot.as_ref().expect("just built"))
     }
+}
+
+/// The body length a message declares in `Content-Length`, if any.
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers.get(http::header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 fn full(body: impl Into<Bytes>) -> http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError> {
