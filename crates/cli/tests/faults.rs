@@ -114,17 +114,11 @@ fn kv_get(server: &Server, store: &str, key: &str) -> Option<String> {
     (r.status == 200).then_some(r.body)
 }
 
-fn start(app: &App, rc: &str) -> Server {
-    app.write("rc.toml", rc);
-    let path = app.path().join("rc.toml");
-    app.start(&["--runtime-config-file", path.to_str().unwrap()])
-}
-
 #[test]
 fn redis_killed_and_restarted_under_load_loses_no_acknowledged_write() {
     let Some(mut redis) = Redis::start() else { return };
     let app = App::new(&APP.replace(r#"key_value_stores = ["default"]"#, r#"key_value_stores = ["default", "cache"]"#));
-    let server = start(&app, &format!("[key_value_store.cache]\ntype = \"redis\"\nurl = \"{}\"\n", redis.url()));
+    let server = app.start_with_runtime_config(&format!("[key_value_store.cache]\ntype = \"redis\"\nurl = \"{}\"\n", redis.url()));
     let stop = Arc::new(AtomicBool::new(false));
     let url = server.url("");
     let burst = write_burst(4, stop.clone(), Arc::new(move |key: &str| kv_put(&url, "cache", key)));
@@ -155,7 +149,7 @@ fn pg(server_url: &str, addr: &str, mode: &str, statement: &str, params: &str) -
 fn postgres_killed_and_restarted_under_load_loses_no_acknowledged_write() {
     let Some(mut postgres) = Postgres::start() else { return };
     let app = App::new(APP);
-    let server = start(&app, "");
+    let server = app.start_with_runtime_config("");
     let (url, addr) = (server.url(""), postgres.url());
     assert_eq!(pg(&url, &addr, "execute", "CREATE TABLE writes (k TEXT PRIMARY KEY, v TEXT NOT NULL)", "").map(|r| r.0), Some(200));
     let stop = Arc::new(AtomicBool::new(false));
@@ -216,7 +210,7 @@ fn a_full_disk_refuses_writes_cleanly_and_recovers_without_repair() {
     let Some(disk) = SmallDisk::mount() else { return };
     let app = App::new(APP);
     let rc = format!("state_dir = \"{}\"\n", disk.dir.path().display());
-    let server = start(&app, &rc);
+    let server = app.start_with_runtime_config(&rc);
     // Room to free later.
     std::fs::write(disk.dir.path().join("filler"), vec![0u8; 300 << 10]).unwrap();
     let url = server.url("");
@@ -254,14 +248,14 @@ fn a_full_disk_refuses_writes_cleanly_and_recovers_without_repair() {
     let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(integrity, "ok");
     drop(conn);
-    let again = start(&app, &rc);
+    let again = app.start_with_runtime_config(&rc);
     check_nothing_lost("disk full, then SIGKILL", &burst, |k| kv_get(&again, "default", k));
 }
 
 #[test]
 fn sigkill_in_a_write_burst_loses_no_acknowledged_write() {
     let app = App::new(APP);
-    let server = start(&app, "");
+    let server = app.start_with_runtime_config("");
     let stop = Arc::new(AtomicBool::new(false));
     let url = server.url("");
     let burst = write_burst(8, stop.clone(), Arc::new(move |key: &str| kv_put(&url, "default", key)));
@@ -274,6 +268,6 @@ fn sigkill_in_a_write_burst_loses_no_acknowledged_write() {
     let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(integrity, "ok");
     drop(conn);
-    let again = start(&app, "");
+    let again = app.start_with_runtime_config("");
     check_nothing_lost("SIGKILL in a write burst", &burst, |k| kv_get(&again, "default", k));
 }

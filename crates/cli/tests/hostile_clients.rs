@@ -11,9 +11,7 @@ use support::*;
 
 fn start(rc: &str) -> (App, Server) {
     let app = App::new(GUEST_APP);
-    app.write("rc.toml", rc);
-    let path = app.path().join("rc.toml");
-    let server = app.start(&["--runtime-config-file", path.to_str().unwrap()]);
+    let server = app.start_with_runtime_config(rc);
     (app, server)
 }
 

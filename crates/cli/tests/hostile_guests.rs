@@ -74,13 +74,11 @@ source = "{hostile_guest}"
     for attack in ["loop", "memory", "table", "recurse"] {
         app.write(&format!("{attack}.wat"), &CORE_ATTACKS.replace("ATTACK", attack));
     }
-    app.write("rc.toml", LIMITS);
     app
 }
 
 fn start(app: &App) -> Server {
-    let rc = app.path().join("rc.toml");
-    app.start(&["--runtime-config-file", rc.to_str().unwrap()])
+    app.start_with_runtime_config(LIMITS)
 }
 
 /// Latencies of the well-behaved route, in milliseconds.
@@ -219,10 +217,7 @@ fn a_huge_response_body_is_cut_off_at_max_response_body_size() {
 #[test]
 fn an_endless_response_is_stopped_at_request_timeout() {
     let app = hostile_app("[]");
-    let server = start(&app);
-    std::fs::write(app.path().join("rc.toml"), LIMITS.replace("\"8MiB\"", "\"100GiB\"")).unwrap();
-    drop(server);
-    let server = start(&app);
+    let server = app.start_with_runtime_config(&LIMITS.replace("\"8MiB\"", "\"100GiB\""));
     let addr = server.addr;
     let started = Instant::now();
     let (head, received, complete) = while_healthy_route_answers(&server, "endless response", move || raw_get(addr, "/attack/endless"));
@@ -375,8 +370,7 @@ fn outbound_to_internal_addresses_is_refused_in_every_form() {
 /// /etc/hosts (needs root, as in CI).
 #[test]
 fn dns_names_resolving_to_internal_addresses_are_refused() {
-    let is_root = std::process::Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
-    if !is_root || std::process::Command::new("unshare").arg("--version").output().is_err() {
+    if !is_root() || std::process::Command::new("unshare").arg("--version").output().is_err() {
         assert!(std::env::var_os("CI").is_none(), "CI runs as root with unshare");
         eprintln!("SKIPPED: needs root and unshare to give the host its own /etc/hosts");
         return;
@@ -392,7 +386,7 @@ fn dns_names_resolving_to_internal_addresses_are_refused() {
         .arg(env!("CARGO_BIN_EXE_tessera"))
         .env("RUST_LOG", "warn,tessera=info")
         .env_remove("RUST_BACKTRACE");
-    let rc = app.path().join("rc.toml");
+    let rc = app.runtime_config(LIMITS);
     let server = Server::start_with(cmd, app.path(), &["--runtime-config-file", rc.to_str().unwrap()]);
     for (name, ip) in [("evil.example", "127.0.0.1"), ("metadata.example", "169.254.169.254"), ("evil6.example", "::1"), ("intranet.example", "10.1.2.3")] {
         let r = server.get(&format!("/attack/follow?url=http://{name}:{port}/"));

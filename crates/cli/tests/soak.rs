@@ -120,9 +120,7 @@ fn hostile_request(server: &Server, n: u64) -> Result<(), String> {
 fn mixed_traffic_loses_nothing_and_memory_stays_flat() {
     let duration = soak_duration();
     let app = App::new(APP);
-    app.write("rc.toml", LIMITS);
-    let rc = app.path().join("rc.toml");
-    let server = Arc::new(app.start(&["--runtime-config-file", rc.to_str().unwrap()]));
+    let server = Arc::new(app.start_with_runtime_config(LIMITS));
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));

@@ -73,6 +73,18 @@ impl App {
     pub fn start(&self, extra: &[&str]) -> Server {
         Server::start(self.path(), extra)
     }
+
+    /// Writes `rc` as the app's runtime config (`rc.toml`) and returns its path.
+    pub fn runtime_config(&self, rc: &str) -> PathBuf {
+        self.write("rc.toml", rc);
+        self.path().join("rc.toml")
+    }
+
+    /// Starts `tessera up` with `rc` as its runtime config.
+    pub fn start_with_runtime_config(&self, rc: &str) -> Server {
+        let path = self.runtime_config(rc);
+        self.start(&["--runtime-config-file", path.to_str().unwrap()])
+    }
 }
 
 /// The shared compile cache of this test run.
@@ -367,6 +379,11 @@ impl Drop for Redis {
     }
 }
 
+/// Whether the tests run as root (as in CI), which some fault and isolation tests need.
+pub fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false)
+}
+
 /// A loopback port free right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -394,7 +411,7 @@ impl Postgres {
             eprintln!("SKIPPED: PostgreSQL is not installed");
             return None;
         };
-        let as_root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+        let as_root = is_root();
         let mut pg = Self { port: free_port(), bin, dir: tempfile::tempdir().unwrap(), as_root };
         if as_root {
             let ok = Command::new("chown").args(["-R", "postgres:postgres"]).arg(pg.dir.path()).status().unwrap().success();
