@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tessera_app::{LoadOptions, LoadedApp};
 use tessera_engine::{Engine, EngineSettings};
+use tessera_executor::{Executor, ExecutorOptions};
 use tessera_trigger_http::{HttpTrigger, RequestData, ServedComponent};
 use wasmtime_wasi_http::WasiBody;
 
@@ -34,7 +35,8 @@ fn workspace() -> PathBuf {
 
 fn served(engine: &Engine, dir: &Path) -> Arc<ServedComponent> {
     let app = LoadedApp::load(&dir.join("spin.toml"), &LoadOptions::default()).unwrap();
-    let trigger = HttpTrigger::new(engine, &app).unwrap();
+    let executor = Executor::new(engine, Arc::new(app), ExecutorOptions::default()).unwrap();
+    let trigger = HttpTrigger::new(&executor).unwrap();
     trigger
         .component("hello")
         .expect("the example's component is `hello`")
@@ -77,6 +79,7 @@ fn request_data() -> RequestData {
         id: 1,
         peak_memory: Default::default(),
         failed: Default::default(),
+        span: tracing::Span::none(),
     }
 }
 

@@ -83,6 +83,9 @@ pub trait SourceFetcher: Send + Sync {
 pub struct LoadOptions {
     /// `--runtime-config-file`.
     pub runtime_config_file: Option<PathBuf>,
+    /// A runtime config built by the caller (`tessera run` from its flags), used when no
+    /// file is given.
+    pub runtime_config: Option<RuntimeConfig>,
     /// `--log-dir`.
     pub log_dir: Option<PathBuf>,
     /// Where state goes when the runtime config does not say (default: `.spin` beside the
@@ -99,6 +102,7 @@ impl std::fmt::Debug for LoadOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadOptions")
             .field("runtime_config_file", &self.runtime_config_file)
+            .field("runtime_config", &self.runtime_config)
             .field("log_dir", &self.log_dir)
             .field("state_dir", &self.state_dir)
             .field("fetcher", &self.fetcher.is_some())
@@ -136,10 +140,16 @@ pub(crate) fn located(m: &Manifest, at: Location, message: String, hint: &str) -
 impl LoadedApp {
     /// Loads the app whose manifest is at `manifest_path`.
     pub fn load(manifest_path: &Path, options: &LoadOptions) -> Result<Self> {
-        let manifest = Manifest::from_file(manifest_path)?;
-        let runtime_config = match &options.runtime_config_file {
-            Some(path) => RuntimeConfig::from_file(path)?,
-            None => RuntimeConfig::default(),
+        Self::from_manifest(Manifest::from_file(manifest_path)?, options)
+    }
+
+    /// Loads the app `manifest` describes (read from a file, or made for a bare
+    /// component by [`Manifest::for_component`]).
+    pub fn from_manifest(manifest: Manifest, options: &LoadOptions) -> Result<Self> {
+        let runtime_config = match (&options.runtime_config_file, &options.runtime_config) {
+            (Some(path), _) => RuntimeConfig::from_file(path)?,
+            (None, Some(rc)) => rc.clone(),
+            (None, None) => RuntimeConfig::default(),
         };
         for id in runtime_config.component_limits.keys() {
             if !manifest.components.contains_key(id) {

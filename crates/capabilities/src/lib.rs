@@ -8,7 +8,10 @@
 //! 3. `instance` once per request: the small per-instance state in the store.
 //!
 //! Adding a capability means a new module and one line in each of [`link`],
-//! [`needs_concurrency`], [`AppCapabilities`] and [`ComponentCapabilities::instance`].
+//! [`needs_concurrency`], [`AppCapabilities`] and [`ComponentCapabilities::instance_with_wasi`].
+//!
+//! Host calls log inside the invocation's tracing span (set by the executor), which names
+//! the app, component, trigger and invocation id; no request id is passed in by hand.
 #![deny(missing_docs)]
 
 mod grants;
@@ -55,12 +58,9 @@ pub struct InstanceState {
 }
 
 impl InstanceState {
-    /// Ties the instance to the request it serves: its id for log lines, and where to
-    /// publish peak memory for the access log.
-    pub fn begin_request(&mut self, request_id: u64, peak_memory: std::sync::Arc<std::sync::atomic::AtomicU64>) {
-        self.outbound.set_request_id(request_id);
-        self.redis.set_request_id(request_id);
-        self.postgres.set_request_id(request_id);
+    /// Publishes the instance's peak memory to `peak_memory` (for the access log). Log
+    /// lines of host calls name their invocation through its tracing span.
+    pub fn publish_peak_memory(&mut self, peak_memory: std::sync::Arc<std::sync::atomic::AtomicU64>) {
         self.limiter.publish_peak_to(peak_memory);
     }
 }
@@ -218,12 +218,24 @@ impl ComponentCapabilities {
     /// Fresh per-instance state for one request.
     pub fn instance(&self) -> Result<InstanceState> {
         let (stdout, stderr) = self.logging.instance();
+        Ok(self.instance_with_wasi(self.wasi_cli.instance(stdout, stderr)?))
+    }
+
+    /// The component's WASI configuration (environment, mounts, no network) for an entry
+    /// point to complete with its own stdio and arguments.
+    pub fn wasi_builder(&self) -> Result<wasmtime_wasi::WasiCtxBuilder> {
+        self.wasi_cli.builder()
+    }
+
+    /// Fresh per-instance state with an entry point's own WASI context (`tessera run`
+    /// gives the process's stdio, arguments, `--dir` and `--env`).
+    pub fn instance_with_wasi(&self, wasi: WasiCtx) -> InstanceState {
         let mut table = ResourceTable::new();
         table.set_max_capacity(self.max_resource_handles);
-        Ok(InstanceState {
+        InstanceState {
             table,
             limiter: InstanceLimiter::new(self.max_instance_memory),
-            wasi: self.wasi_cli.instance(stdout, stderr)?,
+            wasi,
             http: WasiHttpCtx::new(),
             outbound: self.outbound_http.instance(),
             variables: self.variables.instance(),
@@ -231,6 +243,6 @@ impl ComponentCapabilities {
             sqlite: self.sqlite.instance(),
             redis: self.redis.instance(),
             postgres: self.postgres.instance(),
-        })
+        }
     }
 }

@@ -26,14 +26,14 @@ pub(crate) struct OutboundPolicy {
 impl OutboundPolicy {
     /// Checks `scheme://host:port` and returns the address to connect to (one that was
     /// checked, so a later DNS answer cannot change it).
-    pub async fn resolve(&self, scheme: &str, host: &str, port: u16, request_id: u64) -> Result<SocketAddr, Denied> {
+    pub async fn resolve(&self, scheme: &str, host: &str, port: u16) -> Result<SocketAddr, Denied> {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let shown_host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
         let target = format!("{scheme}://{shown_host}:{port}");
         let component = &self.component;
         if self.allowed.check_name(scheme, host, port).is_err() {
             tracing::warn!(
-                "request {request_id}: component `{component}` may not connect to {target}; to allow it, add \"{target}\" to allowed_outbound_hosts in [component.{component}]"
+                "component `{component}` may not connect to {target}; to allow it, add \"{target}\" to allowed_outbound_hosts in [component.{component}]"
             );
             return Err(Denied::NotAllowed);
         }
@@ -52,7 +52,7 @@ impl OutboundPolicy {
                 }
                 Err(Refusal::RestrictedAddress(ip)) => {
                     tracing::warn!(
-                        "request {request_id}: component `{component}` may not reach {target}: it resolves to the non-public address {ip}; to allow it, name the address in allowed_outbound_hosts of [component.{component}], e.g. \"{scheme}://{}:{port}\"",
+                        "component `{component}` may not reach {target}: it resolves to the non-public address {ip}; to allow it, name the address in allowed_outbound_hosts of [component.{component}], e.g. \"{scheme}://{}:{port}\"",
                         display_ip(ip)
                     );
                     return Err(Denied::Restricted(ip));

@@ -59,7 +59,6 @@ impl ComponentState {
     pub fn instance(&self) -> InstanceHooks {
         InstanceHooks {
             policy: self.policy.clone(),
-            request_id: 0,
             sent: 0,
         }
     }
@@ -68,16 +67,8 @@ impl ComponentState {
 /// The `wasi:http` hooks of one instance.
 pub struct InstanceHooks {
     policy: Arc<Policy>,
-    request_id: u64,
     /// Requests sent so far, against `max_outbound_requests`.
     sent: u32,
-}
-
-impl InstanceHooks {
-    /// Sets the request id used in log lines.
-    pub fn set_request_id(&mut self, id: u64) {
-        self.request_id = id;
-    }
 }
 
 type SendResult = Result<
@@ -96,27 +87,27 @@ impl WasiHttpHooks for InstanceHooks {
         _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         let policy = self.policy.clone();
-        let request_id = self.request_id;
         self.sent = self.sent.saturating_add(1);
         if self.sent > policy.max_requests {
             // Logged once; the guest gets the same refusal for every further request.
             if self.sent == policy.max_requests + 1 {
                 let component = &policy.network.component;
                 tracing::warn!(
-                    "request {request_id}: component `{component}` made more than max_outbound_requests ({}) outbound requests; further ones are refused (raise max_outbound_requests in the runtime config, globally or under [component.{component}])",
+                    "component `{component}` made more than max_outbound_requests ({}) outbound requests; further ones are refused (raise max_outbound_requests in the runtime config, globally or under [component.{component}])",
                     policy.max_requests
                 );
             }
             return Box::new(async { Err(Error::HttpRequestDenied) });
         }
-        Box::new(async move {
-            let request = policy.admit(request, request_id).await?;
+        // The future runs in a task of its own: keep the invocation's span for its logs.
+        Box::new(tracing::Instrument::in_current_span(async move {
+            let request = policy.admit(request).await?;
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
             Ok((
                 response.map(http_body_util::BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn Future<Output = _> + Send>,
             ))
-        })
+        }))
     }
 }
 
@@ -126,7 +117,6 @@ impl Policy {
     async fn admit(
         &self,
         mut request: http::Request<WasiBody>,
-        request_id: u64,
     ) -> Result<http::Request<WasiBody>, Error> {
         let uri = request.uri().clone();
         let scheme = uri.scheme().cloned().unwrap_or(Scheme::HTTPS);
@@ -135,7 +125,7 @@ impl Policy {
         };
         let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
         let port = uri.port_u16().unwrap_or(default_port);
-        let addr = match self.network.resolve(scheme.as_str(), host, port, request_id).await {
+        let addr = match self.network.resolve(scheme.as_str(), host, port).await {
             Ok(addr) => addr,
             Err(Denied::NotAllowed) => return Err(Error::HttpRequestDenied),
             Err(Denied::Restricted(_)) => return Err(Error::DestinationIpProhibited),

@@ -87,21 +87,13 @@ impl ComponentState {
 
     /// The per-instance state.
     pub fn instance(&self) -> InstancePostgres {
-        InstancePostgres { shared: self.shared.clone(), request_id: 0 }
+        InstancePostgres { shared: self.shared.clone() }
     }
 }
 
 /// PostgreSQL state of one instance.
 pub struct InstancePostgres {
     shared: Arc<Shared>,
-    request_id: u64,
-}
-
-impl InstancePostgres {
-    /// Sets the request id used in log lines.
-    pub fn set_request_id(&mut self, id: u64) {
-        self.request_id = id;
-    }
 }
 
 /// An open connection handed to the guest.
@@ -114,7 +106,7 @@ pub struct PgBuilder {
     address: String,
 }
 
-async fn connect(shared: &Shared, address: &str, request_id: u64) -> Result<PgConnection, pg::Error> {
+async fn connect(shared: &Shared, address: &str) -> Result<PgConnection, pg::Error> {
     let mut config = tokio_postgres::Config::from_str(address)
         .map_err(|e| pg::Error::ConnectionFailed(format!("invalid address `{address}`: {e}")))?;
     if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
@@ -125,7 +117,7 @@ async fn connect(shared: &Shared, address: &str, request_id: u64) -> Result<PgCo
         _ => return Err(pg::Error::ConnectionFailed(format!("`{address}` names no TCP host"))),
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
-    let addr = match shared.policy.resolve("postgres", &host, port, request_id).await {
+    let addr = match shared.policy.resolve("postgres", &host, port).await {
         Ok(a) => a,
         Err(Denied::NotAllowed | Denied::Restricted(_)) => {
             return Err(pg::Error::ConnectionFailed(format!("address postgres://{host}:{port} is not permitted by allowed_outbound_hosts")));
@@ -360,7 +352,7 @@ impl pg::Host for PostgresView<'_> {}
 
 impl pg::HostConnection for PostgresView<'_> {
     async fn open(&mut self, address: String) -> wasmtime::Result<Result<Resource<PgConnection>, pg::Error>> {
-        match connect(&self.state.shared, &address, self.state.request_id).await {
+        match connect(&self.state.shared, &address).await {
             Ok(c) => Ok(Ok(self.table.push(c)?)),
             Err(e) => Ok(Err(e)),
         }
@@ -393,7 +385,7 @@ impl pg::HostConnectionBuilder for PostgresView<'_> {
 
     async fn build(&mut self, b: Resource<PgBuilder>) -> wasmtime::Result<Result<Resource<PgConnection>, pg::Error>> {
         let address = self.table.get(&b)?.address.clone();
-        match connect(&self.state.shared, &address, self.state.request_id).await {
+        match connect(&self.state.shared, &address).await {
             Ok(c) => Ok(Ok(self.table.push(c)?)),
             Err(e) => Ok(Err(e)),
         }
@@ -405,16 +397,13 @@ impl pg::HostConnectionBuilder for PostgresView<'_> {
     }
 }
 
-fn shared_of<T>(accessor: &Accessor<T, Postgres>) -> (Arc<Shared>, u64) {
-    accessor.with(|mut access| {
-        let state = access.get().state;
-        (state.shared.clone(), state.request_id)
-    })
+fn shared_of<T>(accessor: &Accessor<T, Postgres>) -> Arc<Shared> {
+    accessor.with(|mut access| access.get().state.shared.clone())
 }
 
 async fn open_with<T>(accessor: &Accessor<T, Postgres>, address: &str) -> wasmtime::Result<Result<Resource<PgConnection>, pg::Error>> {
-    let (shared, request_id) = shared_of(accessor);
-    match connect(&shared, address, request_id).await {
+    let shared = shared_of(accessor);
+    match connect(&shared, address).await {
         Ok(c) => Ok(Ok(accessor.with(|mut access| access.get().table.push(c))?)),
         Err(e) => Ok(Err(e)),
     }
@@ -538,7 +527,7 @@ impl pg3::Host for PostgresView<'_> {}
 
 impl pg3::HostConnection for PostgresView<'_> {
     async fn open(&mut self, address: String) -> wasmtime::Result<Result<Resource<PgConnection>, pg3::Error>> {
-        match connect(&self.state.shared, &address, self.state.request_id).await {
+        match connect(&self.state.shared, &address).await {
             Ok(c) => Ok(Ok(self.table.push(c)?)),
             Err(e) => Ok(Err(to_v3_error(e))),
         }

@@ -81,21 +81,13 @@ impl ComponentState {
 
     /// The per-instance state.
     pub fn instance(&self) -> InstanceRedis {
-        InstanceRedis { shared: self.shared.clone(), request_id: 0 }
+        InstanceRedis { shared: self.shared.clone() }
     }
 }
 
 /// Redis state of one instance.
 pub struct InstanceRedis {
     shared: Arc<Shared>,
-    request_id: u64,
-}
-
-impl InstanceRedis {
-    /// Sets the request id used in log lines.
-    pub fn set_request_id(&mut self, id: u64) {
-        self.request_id = id;
-    }
 }
 
 /// An open connection handed to the guest: where it goes, and the shared state.
@@ -145,9 +137,9 @@ impl Connection {
 }
 
 /// Checks `address` against the allow-list and resolves it to a checked IP.
-async fn open(shared: &Arc<Shared>, address: &str, request_id: u64) -> Result<Connection, RedisError> {
+async fn open(shared: &Arc<Shared>, address: &str) -> Result<Connection, RedisError> {
     let url = url_parts(address).ok_or(RedisError::InvalidAddress)?;
-    let addr = match shared.policy.resolve(&url.scheme, &url.host, url.port, request_id).await {
+    let addr = match shared.policy.resolve(&url.scheme, &url.host, url.port).await {
         Ok(a) => a,
         Err(Denied::NotAllowed | Denied::Restricted(_)) => return Err(RedisError::InvalidAddress),
         Err(Denied::Unresolved) => return Err(RedisError::Other(format!("cannot resolve {}", url.host))),
@@ -306,7 +298,7 @@ impl v2::Host for RedisView<'_> {}
 
 impl v2::HostConnection for RedisView<'_> {
     async fn open(&mut self, address: String) -> wasmtime::Result<Result<Resource<Connection>, v2::Error>> {
-        match open(&self.state.shared, &address, self.state.request_id).await {
+        match open(&self.state.shared, &address).await {
             Ok(c) => Ok(Ok(self.table.push(c)?)),
             Err(e) => Ok(Err(v2_err(e))),
         }
@@ -359,11 +351,8 @@ impl v3::HostConnection for RedisView<'_> {}
 
 impl<T> v3::HostConnectionWithStore<T> for Redis {
     async fn open(accessor: &Accessor<T, Self>, address: String) -> wasmtime::Result<Result<Resource<Connection>, v3::Error>> {
-        let (shared, request_id) = accessor.with(|mut access| {
-            let state = access.get().state;
-            (state.shared.clone(), state.request_id)
-        });
-        match open(&shared, &address, request_id).await {
+        let shared = accessor.with(|mut access| access.get().state.shared.clone());
+        match open(&shared, &address).await {
             Ok(c) => Ok(Ok(accessor.with(|mut access| access.get().table.push(c))?)),
             Err(e) => Ok(Err(v3_err(e))),
         }

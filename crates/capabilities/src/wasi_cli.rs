@@ -56,8 +56,16 @@ impl ComponentState {
         stdout: impl StdoutStream + 'static,
         stderr: impl StdoutStream + 'static,
     ) -> Result<WasiCtx> {
+        let mut builder = self.builder()?;
+        builder.stdout(stdout).stderr(stderr);
+        Ok(builder.build())
+    }
+
+    /// A WASI context builder with the component's environment and mounts and no
+    /// network, for an entry point to add its own stdio and arguments.
+    pub fn builder(&self) -> Result<WasiCtxBuilder> {
         let mut builder = WasiCtxBuilder::new();
-        builder.envs(&self.environment).stdout(stdout).stderr(stderr);
+        builder.envs(&self.environment);
         // WasiCtxBuilder denies sockets and name lookups unless asked; say so anyway.
         builder.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
         for m in &self.mounts {
@@ -66,6 +74,6 @@ impl ComponentState {
                 .map_err(anyhow::Error::from)
                 .with_context(|| format!("cannot mount {}", m.host_path.display()))?;
         }
-        Ok(builder.build())
+        Ok(builder)
     }
 }

@@ -4,6 +4,7 @@ mod build;
 mod inspect;
 mod log_output;
 mod registry;
+mod run;
 mod sign;
 mod up;
 
@@ -17,8 +18,8 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Tessera: a WebAssembly component platform. Runs Spin (spin.toml v2) HTTP apps with a
-/// fresh sandboxed instance per request.
+/// Tessera: a WebAssembly component platform. Runs Spin (spin.toml v2) apps and WASI
+/// commands with a fresh sandboxed instance per invocation.
 #[derive(Parser)]
 #[command(name = "tessera", version, about, long_about = None)]
 struct Cli {
@@ -28,8 +29,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve an app's HTTP routes (like `spin up`).
+    /// Run an app's triggers: HTTP routes, Redis channels, cron jobs (like `spin up`).
     Up(up::UpArgs),
+    /// Run a command component, a WASI preview 1 module, or one exported function (like `wasmtime run`).
+    Run(run::RunArgs),
     /// Run each component's build command (like `spin build`).
     Build(build::BuildArgs),
     /// Push, pull and log in to OCI registries (like `spin registry`).
@@ -51,17 +54,19 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let log = init_tracing();
+    let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     let result = match cli.command {
         Command::Up(args) => up::run(args),
-        Command::Build(args) => build::run(&args),
-        Command::Registry(args) => registry::run(args),
-        Command::Inspect(args) => inspect::run(args),
-        Command::Sign(args) => sign::sign(args),
-        Command::Verify(args) => sign::verify(args),
+        Command::Run(args) => run::run(args),
+        Command::Build(args) => done(build::run(&args)),
+        Command::Registry(args) => done(registry::run(args)),
+        Command::Inspect(args) => done(inspect::run(args)),
+        Command::Sign(args) => done(sign::sign(args)),
+        Command::Verify(args) => done(sign::verify(args)),
     };
     log.flush();
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("Error: {e:#}");
             ExitCode::FAILURE

@@ -1,19 +1,22 @@
-//! `tessera up`: load an app and serve its HTTP routes.
+//! `tessera up`: load an app and run its triggers (HTTP, Redis, cron; a command app runs
+//! once), draining in-flight work on SIGTERM or SIGINT.
 
 use anyhow::{Context as _, Result};
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 use tessera_app::{LoadOptions, LoadedApp};
 use tessera_engine::{CompileCache, CompiledFrom, Engine, EngineSettings};
+use tessera_host::AppHost;
 use tessera_manifest::{Manifest, RuntimeConfig, find_manifest};
-use tessera_trigger_http::HttpTrigger;
 
 /// Arguments of `tessera up` (the same flags as `spin up`, plus Tessera's own).
 #[derive(clap::Args)]
 pub struct UpArgs {
-    /// The app's manifest, a directory holding spin.toml (or tessera.toml), or a registry
+    /// The app's manifest, a directory holding spin.toml (or tessera.toml), a bare
+    /// wasi:http component (served on `/...` with nothing granted), or a registry
     /// reference (REGISTRY/REPOSITORY:TAG), pulled first.
     #[arg(short = 'f', long = "from", value_name = "FILE_OR_DIR_OR_REF", default_value = ".")]
     pub from: PathBuf,
@@ -22,9 +25,9 @@ pub struct UpArgs {
     pub from_registry: Option<String>,
     #[command(flatten)]
     pub registry: crate::registry::Connection,
-    /// The address to serve on; use port 0 for any free port.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:3000")]
-    pub listen: SocketAddr,
+    /// The address to serve HTTP on (HOST:PORT, host names allowed); port 0 picks a free port.
+    #[arg(long, value_name = "ADDR", env = "SPIN_HTTP_LISTEN_ADDR", default_value = "127.0.0.1:3000")]
+    pub listen: String,
     /// Runtime config: state and log locations, limits (see the README).
     #[arg(long, value_name = "FILE")]
     pub runtime_config_file: Option<PathBuf>,
@@ -40,9 +43,12 @@ pub struct UpArgs {
     /// Compile every component again instead of using the compile cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Arguments for a `[[trigger.command]]` app (after `--`); argv[0] is the component id.
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
 }
 
-pub fn run(args: UpArgs) -> Result<()> {
+pub fn run(args: UpArgs) -> Result<ExitCode> {
     let reference = args
         .from_registry
         .clone()
@@ -60,13 +66,20 @@ pub fn run(args: UpArgs) -> Result<()> {
         }
         None => find_manifest(&args.from)?,
     };
+    let manifest = if is_component_file(&manifest_path) {
+        anyhow::ensure!(!args.build, "--build needs an app's spin.toml; {} is a component already", manifest_path.display());
+        Manifest::for_component(&manifest_path)
+    } else {
+        Manifest::from_file(&manifest_path)?
+    };
     if args.build {
-        crate::build::build_all(&Manifest::from_file(&manifest_path)?)?;
+        crate::build::build_all(&manifest)?;
     }
-    let app = LoadedApp::load(
-        &manifest_path,
+    let app = LoadedApp::from_manifest(
+        manifest,
         &LoadOptions {
             runtime_config_file: args.runtime_config_file.clone(),
+            runtime_config: None,
             log_dir: args.log_dir.clone(),
             // A pulled app's directory is a shared, immutable cache entry: its state goes
             // to .spin in the current directory, as for an app run from there.
@@ -90,11 +103,13 @@ pub fn run(args: UpArgs) -> Result<()> {
         max_instance_memory: largest_memory,
         cache_dir: if args.no_cache { None } else { args.cache_dir.clone().or_else(CompileCache::default_dir) },
         max_wasm_stack: rc.max_wasm_stack as usize,
+        consume_fuel: false,
     };
     raise_open_file_limit(rc.max_connections);
+    let shutdown_timeout = rc.shutdown_timeout;
     let engine = Engine::new(&settings)?;
-    let trigger = Arc::new(HttpTrigger::new(&engine, &app)?);
-    for load in trigger.load_reports() {
+    let host = AppHost::load(&engine, Arc::new(app))?;
+    for load in host.load_reports() {
         let how = match load.from {
             CompiledFrom::Cache => "loaded from the compile cache",
             CompiledFrom::Source => "compiled",
@@ -111,31 +126,59 @@ pub fn run(args: UpArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let listener = {
-        let _tokio = runtime.enter();
-        listen(args.listen).with_context(|| {
-            format!(
-                "cannot listen on {}\n  hint: is another server using it? pick another address with --listen (port 0 picks a free one)",
-                args.listen
-            )
-        })?
-    };
-    let addr = listener.local_addr()?;
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    trigger.clone().serve_per_thread(listener, threads)?;
-    print_routes(&trigger, addr);
-
-    // Ctrl-C, and SIGTERM as Kubernetes and systemd send it, stop the host cleanly.
-    runtime.block_on(async move {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("cannot listen for SIGTERM")?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
+    if host.is_command() {
+        let code = runtime.block_on(host.run_command(&args.args))?;
+        return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+    }
+    anyhow::ensure!(
+        args.args.is_empty(),
+        "arguments after `--` are for an app with a [[trigger.command]]; this app has none\n  hint: remove them"
+    );
+    let listener = match host.http() {
+        Some(_) => {
+            let _tokio = runtime.enter();
+            Some(listen(&args.listen)?)
         }
-        println!("Shutting down");
-        Ok(())
+        None => None,
+    };
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    runtime.block_on(async move {
+        // Signals are caught before serving starts, so an early SIGTERM still drains.
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+        print_triggers(&host, listener.as_ref().and_then(|l| l.local_addr().ok()));
+        let serving = host.serve(listener, threads)?;
+        let signal = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        println!("Shutting down ({signal}): finishing in-flight work for up to {shutdown_timeout:?} (a second signal stops at once)");
+        let _ = std::io::stdout().flush();
+        tokio::select! {
+            report = serving.drain(shutdown_timeout) => {
+                if report.open_connections > 0 || report.unfinished_tasks > 0 {
+                    tracing::warn!(
+                        "shutdown_timeout ({shutdown_timeout:?}) passed with {} connection(s) and {} Redis/cron task(s) unfinished; they were cut off (raise shutdown_timeout in the runtime config)",
+                        report.open_connections, report.unfinished_tasks
+                    );
+                } else {
+                    tracing::info!("drained in {:.1} ms", report.elapsed.as_secs_f64() * 1000.0);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            _ = interrupt.recv() => Ok(ExitCode::from(130)),
+            _ = terminate.recv() => Ok(ExitCode::from(143)),
+        }
     })
+}
+
+/// Whether `path` is a component file rather than a manifest.
+fn is_component_file(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "wasm")
+        || std::fs::File::open(path).and_then(|mut f| {
+            let mut magic = [0u8; 4];
+            std::io::Read::read_exact(&mut f, &mut magic).map(|()| magic == *b"\0asm")
+        }).unwrap_or(false)
 }
 
 /// Under a `[trust]` policy, the trusted key whose signature on the pulled artifact
@@ -173,9 +216,21 @@ fn raise_open_file_limit(max_connections: usize) {
     }
 }
 
+/// Listens on `address` (`HOST:PORT`, the host a name or an IP), as `--listen` and
+/// `SPIN_HTTP_LISTEN_ADDR` give it.
+fn listen(address: &str) -> Result<std::net::TcpListener> {
+    let hint = "hint: is another server using it? pick another address with --listen or SPIN_HTTP_LISTEN_ADDR (port 0 picks a free one)";
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(address)
+        .with_context(|| format!("cannot use `{address}` as the listen address\n  hint: write HOST:PORT, e.g. 127.0.0.1:3000, localhost:3000 or 0.0.0.0:80"))?
+        .collect();
+    // A name may resolve to IPv6 and IPv4 addresses; IPv4 first, as clients try it.
+    let addr = addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied().with_context(|| format!("`{address}` resolves to no address"))?;
+    bind(addr).with_context(|| format!("cannot listen on {addr} (from `{address}`)\n  {hint}"))
+}
+
 /// A listening socket with a backlog deep enough for thousands of clients connecting at
 /// once (std's default of 128 makes a burst wait for SYN retries, seconds each).
-fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
@@ -185,13 +240,29 @@ fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 /// Connections the kernel queues before `accept` (capped by net.core.somaxconn).
 const LISTEN_BACKLOG: u32 = 8192;
 
-fn print_routes(trigger: &HttpTrigger, addr: SocketAddr) {
+fn print_triggers(host: &AppHost, addr: Option<SocketAddr>) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "Serving http://{addr}");
-    let _ = writeln!(out, "Available Routes:");
-    for r in trigger.routes() {
-        let wildcard = if r.wildcard { " (wildcard)" } else { "" };
-        let _ = writeln!(out, "  {}: http://{addr}{}{wildcard}", r.label, r.path);
+    if let (Some(http), Some(addr)) = (host.http(), addr) {
+        let _ = writeln!(out, "Serving http://{addr}");
+        let _ = writeln!(out, "Available Routes:");
+        for r in http.routes() {
+            let wildcard = if r.wildcard { " (wildcard)" } else { "" };
+            let _ = writeln!(out, "  {}: http://{addr}{}{wildcard}", r.label, r.path);
+        }
+    }
+    let subscriptions = host.redis_subscriptions();
+    if !subscriptions.is_empty() {
+        let _ = writeln!(out, "Redis channels:");
+        for (address, channel, components) in subscriptions {
+            let _ = writeln!(out, "  {address}/{channel}: [{}]", components.join(","));
+        }
+    }
+    let schedules = host.cron_schedules();
+    if !schedules.is_empty() {
+        let _ = writeln!(out, "Cron jobs (UTC):");
+        for (id, expression, component) in schedules {
+            let _ = writeln!(out, "  {id}: \"{expression}\" -> {component}");
+        }
     }
     let _ = out.flush();
 }

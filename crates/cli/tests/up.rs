@@ -251,7 +251,9 @@ fn a_trap_answers_500_with_a_request_id_and_logs_the_backtrace() {
     assert_eq!(r.status, 500);
     let id = r.body.split("request id: ").nth(1).unwrap().trim().to_string();
     let log = server.wait_for_log("wasm trap");
-    assert!(log.contains(&format!("request {id}: component `guest` failed")), "{log}");
+    // The instance's log event ends with its invocation span: app, component, trigger, id.
+    let event = log.split("component `guest` failed").nth(1).unwrap_or_default();
+    assert!(event.contains(&format!("app=e2e component=guest trigger=http id={id}\n")), "{log}");
     assert!(log.contains("wasm backtrace") && log.contains("unreachable"), "{log}");
     assert!(log.contains("[guest] the guest trapped on purpose"), "guest stderr is prefixed: {log}");
     assert_eq!(server.get("/hello").status, 200);

@@ -3,10 +3,12 @@
 //! cache, epoch-based timeouts and per-instance memory accounting. It knows nothing of HTTP or of any capability.
 #![deny(missing_docs)]
 
+mod adapter;
 mod compile_cache;
 mod epoch;
 mod limiter;
 
+pub use adapter::{Preview1Kind, adapt_preview1, is_core_module, preview1_kind};
 pub use compile_cache::{CompileCache, CompiledFrom};
 pub use limiter::{InstanceLimiter, LimitHit};
 
@@ -31,6 +33,9 @@ pub struct EngineSettings {
     pub cache_dir: Option<PathBuf>,
     /// Stack a guest may use (bytes); deeper recursion traps with a stack overflow.
     pub max_wasm_stack: usize,
+    /// Meter instructions (fuel), so a store can be given a budget; it costs every guest
+    /// some speed, so only `tessera run --fuel` asks for it.
+    pub consume_fuel: bool,
 }
 
 impl Default for EngineSettings {
@@ -40,6 +45,7 @@ impl Default for EngineSettings {
             max_instance_memory: 128 << 20,
             cache_dir: CompileCache::default_dir(),
             max_wasm_stack: 512 << 10,
+            consume_fuel: false,
         }
     }
 }
@@ -73,6 +79,7 @@ impl Flavor {
             .concurrency_support(concurrency)
             .wasm_component_model_async(concurrency)
             .epoch_interruption(true)
+            .consume_fuel(settings.consume_fuel)
             .memory_init_cow(true)
             .max_wasm_stack(settings.max_wasm_stack)
             // Host calls made from guest code run on the same fiber stack, above the guest's.

@@ -4,6 +4,7 @@
 #![deny(missing_docs)]
 
 pub mod allowed_hosts;
+pub mod cron;
 mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]

@@ -34,6 +34,14 @@ pub struct Manifest {
     pub variables: BTreeMap<String, Variable>,
     /// `[[trigger.http]]`, in manifest order.
     pub http_triggers: Vec<HttpTrigger>,
+    /// `[application.trigger.redis] address`: the default server of Redis triggers.
+    pub redis_address: Option<Template>,
+    /// `[[trigger.redis]]`, in manifest order.
+    pub redis_triggers: Vec<RedisTrigger>,
+    /// `[[trigger.cron]]`, in manifest order.
+    pub cron_triggers: Vec<CronTrigger>,
+    /// `[[trigger.command]]`, in manifest order.
+    pub command_triggers: Vec<CommandTrigger>,
     /// `[component.<id>]`, and inline components under generated ids.
     pub components: BTreeMap<String, Component>,
 }
@@ -74,6 +82,45 @@ pub struct HttpTrigger {
     /// What serves the route.
     pub target: HttpTarget,
     /// Where the trigger's `route` is written.
+    pub location: Location,
+}
+
+/// One `[[trigger.redis]]`: every message on `channel` goes to `component`.
+#[derive(Debug, Clone)]
+pub struct RedisTrigger {
+    /// `id`, or one made from the position.
+    pub id: String,
+    /// `channel`, possibly with `{{ variable }}` templates.
+    pub channel: Template,
+    /// `address`, overriding `[application.trigger.redis] address`.
+    pub address: Option<Template>,
+    /// The component id.
+    pub component: String,
+    /// Where the trigger is written.
+    pub location: Location,
+}
+
+/// One `[[trigger.cron]]`.
+#[derive(Debug, Clone)]
+pub struct CronTrigger {
+    /// `id`, or one made from the position.
+    pub id: String,
+    /// `cron_expression`: `sec min hour day-of-month month day-of-week [year]`, checked.
+    pub cron_expression: String,
+    /// The component id.
+    pub component: String,
+    /// Where the trigger is written.
+    pub location: Location,
+}
+
+/// One `[[trigger.command]]`: `tessera up -- ARGS` runs the component once.
+#[derive(Debug, Clone)]
+pub struct CommandTrigger {
+    /// `id`, or one made from the position.
+    pub id: String,
+    /// The component id.
+    pub component: String,
+    /// Where the trigger is written.
     pub location: Location,
 }
 
@@ -246,7 +293,13 @@ struct RawApplication {
 #[serde(deny_unknown_fields)]
 struct RawAppTriggers {
     http: Option<RawAppHttp>,
-    redis: Unsupported,
+    redis: Option<RawAppRedis>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAppRedis {
+    address: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -271,11 +324,38 @@ struct RawVariable {
 struct RawTriggers {
     #[serde(default)]
     http: Vec<Spanned<RawHttpTrigger>>,
-    redis: Unsupported,
-    cron: Unsupported,
+    #[serde(default)]
+    redis: Vec<Spanned<RawRedisTrigger>>,
+    #[serde(default)]
+    cron: Vec<Spanned<RawCronTrigger>>,
+    #[serde(default)]
+    command: Vec<Spanned<RawCommandTrigger>>,
     mqtt: Unsupported,
     sqs: Unsupported,
-    command: Unsupported,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedisTrigger {
+    id: Option<String>,
+    channel: Option<Spanned<String>>,
+    address: Option<Spanned<String>>,
+    component: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCronTrigger {
+    id: Option<String>,
+    cron_expression: Option<Spanned<String>>,
+    component: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommandTrigger {
+    id: Option<String>,
+    component: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -372,6 +452,63 @@ impl Manifest {
     }
 }
 
+impl Manifest {
+    /// The app of one bare component file, as `spin up -f app.wasm` and `wasmtime serve`
+    /// make it: the component (its id from the file name) serving every path, with
+    /// nothing granted. `tessera run` uses the same app and ignores the route.
+    pub fn for_component(path: &Path) -> Self {
+        let id = component_id_from_file(path);
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        let component = Component {
+            id: id.clone(),
+            source: ComponentSource::File(path.to_path_buf()),
+            source_location: Location::default(),
+            description: None,
+            environment: BTreeMap::new(),
+            files: Vec::new(),
+            exclude_files: Vec::new(),
+            allowed_outbound_hosts: Vec::new(),
+            variables: BTreeMap::new(),
+            key_value_stores: Vec::new(),
+            sqlite_databases: Vec::new(),
+            build: None,
+        };
+        Self {
+            path: path.to_path_buf(),
+            dir,
+            application: Application { name: id.clone(), ..Application::default() },
+            http_base: "/".into(),
+            variables: BTreeMap::new(),
+            http_triggers: vec![HttpTrigger {
+                id: "trigger-1".into(),
+                route: Route::Path("/...".into()),
+                target: HttpTarget::Component(id.clone()),
+                location: Location::default(),
+            }],
+            redis_address: None,
+            redis_triggers: Vec::new(),
+            cron_triggers: Vec::new(),
+            command_triggers: Vec::new(),
+            components: BTreeMap::from([(id, component)]),
+        }
+    }
+}
+
+/// A kebab-case component id made from a file name (`Hello_World.wasm` -> `hello-world`).
+fn component_id_from_file(path: &Path) -> String {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    let mut id = String::new();
+    for c in stem.chars() {
+        match c {
+            'a'..='z' | '0'..='9' => id.push(c),
+            _ if !id.is_empty() && !id.ends_with('-') => id.push('-'),
+            _ => {}
+        }
+    }
+    let id = id.trim_end_matches('-').to_string();
+    if is_component_id(&id) { id } else { format!("component-{id}").trim_end_matches('-').to_string() }
+}
+
 struct Validator<'a> {
     src: &'a SourceFile<'a>,
     /// Added to spans: inline components are parsed from a slice of the file.
@@ -414,8 +551,9 @@ impl Validator<'_> {
         self.unsupported(&app.targets, "application.targets", "remove it")?;
         self.unsupported(&app.tool, "application.tool", "remove it")?;
         let mut http_base = "/".to_string();
+        let mut redis_address_raw = None;
         if let Some(triggers) = app.trigger {
-            self.unsupported(&triggers.redis, "application.trigger.redis", "remove it: only HTTP triggers run on Tessera for now")?;
+            redis_address_raw = triggers.redis.and_then(|r| r.address);
             if let Some(base) = triggers.http.and_then(|h| h.base) {
                 if !base.get_ref().starts_with('/') {
                     return Err(self.err(base.span(), format!("base `{}` must start with `/`", base.get_ref()), "write it as an absolute path, e.g. base = \"/api\""));
@@ -461,22 +599,56 @@ impl Validator<'_> {
         }
 
         let mut http_triggers = Vec::new();
+        let (mut redis_triggers, mut cron_triggers, mut command_triggers) = (Vec::new(), Vec::new(), Vec::new());
+        let redis_address = redis_address_raw.as_ref().map(|a| self.template(a, &variables)).transpose()?;
         if let Some(triggers) = raw.trigger {
             let triggers = triggers.into_inner();
-            let only_http = "remove it: only HTTP triggers run on Tessera for now";
-            self.unsupported(&triggers.redis, "trigger.redis", only_http)?;
-            self.unsupported(&triggers.cron, "trigger.cron", only_http)?;
-            self.unsupported(&triggers.mqtt, "trigger.mqtt", only_http)?;
-            self.unsupported(&triggers.sqs, "trigger.sqs", only_http)?;
-            self.unsupported(&triggers.command, "trigger.command", only_http)?;
+            let not_yet = "remove it: Tessera runs http, redis, cron and command triggers";
+            self.unsupported(&triggers.mqtt, "trigger.mqtt", not_yet)?;
+            self.unsupported(&triggers.sqs, "trigger.sqs", not_yet)?;
             for (index, trigger) in triggers.http.into_iter().enumerate() {
                 let t = self.http_trigger(index, trigger, &mut components, &variables)?;
                 http_triggers.push(t);
             }
+            for (index, trigger) in triggers.redis.into_iter().enumerate() {
+                let span = trigger.span();
+                let t = trigger.into_inner();
+                let id = t.id.unwrap_or_else(|| format!("redis-{}", index + 1));
+                let channel = t.channel.ok_or_else(|| self.err(span.clone(), "[[trigger.redis]] has no `channel`", "add channel = \"messages\""))?;
+                let channel = self.template(&channel, &variables)?;
+                let address = t.address.as_ref().map(|a| self.template(a, &variables)).transpose()?;
+                if address.is_none() && redis_address.is_none() {
+                    return Err(self.err(span.clone(), "[[trigger.redis]] has no `address` and [application.trigger.redis] sets none", "add address = \"redis://127.0.0.1:6379\" to the trigger or to [application.trigger.redis]"));
+                }
+                let component = self.trigger_component(&id, "redis", t.component, span.clone(), &mut components, &variables)?;
+                redis_triggers.push(RedisTrigger { id, channel, address, component, location: self.loc(&span) });
+            }
+            for (index, trigger) in triggers.cron.into_iter().enumerate() {
+                let span = trigger.span();
+                let t = trigger.into_inner();
+                let id = t.id.unwrap_or_else(|| format!("cron-{}", index + 1));
+                let expression = t.cron_expression.ok_or_else(|| self.err(span.clone(), "[[trigger.cron]] has no `cron_expression`", "add cron_expression = \"0 */5 * * * *\" (sec min hour day month weekday)"))?;
+                crate::cron::validate(expression.get_ref()).map_err(|e| self.err(expression.span(), format!("invalid cron_expression `{}`: {e}", expression.get_ref()), crate::cron::HINT))?;
+                let component = self.trigger_component(&id, "cron", t.component, span.clone(), &mut components, &variables)?;
+                cron_triggers.push(CronTrigger { id, cron_expression: expression.into_inner(), component, location: self.loc(&span) });
+            }
+            for (index, trigger) in triggers.command.into_iter().enumerate() {
+                let span = trigger.span();
+                let t = trigger.into_inner();
+                let id = t.id.unwrap_or_else(|| format!("command-{}", index + 1));
+                let component = self.trigger_component(&id, "command", t.component, span.clone(), &mut components, &variables)?;
+                command_triggers.push(CommandTrigger { id, component, location: self.loc(&span) });
+            }
         }
-        if http_triggers.is_empty() {
-            return Err(ManifestError::whole_file(self.src.path(), "the manifest has no [[trigger.http]]: nothing to serve")
-                .with_hint("add [[trigger.http]] with a route and a component"));
+        if http_triggers.is_empty() && redis_triggers.is_empty() && cron_triggers.is_empty() && command_triggers.is_empty() {
+            return Err(ManifestError::whole_file(self.src.path(), "the manifest has no triggers: nothing to run")
+                .with_hint("add [[trigger.http]] with a route and a component (or a redis, cron or command trigger)"));
+        }
+        if let Some(first) = command_triggers.first() {
+            let others = http_triggers.len() + redis_triggers.len() + cron_triggers.len() + command_triggers.len() - 1;
+            if others > 0 {
+                return Err(ManifestError::at(self.src.path(), first.location, "a command trigger runs its component once and exits, so it cannot be mixed with other triggers", "put the command in an app of its own"));
+            }
         }
         self.check_routes(&http_base, &http_triggers)?;
 
@@ -499,8 +671,21 @@ impl Validator<'_> {
             http_base,
             variables,
             http_triggers,
+            redis_address,
+            redis_triggers,
+            cron_triggers,
+            command_triggers,
             components,
         })
+    }
+
+    /// A `{{ variable }}` template whose variables are all defined.
+    fn template(&self, text: &Spanned<String>, variables: &BTreeMap<String, Variable>) -> Result<Template, ManifestError> {
+        let t = Template::parse(text.get_ref()).map_err(|e| self.err(text.span(), e, "write templates as {{ variable_name }}"))?;
+        if let Some(missing) = t.variables().find(|v| !variables.contains_key(*v)) {
+            return Err(self.err(text.span(), format!("`{{{{ {missing} }}}}` refers to an application variable that is not defined"), &format!("add [variables.{missing}] with a default or required = true")));
+        }
+        Ok(t)
     }
 
     fn check_routes(&self, base: &str, triggers: &[HttpTrigger]) -> Result<(), ManifestError> {
@@ -561,35 +746,50 @@ impl Validator<'_> {
                 let s = s.into_inner();
                 HttpTarget::Static(StaticResponse { status_code: s.status_code.unwrap_or(200), headers: s.headers, body: s.body.unwrap_or_default() })
             }
-            (Some(c), None) => {
-                let c_span = c.span();
-                match c.into_inner() {
-                    toml::Value::String(id) => {
-                        if !components.contains_key(&id) {
-                            let known: Vec<_> = components.keys().map(String::as_str).collect();
-                            return Err(self.err(c_span, format!("the trigger refers to component `{id}`, which is not defined"), &format!("add [component.{id}] or use one of: {}", known.join(", "))));
-                        }
-                        HttpTarget::Component(id)
-                    }
-                    toml::Value::Table(_) => {
-                        let inline = Validator { src: self.src, offset: c_span.start };
-                        let text = &self.src.text()[c_span.clone()];
-                        let raw = toml::de::ValueDeserializer::parse(text)
-                            .and_then(RawComponent::deserialize)
-                            .map_err(|e| {
-                                let at = e.span().unwrap_or(0..0);
-                                inline.err(at, format!("inline component: {}", e.message().trim()), "check the inline component's keys")
-                            })?;
-                        let inline_id = format!("{id}-component");
-                        let comp = inline.component(&inline_id, raw, variables)?;
-                        components.insert(inline_id.clone(), comp);
-                        HttpTarget::Component(inline_id)
-                    }
-                    _ => return Err(self.err(c_span, "component must be a component id or an inline component table", "write component = \"my-component\"")),
-                }
-            }
+            (Some(c), None) => HttpTarget::Component(self.trigger_component(&id, "http", Some(c), span.clone(), components, variables)?),
         };
         Ok(HttpTrigger { id, route, target, location: route_loc })
+    }
+
+    /// The component a trigger names: an id of a defined component, or an inline table,
+    /// added under `<trigger id>-component`.
+    fn trigger_component(
+        &self,
+        trigger_id: &str,
+        kind: &str,
+        component: Option<Spanned<toml::Value>>,
+        trigger_span: Range<usize>,
+        components: &mut BTreeMap<String, Component>,
+        variables: &BTreeMap<String, Variable>,
+    ) -> Result<String, ManifestError> {
+        let Some(c) = component else {
+            return Err(self.err(trigger_span, format!("[[trigger.{kind}]] has no `component`"), "add component = \"<id>\""));
+        };
+        let c_span = c.span();
+        match c.into_inner() {
+            toml::Value::String(id) => {
+                if !components.contains_key(&id) {
+                    let known: Vec<_> = components.keys().map(String::as_str).collect();
+                    return Err(self.err(c_span, format!("the trigger refers to component `{id}`, which is not defined"), &format!("add [component.{id}] or use one of: {}", known.join(", "))));
+                }
+                Ok(id)
+            }
+            toml::Value::Table(_) => {
+                let inline = Validator { src: self.src, offset: c_span.start };
+                let text = &self.src.text()[c_span.clone()];
+                let raw = toml::de::ValueDeserializer::parse(text)
+                    .and_then(RawComponent::deserialize)
+                    .map_err(|e| {
+                        let at = e.span().unwrap_or(0..0);
+                        inline.err(at, format!("inline component: {}", e.message().trim()), "check the inline component's keys")
+                    })?;
+                let inline_id = format!("{trigger_id}-component");
+                let comp = inline.component(&inline_id, raw, variables)?;
+                components.insert(inline_id.clone(), comp);
+                Ok(inline_id)
+            }
+            _ => Err(self.err(c_span, "component must be a component id or an inline component table", "write component = \"my-component\"")),
+        }
     }
 
     fn component_source(&self, id: &str, raw: &Spanned<toml::Value>) -> Result<ComponentSource, ManifestError> {
@@ -690,13 +890,7 @@ impl Validator<'_> {
             files.push(mount);
         }
 
-        let template = |text: &Spanned<String>| -> Result<Template, ManifestError> {
-            let t = Template::parse(text.get_ref()).map_err(|e| self.err(text.span(), e, "write templates as {{ variable_name }}"))?;
-            if let Some(missing) = t.variables().find(|v| !variables.contains_key(*v)) {
-                return Err(self.err(text.span(), format!("`{{{{ {missing} }}}}` refers to an application variable that is not defined"), &format!("add [variables.{missing}] with a default or required = true")));
-            }
-            Ok(t)
-        };
+        let template = |text: &Spanned<String>| self.template(text, variables);
 
         let mut allowed_outbound_hosts = Vec::new();
         for host in &c.allowed_outbound_hosts {

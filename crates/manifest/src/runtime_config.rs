@@ -150,6 +150,9 @@ pub struct RuntimeConfig {
     pub max_queued_requests: usize,
     /// How long a request waits for a slot before it gets 503.
     pub queue_timeout: Duration,
+    /// How long `up` lets in-flight requests, messages and cron runs finish after SIGTERM
+    /// or SIGINT.
+    pub shutdown_timeout: Duration,
     /// `[key_value_store.<label>]` tables, read by the key-value capability.
     pub key_value_stores: BTreeMap<String, BackendTable>,
     /// `[sqlite_database.<label>]` tables, read by the SQLite capability.
@@ -175,6 +178,7 @@ impl Default for RuntimeConfig {
             max_concurrent_requests: 256,
             max_queued_requests: 1024,
             queue_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(30),
             key_value_stores: BTreeMap::new(),
             sqlite_databases: BTreeMap::new(),
             variables_providers: Vec::new(),
@@ -272,6 +276,10 @@ impl RuntimeConfig {
                 None => defaults.queue_timeout,
                 Some(v) => duration(&src, &v, "queue_timeout")?,
             },
+            shutdown_timeout: match raw.shutdown_timeout {
+                None => defaults.shutdown_timeout,
+                Some(v) => duration(&src, &v, "shutdown_timeout")?,
+            },
         })
     }
 }
@@ -299,6 +307,7 @@ struct RawRuntimeConfig {
     max_concurrent_requests: Option<Spanned<i64>>,
     max_queued_requests: Option<Spanned<i64>>,
     queue_timeout: Option<Spanned<toml::Value>>,
+    shutdown_timeout: Option<Spanned<toml::Value>>,
     #[serde(default)]
     component: BTreeMap<String, RawLimits>,
     #[serde(default)]

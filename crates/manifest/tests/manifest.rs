@@ -109,8 +109,60 @@ fn unknown_keys_point_at_the_key() {
 fn unsupported_spin_keys_are_named() {
     assert_error(&with_component("ai_models = [\"llama2-chat\"]\n"), 9, 13, &["component.c.ai_models", "does not support yet"]);
     assert_error(&with_component("dependencies = { \"a:b/c\" = \"1.0\" }\n"), 9, 16, &["component.c.dependencies", "not support yet"]);
-    let redis = "spin_manifest_version = 2\n[application]\nname = \"a\"\n[[trigger.redis]]\nchannel = \"x\"\ncomponent = \"c\"\n";
-    assert_error(redis, 4, 1, &["trigger.redis", "not support yet"]);
+    let mqtt = "spin_manifest_version = 2\n[application]\nname = \"a\"\n[[trigger.mqtt]]\ntopic = \"x\"\ncomponent = \"c\"\n";
+    assert_error(mqtt, 4, 1, &["trigger.mqtt", "not support yet"]);
+}
+
+const TRIGGERS: &str = r#"spin_manifest_version = 2
+[application]
+name = "a"
+[application.trigger.redis]
+address = "redis://{{ host }}:6379"
+[variables]
+host = { default = "127.0.0.1" }
+[[trigger.redis]]
+channel = "{{ host }}-events"
+component = "c"
+[[trigger.redis]]
+channel = "other"
+address = "redis://10.0.0.1:6379"
+component = { source = "inline.wasm" }
+[[trigger.cron]]
+id = "nightly"
+component = "c"
+cron_expression = "0 0 3 * * *"
+[component.c]
+source = "c.wasm"
+"#;
+
+#[test]
+fn redis_and_cron_triggers_are_read_as_spin_reads_them() {
+    let m = parse(TRIGGERS).unwrap();
+    assert_eq!(m.redis_address.as_ref().unwrap().to_string(), "redis://{{ host }}:6379");
+    assert_eq!(m.redis_triggers.len(), 2);
+    assert_eq!(m.redis_triggers[0].channel.to_string(), "{{ host }}-events");
+    assert_eq!((m.redis_triggers[0].component.as_str(), m.redis_triggers[0].address.is_none()), ("c", true));
+    assert_eq!(m.redis_triggers[1].component, "redis-2-component", "an inline component gets the trigger's id");
+    assert!(m.components.contains_key("redis-2-component"));
+    assert_eq!((m.cron_triggers[0].id.as_str(), m.cron_triggers[0].cron_expression.as_str()), ("nightly", "0 0 3 * * *"));
+    assert!(m.http_triggers.is_empty(), "an app needs no HTTP trigger");
+}
+
+#[test]
+fn bad_redis_cron_and_command_triggers_are_named_at_their_place() {
+    let no_address = TRIGGERS.replace("[application.trigger.redis]\naddress = \"redis://{{ host }}:6379\"\n", "");
+    assert_error(&no_address, 6, 1, &["no `address`", "[application.trigger.redis]"]);
+    assert_error(&TRIGGERS.replace("0 0 3 * * *", "0 3 * * *"), 18, 19, &["invalid cron_expression", "5 fields", "seconds first"]);
+    assert_error(&TRIGGERS.replace("0 0 3 * * *", "0 0 25 * * *"), 18, 19, &["invalid cron_expression"]);
+    assert_error(&TRIGGERS.replace("{{ host }}-events", "{{ nope }}"), 9, 11, &["`{{ nope }}`", "not defined"]);
+    assert_error(&TRIGGERS.replace("component = \"c\"\n[[trigger.redis]]", "component = \"missing\"\n[[trigger.redis]]"), 10, 13, &["component `missing`", "not defined"]);
+    assert_error(&TRIGGERS.replace("channel = \"other\"\n", ""), 11, 1, &["no `channel`"]);
+    let unknown = TRIGGERS.replace("channel = \"other\"", "channel = \"other\"\nqueue = \"x\"");
+    assert_error(&unknown, 13, 1, &["unknown field `queue`"]);
+    let command = "spin_manifest_version = 2\n[application]\nname = \"a\"\n[[trigger.command]]\ncomponent = \"c\"\n[[trigger.http]]\nroute = \"/\"\ncomponent = \"c\"\n[component.c]\nsource = \"c.wasm\"\n";
+    assert_error(command, 4, 1, &["command trigger", "cannot be mixed"]);
+    let kafka = TRIGGERS.replace("[[trigger.cron]]", "[[trigger.kafka]]");
+    assert!(parse(&kafka).unwrap_err().to_string().contains("unknown field `kafka`"));
 }
 
 #[test]
@@ -182,5 +234,5 @@ fn bad_ids_versions_and_syntax() {
 #[test]
 fn a_manifest_with_nothing_to_serve_is_an_error() {
     let err = parse("spin_manifest_version = 2\n[application]\nname = \"a\"\n").unwrap_err();
-    assert!(err.to_string().contains("no [[trigger.http]]"), "{err}");
+    assert!(err.to_string().contains("the manifest has no triggers"), "{err}");
 }

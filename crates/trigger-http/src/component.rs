@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
-use tessera_capabilities::{ComponentCapabilities, Concurrency, InstanceState};
-use tessera_engine::LimitHit;
-use wasmtime::component::{Component, GuestTaskId, Linker};
+use tessera_capabilities::{Concurrency, InstanceState};
+use tessera_executor::PreparedComponent;
+use wasmtime::component::{Component, GuestTaskId};
 use wasmtime::{Store, StoreContextMut};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::handler::{
@@ -32,6 +32,8 @@ pub struct RequestData {
     /// the sending end of its response body) is dropped: the body then ends in an error
     /// instead of looking complete.
     pub failed: Arc<AtomicBool>,
+    /// The request's invocation span, for what the instance logs.
+    pub span: tracing::Span,
 }
 
 /// A component ready to serve requests.
@@ -42,26 +44,11 @@ pub struct ServedComponent {
 }
 
 impl ServedComponent {
-    /// Pre-instantiates `component`, checking it exports a `wasi:http` handler.
-    /// `linker` and `concurrency` are those of the engine that compiled it.
-    pub fn new(
-        linker: &Linker<InstanceState>,
-        concurrency: Concurrency,
-        component: &Component,
-        capabilities: ComponentCapabilities,
-        request_timeout: Duration,
-        max_wasm_stack: u64,
-    ) -> Result<Self> {
-        let id = capabilities.id().to_string();
-        check_http_export(component, &id)?;
-        let (pre, stubbed) = crate::stubs::instantiate_pre_with_stubs(linker, component)
-            .with_context(|| format!("component `{id}` imports something Tessera does not provide"))?;
-        if !stubbed.is_empty() {
-            tracing::warn!(
-                "component `{id}` imports interfaces Tessera does not provide yet; calls to them fail: {}",
-                stubbed.join(", ")
-            );
-        }
+    /// Checks `prepared` exports a `wasi:http` handler and readies it to serve.
+    pub fn new(prepared: Arc<PreparedComponent>) -> Result<Self> {
+        let id = prepared.id().to_string();
+        check_http_export(prepared.component(), &id)?;
+        let pre = prepared.instance_pre().clone();
         let proxy = match wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone()) {
             Ok(p3) => ProxyPre::P3(p3),
             Err(_) => ProxyPre::P2(
@@ -72,17 +59,13 @@ impl ServedComponent {
         };
         // `ProxyHandler` runs guests inside `run_concurrent`, which only the concurrent
         // engine has; on the plain engine the component is WASI 0.2 and called directly.
-        let direct = matches!(proxy, ProxyPre::P2(_)) && concurrency == Concurrency::Off;
-        let ended = Arc::new(InstanceEnd { component: id.into(), timeout: request_timeout, max_wasm_stack });
-        Ok(Self {
-            direct,
-            handler: ProxyHandler::new(ComponentHandler {
-                proxy,
-                capabilities,
-                request_timeout,
-                ended,
-            }),
-        })
+        let direct = matches!(proxy, ProxyPre::P2(_)) && prepared.concurrency() == Concurrency::Off;
+        Ok(Self { direct, handler: ProxyHandler::new(ComponentHandler { proxy, prepared }) })
+    }
+
+    /// The span of request `id` on this component.
+    pub fn span(&self, id: u64) -> tracing::Span {
+        self.handler.state().prepared.span("http", id)
     }
 
     /// Creates a fresh instance exactly as a request gets one, serving nothing: what the
@@ -120,26 +103,25 @@ impl ServedComponent {
                 return Err(InstantiationError { request_data: data, request: Mutex::new(request), error: Arc::new(error) }.into());
             }
         };
-        let request_id = data.id;
         let failed_flag = data.failed.clone();
-        store.data_mut().begin_request(data.id, data.peak_memory);
+        store.data_mut().publish_peak_memory(data.peak_memory);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut http = store.data_mut().http();
         let incoming = http.new_incoming_request(Scheme::Http, request)?;
         let outparam = http.new_response_outparam(tx)?;
-        let lifetime = state.request_timeout + EXPIRY_GRACE;
-        let ended = state.ended.clone();
-        let guest = tokio::task::spawn(async move {
+        let lifetime = state.prepared.limits().timeout + EXPIRY_GRACE;
+        let prepared = state.prepared.clone();
+        let guest = tokio::task::spawn(tracing::Instrument::instrument(async move {
             let call = proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam);
-            let result = match tokio::time::timeout(lifetime, call).await {
-                Ok(result) => result,
-                Err(_) => Err(wasmtime::format_err!("instance timed out")),
+            let (result, timed_out) = match tokio::time::timeout(lifetime, call).await {
+                Ok(result) => (result, false),
+                Err(_) => (Err(wasmtime::format_err!("stopped at its deadline")), true),
             };
             let failed = result.is_err();
             failed_flag.store(failed, Ordering::Relaxed);
-            ended.report(request_id, store.data(), result);
+            prepared.report(result, store.data(), timed_out);
             failed
-        });
+        }, data.span));
         match rx.await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(code)) => Err(wasmtime::format_err!("the component answered with an error: {code:?}")),
@@ -176,9 +158,7 @@ fn check_http_export(component: &Component, id: &str) -> Result<()> {
 
 struct ComponentHandler {
     proxy: ProxyPre<InstanceState>,
-    capabilities: ComponentCapabilities,
-    request_timeout: Duration,
-    ended: Arc<InstanceEnd>,
+    prepared: Arc<PreparedComponent>,
 }
 
 impl HandlerState for ComponentHandler {
@@ -188,18 +168,20 @@ impl HandlerState for ComponentHandler {
 
     async fn instantiate(&self) -> wasmtime::Result<Instance<InstanceState, Expiration, OneRequest>> {
         let (store, proxy) = self.new_instance().await?;
+        let expired = Arc::new(AtomicBool::new(false));
         Ok(Instance {
             store,
             proxy,
             view: WasiHttpView::http,
             expiration: Expiration {
-                timeout: self.request_timeout,
+                timeout: self.prepared.limits().timeout,
                 sleep: Box::pin(tokio::time::sleep(Duration::MAX / 4)),
+                expired: expired.clone(),
             },
             state: OneRequest {
-                ended: self.ended.clone(),
-                request_id: AtomicU64::new(0),
-                failed: Mutex::new(None),
+                prepared: self.prepared.clone(),
+                expired,
+                request: Mutex::new(None),
             },
         })
     }
@@ -208,22 +190,9 @@ impl HandlerState for ComponentHandler {
 impl ComponentHandler {
     /// A fresh store and instance: the whole per-request instantiation cost.
     async fn new_instance(&self) -> wasmtime::Result<(Store<InstanceState>, wasmtime_wasi_http::handler::Proxy)> {
-        let engine = self.proxy_engine();
-        let data = self.capabilities.instance().map_err(wasmtime::Error::from_anyhow)?;
-        let mut store = Store::new(&engine, data);
-        store.limiter(|s| &mut s.limiter);
-        // Yield to the host every tick so a timeout can stop a guest that never returns.
-        store.epoch_deadline_async_yield_and_update(1);
-        store.set_epoch_deadline(1);
+        let mut store = self.prepared.store().map_err(wasmtime::Error::from_anyhow)?;
         let proxy = self.proxy.instantiate_async(&mut store).await?;
         Ok((store, proxy))
-    }
-
-    fn proxy_engine(&self) -> wasmtime::Engine {
-        match &self.proxy {
-            ProxyPre::P2(p) => p.engine().clone(),
-            ProxyPre::P3(p) => p.engine().clone(),
-        }
     }
 }
 
@@ -235,6 +204,8 @@ const EXPIRY_GRACE: Duration = Duration::from_millis(250);
 struct Expiration {
     timeout: Duration,
     sleep: Pin<Box<tokio::time::Sleep>>,
+    /// Set when the instance is ended at its deadline while still serving.
+    expired: Arc<AtomicBool>,
 }
 
 impl WorkerExpiration for Expiration {
@@ -244,11 +215,11 @@ impl WorkerExpiration for Expiration {
         status: WorkerStatus,
         start: Instant,
     ) -> Poll<()> {
-        let timeout = match status {
+        let (timeout, busy) = match status {
             // Instances are never reused: an idle one is done.
-            WorkerStatus::Idle => Duration::ZERO,
+            WorkerStatus::Idle => (Duration::ZERO, false),
             // The request path answers 504 at `timeout`; the instance goes a moment later.
-            WorkerStatus::Requests | WorkerStatus::PostReturn => self.timeout + EXPIRY_GRACE,
+            WorkerStatus::Requests | WorkerStatus::PostReturn => (self.timeout + EXPIRY_GRACE, true),
         };
         let Some(deadline) = start.checked_add(timeout) else {
             return Poll::Pending;
@@ -257,15 +228,20 @@ impl WorkerExpiration for Expiration {
         if self.sleep.deadline() != deadline {
             self.sleep.as_mut().reset(deadline);
         }
-        self.sleep.as_mut().poll(cx)
+        let poll = self.sleep.as_mut().poll(cx);
+        if poll.is_ready() && busy {
+            self.expired.store(true, Ordering::Relaxed);
+        }
+        poll
     }
 }
 
 /// Serves exactly one request per instance.
 struct OneRequest {
-    ended: Arc<InstanceEnd>,
-    request_id: AtomicU64,
-    failed: Mutex<Option<Arc<AtomicBool>>>,
+    prepared: Arc<PreparedComponent>,
+    expired: Arc<AtomicBool>,
+    /// The request's failure flag and span, once it started.
+    request: Mutex<Option<(Arc<AtomicBool>, tracing::Span)>>,
 }
 
 impl WorkerState for OneRequest {
@@ -282,63 +258,23 @@ impl WorkerState for OneRequest {
         data: RequestData,
         _task: GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
-        self.request_id.store(data.id, Ordering::Relaxed);
-        *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(data.failed.clone());
-        store.data_mut().begin_request(data.id, data.peak_memory);
+        *self.request.lock().unwrap_or_else(|e| e.into_inner()) = Some((data.failed.clone(), data.span.clone()));
+        store.data_mut().publish_peak_memory(data.peak_memory);
         // No timer here: the request path answers 504 at the timeout and `Expiration`
         // ends the instance after the grace period; a third timer per request only cost.
         Box::pin(std::future::pending())
     }
 
     fn drop(&self, store: Store<InstanceState>, result: Result<(), wasmtime::Error>) {
-        if let Some(flag) = self.failed.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            flag.store(result.is_err(), Ordering::Relaxed);
-        }
-        self.ended.report(self.request_id.load(Ordering::Relaxed), store.data(), result);
-    }
-}
-
-/// Logs why an instance ended, if it did not end well, naming the limit it ran into.
-struct InstanceEnd {
-    component: Arc<str>,
-    timeout: Duration,
-    max_wasm_stack: u64,
-}
-
-impl InstanceEnd {
-    fn report(&self, request: u64, state: &InstanceState, result: Result<(), wasmtime::Error>) {
-        let hit = state.limiter.hit();
-        let is_stack_overflow = |e: &wasmtime::Error| e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::StackOverflow);
-        let is_table_full = |e: &wasmtime::Error| {
-            matches!(e.downcast_ref::<wasmtime::component::ResourceTableError>(), Some(wasmtime::component::ResourceTableError::Full))
-                || e.chain().any(|c| c.to_string() == "resource table has no free keys")
+        let request = self.request.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let span = match &request {
+            Some((failed, span)) => {
+                failed.store(result.is_err(), Ordering::Relaxed);
+                span.clone()
+            }
+            None => tracing::Span::none(),
         };
-        match (result, hit) {
-            (Err(e), None) if is_stack_overflow(&e) => tracing::error!(
-                "request {request}: component `{}` overflowed its stack: max_wasm_stack is {} bytes (raise max_wasm_stack in the runtime config): {e:?}",
-                self.component, self.max_wasm_stack
-            ),
-            (Err(e), None) if is_table_full(&e) => tracing::error!(
-                "request {request}: component `{}` held more than max_resource_handles ({}) host resources (fields, streams, pollables, ...) at once and was stopped (raise max_resource_handles in the runtime config, globally or under [component.{}]): {e:?}",
-                self.component, state.table.max_capacity(), self.component
-            ),
-            (Err(e), Some(LimitHit::Memory { limit, requested })) => tracing::error!(
-                "request {request}: component `{}` hit its memory limit: it asked for {requested} bytes of memory and tables, max_instance_memory is {limit} (raise it in the runtime config, globally or under [component.{}]): {e:?}",
-                self.component, self.component
-            ),
-            (Err(e), Some(LimitHit::TableElements { limit })) => tracing::error!(
-                "request {request}: component `{}` grew a table past {limit} elements, the most a table may hold (a fixed engine limit; tables also count against max_instance_memory): {e:?}",
-                self.component
-            ),
-            (Err(e), None) if e.to_string().contains("timed out") => tracing::error!(
-                "request {request}: component `{}` ran past request_timeout ({:?}) and was stopped: {e:?}",
-                self.component, self.timeout
-            ),
-            (Err(e), None) => tracing::error!(
-                "request {request}: component `{}` failed: {e:?}",
-                self.component
-            ),
-            (Ok(()), _) => {}
-        }
+        let _in_request = span.enter();
+        self.prepared.report(result, store.data(), self.expired.load(Ordering::Relaxed));
     }
 }

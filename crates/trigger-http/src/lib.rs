@@ -3,13 +3,10 @@
 //! instance and writes one access-log line per request.
 #![deny(missing_docs)]
 
-mod admission;
 mod body;
 mod component;
 mod headers;
-mod stubs;
 
-pub use admission::{Admission, Rejected};
 pub use body::{AccessLog, BoxError, ResponseBody, ResponseTooLarge};
 pub use component::{IdleInstance, RequestData, ServedComponent};
 
@@ -25,13 +22,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tessera_app::LoadedApp;
-use tessera_capabilities::{AppCapabilities, Concurrency, InstanceState};
-use tessera_engine::{CompiledFrom, Engine};
+use tessera_executor::{Executor, InstanceSlots, LoadReport};
 use tessera_manifest::routes::Router;
 use tessera_manifest::{HttpTarget, Route, StaticResponse};
 use tokio::net::TcpListener;
-use wasmtime::component::Linker;
 use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError};
 
 enum Target {
@@ -60,26 +54,15 @@ pub struct RouteInfo {
     pub wildcard: bool,
 }
 
-/// How one component was loaded, for reporting start-up cost.
-#[derive(Debug, Clone)]
-pub struct LoadReport {
-    /// Component id.
-    pub id: String,
-    /// Size of the component in bytes.
-    pub size: usize,
-    /// Compiled now or loaded from the cache.
-    pub from: CompiledFrom,
-    /// Time to compile or load, and pre-instantiate.
-    pub elapsed: Duration,
-}
-
 /// The HTTP trigger of one app.
 pub struct HttpTrigger {
     router: Router<usize>,
     targets: Vec<Target>,
     routes: Vec<RouteInfo>,
-    admission: Admission,
+    slots: Arc<InstanceSlots>,
     next_request_id: AtomicU64,
+    /// Connections open now, on every serving thread.
+    open: AtomicUsize,
     listener: ListenerLimits,
     loads: Vec<LoadReport>,
 }
@@ -94,11 +77,10 @@ struct ListenerLimits {
 }
 
 impl HttpTrigger {
-    /// Compiles (or loads from cache) and pre-instantiates every component the app's HTTP
-    /// triggers use.
-    pub fn new(engine: &Engine, app: &LoadedApp) -> Result<Self> {
-        let mut linkers = Linkers::default();
-        let capabilities = AppCapabilities::configure(app)?;
+    /// Prepares (compiles or loads from cache, and pre-instantiates) every component the
+    /// app's HTTP triggers use.
+    pub fn new(executor: &Executor) -> Result<Self> {
+        let app = executor.app();
         let mut served: BTreeMap<String, Arc<ServedComponent>> = BTreeMap::new();
         let mut loads = Vec::new();
         let mut targets = Vec::new();
@@ -107,24 +89,17 @@ impl HttpTrigger {
             let target = match &trigger.target {
                 HttpTarget::Static(s) => Target::Static(s.clone()),
                 HttpTarget::Component(id) => {
-                    let loaded = &app.components[id];
                     let s = match served.get(id) {
                         Some(s) => s.clone(),
                         None => {
-                            let started = Instant::now();
-                            let (component, from) = engine.load_component(id, &loaded.bytes, tessera_capabilities::needs_concurrency)?;
-                            let caps = capabilities
-                                .component(app, loaded)
-                                .with_context(|| format!("cannot configure component `{id}`"))?;
-                            let concurrency = if engine.is_concurrent(&component) { Concurrency::On } else { Concurrency::Off };
-                            let linker = linkers.get(&component, concurrency)?;
-                            let s = Arc::new(ServedComponent::new(linker, concurrency, &component, caps, loaded.limits.request_timeout, app.runtime_config.max_wasm_stack)?);
-                            loads.push(LoadReport { id: id.clone(), size: loaded.bytes.len(), from, elapsed: started.elapsed() });
+                            let prepared = executor.prepare(id)?;
+                            loads.push(prepared.load_report().clone());
+                            let s = Arc::new(ServedComponent::new(prepared)?);
                             served.insert(id.clone(), s.clone());
                             s
                         }
                     };
-                    Target::Component { id: id.as_str().into(), served: s, limits: loaded.limits }
+                    Target::Component { id: id.as_str().into(), served: s, limits: app.components[id].limits }
                 }
             };
             if let Route::Path(_) = &trigger.route {
@@ -151,8 +126,9 @@ impl HttpTrigger {
             router,
             targets,
             routes,
-            admission: Admission::new(rc.max_concurrent_requests, rc.max_queued_requests, rc.queue_timeout),
+            slots: executor.slots().clone(),
             next_request_id: AtomicU64::new(1),
+            open: AtomicUsize::new(0),
             listener: ListenerLimits {
                 max_header_size: rc.max_request_header_size as usize,
                 max_headers: rc.max_request_headers,
@@ -181,11 +157,18 @@ impl HttpTrigger {
         &self.loads
     }
 
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
     /// Serves connections from `listener` on `threads` threads, each with a
-    /// single-threaded runtime of its own, until the process ends. A connection is handed
-    /// to the thread serving the fewest and stays there, so no request hops between
-    /// threads (no cross-core wake-ups or work stealing per request).
-    pub fn serve_per_thread(self: Arc<Self>, listener: std::net::TcpListener, threads: usize) -> Result<()> {
+    /// single-threaded runtime of its own. A connection is handed to the thread serving
+    /// the fewest and stays there, so no request hops between threads (no cross-core
+    /// wake-ups or work stealing per request). When `stop` turns true the listener is
+    /// closed (new clients are refused) and each connection ends after the request it is
+    /// serving, if any.
+    pub fn serve_per_thread(self: Arc<Self>, listener: std::net::TcpListener, threads: usize, stop: tokio::sync::watch::Receiver<bool>) -> Result<()> {
         listener.set_nonblocking(true)?;
         let local = listener.local_addr()?;
         let mut workers = Vec::new();
@@ -208,6 +191,7 @@ impl HttpTrigger {
         let acceptor = workers[0].handle.clone();
         let max_connections = self.listener.max_connections;
         let open = Arc::new(tokio::sync::Semaphore::new(max_connections));
+        let mut stopping = stop.clone();
         acceptor.spawn(async move {
             let listener = match TcpListener::from_std(listener) {
                 Ok(l) => l,
@@ -230,7 +214,12 @@ impl HttpTrigger {
                 if open.available_permits() > max_connections / 2 {
                     warned_full = false;
                 }
-                let (stream, client) = match listener.accept().await {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    // Dropping the listener refuses new clients.
+                    _ = stopping.changed() => return,
+                };
+                let (stream, client) = match accepted {
                     Ok(c) => c,
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
@@ -243,12 +232,15 @@ impl HttpTrigger {
                 let worker = workers.iter().min_by_key(|w| w.connections.load(Ordering::Relaxed)).expect("one thread at least");
                 let connections = worker.connections.clone();
                 connections.fetch_add(1, Ordering::Relaxed);
+                self.open.fetch_add(1, Ordering::Relaxed);
                 let this = self.clone();
+                let stop = stop.clone();
                 worker.handle.spawn(async move {
                     if let Ok(stream) = tokio::net::TcpStream::from_std(stream) {
-                        this.serve_connection(stream, client, local).await;
+                        this.clone().serve_connection(stream, client, local, stop).await;
                     }
                     connections.fetch_sub(1, Ordering::Relaxed);
+                    this.open.fetch_sub(1, Ordering::Relaxed);
                     drop(slot);
                 });
             }
@@ -256,7 +248,7 @@ impl HttpTrigger {
         Ok(())
     }
 
-    async fn serve_connection(self: Arc<Self>, stream: tokio::net::TcpStream, client: SocketAddr, local: SocketAddr) {
+    async fn serve_connection(self: Arc<Self>, stream: tokio::net::TcpStream, client: SocketAddr, local: SocketAddr, mut stop: tokio::sync::watch::Receiver<bool>) {
         let _ = stream.set_nodelay(true);
         let limits = self.listener;
         // hyper refuses a header section larger than its read buffer (431).
@@ -272,7 +264,20 @@ impl HttpTrigger {
             .max_buf_size(max_buf)
             .keep_alive(true)
             .serve_connection(TokioIo::new(stream), service);
-        if let Err(e) = conn.await {
+        let mut conn = std::pin::pin!(conn);
+        let served = tokio::select! {
+            result = conn.as_mut() => Some(result),
+            _ = async { drop(stop.wait_for(|stopping| *stopping).await) } => None,
+        };
+        let result = match served {
+            Some(result) => result,
+            None => {
+                // Finish the request in progress (if any), then close.
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = result {
             tracing::debug!("connection from {client}: {e}");
         }
     }
@@ -340,7 +345,7 @@ impl HttpTrigger {
             .boxed_unsync();
         let request = http::Request::from_parts(parts, body);
 
-        let permit = match self.admission.admit().await {
+        let permit = match self.slots.admit().await {
             Ok(p) => p,
             Err(why) => {
                 tracing::warn!("request {id}: every instance slot is busy and {why:?}: answering 503 (raise max_concurrent_requests or max_queued_requests in the runtime config)");
@@ -351,14 +356,15 @@ impl HttpTrigger {
         };
         let peak = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicBool::new(false));
-        let data = RequestData { id, peak_memory: peak.clone(), failed: failed.clone() };
+        let span = served.span(id);
+        let data = RequestData { id, peak_memory: peak.clone(), failed: failed.clone(), span: span.clone() };
         // The deadline is checked first: when it and the instance's own end (a grace period
         // later) are seen in the same turn, the client must get the 504.
         let deadline = tokio::time::sleep(timeout);
         let outcome = tokio::select! {
             biased;
             () = deadline => Err(wasmtime::Error::new(ExpirationError)),
-            outcome = served.handle(data, request) => outcome,
+            outcome = tracing::Instrument::instrument(served.handle(data, request), span) => outcome,
         };
         match outcome {
             Ok(response) => {
@@ -394,28 +400,6 @@ impl HttpTrigger {
                 text(500, &format!("the component {what}\nrequest id: {id}\n"), Some(log(500, component, Some(peak))))
             }
         }
-    }
-}
-
-/// One linker per engine flavor, built the first time a component needs it.
-#[derive(Default)]
-struct Linkers {
-    plain: Option<Linker<InstanceState>>,
-    concurrent: Option<Linker<InstanceState>>,
-}
-
-impl Linkers {
-    fn get(&mut self, component: &wasmtime::component::Component, concurrency: Concurrency) -> Result<&Linker<InstanceState>> {
-        let slot = match concurrency {
-            Concurrency::Off => &mut self.plain,
-            Concurrency::On => &mut self.concurrent,
-        };
-        if slot.is_none() {
-            let mut linker = Linker::new(component.engine());
-            tessera_capabilities::link(&mut linker, concurrency)?;
-            *slot = Some(linker);
-        }
-        Ok(slot.as_ref().expect("just built"))
     }
 }
 

@@ -54,7 +54,10 @@ impl App {
             .replace("{p3_guest}", &guest("p3_guest.wasm").display().to_string())
             .replace("{spin_guest}", &guest("spin_guest.wasm").display().to_string())
             .replace("{spin3_guest}", &guest("spin3_guest.wasm").display().to_string())
-            .replace("{wasi_guest}", &guest("wasi_guest.wasm").display().to_string());
+            .replace("{wasi_guest}", &guest("wasi_guest.wasm").display().to_string())
+            .replace("{command_guest}", &guest("command_guest.wasm").display().to_string())
+            .replace("{redis_guest}", &guest("redis_guest.wasm").display().to_string())
+            .replace("{cron_guest}", &guest("cron_guest.wasm").display().to_string());
         std::fs::write(dir.path().join("spin.toml"), manifest).unwrap();
         Self { dir }
     }
@@ -138,7 +141,10 @@ impl Server {
     }
 
     fn try_start_with(mut cmd: Command, dir: &Path, extra: &[&str]) -> Result<Self, String> {
-        cmd.args(["up", "-f"]).arg(dir).args(["--listen", "127.0.0.1:0"]);
+        cmd.args(["up", "-f"]).arg(dir);
+        if !extra.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
         if !extra.contains(&"--cache-dir") {
             cmd.arg("--cache-dir").arg(cache_dir());
         }
@@ -162,6 +168,11 @@ impl Server {
                         std::thread::sleep(Duration::from_millis(50));
                         return Ok(Self { child, addr: addr.trim().parse().unwrap(), stdout, stderr });
                     }
+                    // An app without HTTP routes prints its Redis channels or cron jobs.
+                    if line.starts_with("Redis channels:") || line.starts_with("Cron jobs") {
+                        std::thread::sleep(Duration::from_millis(50));
+                        return Ok(Self { child, addr: "0.0.0.0:0".parse().unwrap(), stdout, stderr });
+                    }
                 }
                 Err(_) => {
                     if let Ok(Some(status)) = child.try_wait() {
@@ -178,8 +189,25 @@ impl Server {
 
     /// Sends SIGTERM and waits for the process to exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        self.signal("TERM");
         self.child.wait().unwrap()
+    }
+
+    /// Sends signal `name` (`TERM`, `INT`, ...) without waiting.
+    pub fn signal(&self, name: &str) {
+        let _ = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status();
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// CPU time (user + system) the server process has used, in clock ticks.
@@ -343,6 +371,25 @@ impl Redis {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Publishes each of `messages` on `channel` (pipelined) and returns how many
+    /// subscribers received the last one.
+    pub fn publish(&self, channel: &str, messages: &[&str]) -> i64 {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let mut out = Vec::new();
+        for m in messages {
+            out.extend(format!("*3\r\n$7\r\nPUBLISH\r\n${}\r\n{channel}\r\n${}\r\n{m}\r\n", channel.len(), m.len()).into_bytes());
+        }
+        stream.write_all(&out).unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut last = 0;
+        for _ in messages {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            last = line.trim().trim_start_matches(':').parse().unwrap_or(-1);
+        }
+        last
     }
 
     /// Stops the server (its data is kept on disk for `restart`).

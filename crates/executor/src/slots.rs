@@ -1,6 +1,7 @@
-//! Backpressure: when every instance slot is busy, requests wait in a bounded queue for up
-//! to a deadline instead of failing at once. Only a full queue or an expired wait answers
-//! 503, with `Retry-After`.
+//! Instance slots, one pool per process for every entry point, with backpressure: when
+//! every slot is busy, invocations wait in a bounded queue for up to a deadline instead of
+//! failing at once. Only a full queue or an expired wait is refused (HTTP answers 503 with
+//! `Retry-After`; a Redis message or a cron tick waits its turn the same way).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,14 +9,14 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Slots for running instances plus a bounded waiting line.
-pub struct Admission {
+pub struct InstanceSlots {
     slots: Arc<Semaphore>,
     waiting: AtomicUsize,
     max_waiting: usize,
     max_wait: Duration,
 }
 
-/// Why a request was not admitted.
+/// Why an invocation was not given a slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejected {
     /// The waiting line is full.
@@ -24,7 +25,7 @@ pub enum Rejected {
     Timeout,
 }
 
-impl Admission {
+impl InstanceSlots {
     /// `slots` instances at once, `max_waiting` more waiting up to `max_wait` each.
     pub fn new(slots: usize, max_waiting: usize, max_wait: Duration) -> Self {
         Self {
@@ -59,7 +60,7 @@ mod tests {
 
     #[tokio::test]
     async fn waits_then_rejects_past_the_queue() {
-        let a = Arc::new(Admission::new(1, 1, Duration::from_millis(200)));
+        let a = Arc::new(InstanceSlots::new(1, 1, Duration::from_millis(200)));
         let first = a.admit().await.unwrap();
         let waiter = tokio::spawn({
             let a = a.clone();

@@ -1,0 +1,389 @@
+//! Tessera's executor: the life of an instance, the same for every entry point (HTTP,
+//! Redis, cron, command triggers and `tessera run`).
+//!
+//! - [`Executor::new`] configures each capability once per app (its backends are opened
+//!   once and shared by every trigger) and sizes the process-wide instance slots.
+//! - [`Executor::prepare`] compiles a component (or loads it from the compile cache),
+//!   picks the engine flavour, stubs interfaces Tessera lacks and pre-instantiates it.
+//! - [`PreparedComponent::store`] makes a fresh store with every limit; [`Executor::invoke`]
+//!   runs one invocation on it inside one tracing span, bounded by the slots and the time
+//!   limit, and returns a typed [`Failure`] that each entry point maps its own way.
+#![deny(missing_docs)]
+
+mod failure;
+mod slots;
+mod stubs;
+
+pub use failure::{Failure, Limit, LimitSettings, LimitsInForce, RUNTIME_CONFIG_LIMITS};
+pub use slots::{InstanceSlots, Rejected};
+
+use anyhow::{Context as _, Result};
+use futures::future::BoxFuture;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tessera_app::LoadedApp;
+use tessera_capabilities::{AppCapabilities, ComponentCapabilities, Concurrency, InstanceState};
+use tessera_engine::{CompiledFrom, Engine};
+use tessera_manifest::ComponentLimits;
+use wasmtime::Store;
+use wasmtime::component::{Component, Instance, InstancePre, Linker};
+
+/// How one component was loaded, for reporting start-up cost.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    /// Component id.
+    pub id: String,
+    /// Size of the component in bytes.
+    pub size: usize,
+    /// Compiled now or loaded from the cache.
+    pub from: CompiledFrom,
+    /// Time to compile or load, and pre-instantiate.
+    pub elapsed: Duration,
+}
+
+/// Settings of an executor beyond the app's own.
+#[derive(Clone)]
+pub struct ExecutorOptions {
+    /// How log lines name the limits and where to raise them.
+    pub limits: LimitSettings,
+    /// An instruction budget per invocation (the engine must meter fuel).
+    pub fuel: Option<u64>,
+}
+
+impl Default for ExecutorOptions {
+    fn default() -> Self {
+        Self { limits: RUNTIME_CONFIG_LIMITS, fuel: None }
+    }
+}
+
+/// Runs the components of one app.
+pub struct Executor {
+    engine: Engine,
+    app: Arc<LoadedApp>,
+    capabilities: AppCapabilities,
+    linkers: Mutex<Linkers>,
+    prepared: Mutex<BTreeMap<String, Arc<PreparedComponent>>>,
+    slots: Arc<InstanceSlots>,
+    next_invocation: AtomicU64,
+    options: ExecutorOptions,
+}
+
+impl Executor {
+    /// Opens the app's backends (once, for every trigger) and sizes its instance slots
+    /// from the runtime config.
+    pub fn new(engine: &Engine, app: Arc<LoadedApp>, options: ExecutorOptions) -> Result<Self> {
+        let capabilities = AppCapabilities::configure(&app)?;
+        let rc = &app.runtime_config;
+        let slots = Arc::new(InstanceSlots::new(rc.max_concurrent_requests, rc.max_queued_requests, rc.queue_timeout));
+        Ok(Self {
+            engine: engine.clone(),
+            app,
+            capabilities,
+            linkers: Mutex::default(),
+            prepared: Mutex::default(),
+            slots,
+            next_invocation: AtomicU64::new(1),
+            options,
+        })
+    }
+
+    /// The app.
+    pub fn app(&self) -> &Arc<LoadedApp> {
+        &self.app
+    }
+
+    /// The instance slots every entry point of this executor shares.
+    pub fn slots(&self) -> &Arc<InstanceSlots> {
+        &self.slots
+    }
+
+    /// A new invocation id, unique in this executor.
+    pub fn next_invocation_id(&self) -> u64 {
+        self.next_invocation.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Compiles (or loads from the cache) and pre-instantiates component `id`, once; later
+    /// calls return the same component.
+    pub fn prepare(&self, id: &str) -> Result<Arc<PreparedComponent>> {
+        if let Some(p) = self.prepared.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+            return Ok(p.clone());
+        }
+        let loaded = self
+            .app
+            .components
+            .get(id)
+            .with_context(|| format!("the app has no component `{id}`"))?;
+        let started = Instant::now();
+        let (component, from) = self.engine.load_component(id, &loaded.bytes, tessera_capabilities::needs_concurrency)?;
+        let capabilities = self
+            .capabilities
+            .component(&self.app, loaded)
+            .with_context(|| format!("cannot configure component `{id}`"))?;
+        let concurrency = if self.engine.is_concurrent(&component) { Concurrency::On } else { Concurrency::Off };
+        let linker = self.linkers.lock().unwrap_or_else(|e| e.into_inner()).get(&component, concurrency)?;
+        let (pre, stubbed) = stubs::instantiate_pre_with_stubs(&linker, &component)
+            .with_context(|| format!("component `{id}` imports something Tessera does not provide"))?;
+        if !stubbed.is_empty() {
+            tracing::warn!(
+                "component `{id}` imports interfaces Tessera does not provide yet; calls to them fail: {}",
+                stubbed.join(", ")
+            );
+        }
+        let limits = LimitsInForce {
+            timeout: loaded.limits.request_timeout,
+            max_wasm_stack: self.app.runtime_config.max_wasm_stack,
+            fuel: self.options.fuel,
+        };
+        let prepared = Arc::new(PreparedComponent {
+            id: id.into(),
+            app: self.app.manifest.application.name.as_str().into(),
+            component,
+            pre,
+            concurrency,
+            capabilities,
+            component_limits: loaded.limits,
+            limits,
+            settings: self.options.limits,
+            load: LoadReport { id: id.to_string(), size: loaded.bytes.len(), from, elapsed: started.elapsed() },
+        });
+        self.prepared.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), prepared.clone());
+        Ok(prepared)
+    }
+
+    /// How each component prepared so far was loaded, in id order.
+    pub fn load_reports(&self) -> Vec<LoadReport> {
+        self.prepared.lock().unwrap_or_else(|e| e.into_inner()).values().map(|p| p.load.clone()).collect()
+    }
+
+    /// Runs one invocation of `component` for `trigger`: waits for an instance slot,
+    /// instantiates a fresh store, runs `call` within the component's time limit inside
+    /// one span, logs a failure naming the limit to raise, and returns the call's value or
+    /// the typed failure.
+    pub async fn invoke<T: Send + 'static>(
+        &self,
+        component: &Arc<PreparedComponent>,
+        trigger: &'static str,
+        call: impl for<'a> FnOnce(&'a mut Store<InstanceState>, Instance) -> BoxFuture<'a, wasmtime::Result<T>> + Send + 'static,
+    ) -> Result<Invoked<T>, InvokeError> {
+        let state = component
+            .capabilities
+            .instance()
+            .map_err(|e| InvokeError::Failed { failure: component.failed(Failure::Instantiation(wasmtime::Error::from_anyhow(e))), account: None })?;
+        self.invoke_with_state(component, trigger, state, call).await
+    }
+
+    /// [`Executor::invoke`] on a store holding `state` (made by the component's
+    /// capabilities, possibly with the entry point's own WASI context).
+    pub async fn invoke_with_state<T: Send + 'static>(
+        &self,
+        component: &Arc<PreparedComponent>,
+        trigger: &'static str,
+        state: InstanceState,
+        call: impl for<'a> FnOnce(&'a mut Store<InstanceState>, Instance) -> BoxFuture<'a, wasmtime::Result<T>> + Send + 'static,
+    ) -> Result<Invoked<T>, InvokeError> {
+        let _permit = self.slots.admit().await.map_err(InvokeError::Busy)?;
+        let id = self.next_invocation_id();
+        let span = component.span(trigger, id);
+        let started = Instant::now();
+        let component = component.clone();
+        let run = async move {
+            let mut store = component.store_with(state);
+            let peak = store.data().limiter.peak_handle();
+            let instance = match component.pre.instantiate_async(&mut store).await {
+                Ok(i) => i,
+                Err(e) => return Err((component.failed(Failure::Instantiation(e)), Accounting::default())),
+            };
+            let result = tokio::time::timeout(component.limits.timeout, call(&mut store, instance)).await;
+            let fuel_used = component.limits.fuel.map(|budget| budget.saturating_sub(store.get_fuel().unwrap_or(0)));
+            let account = Accounting { wall: started.elapsed(), peak_memory: peak.load(Ordering::Relaxed), fuel_used };
+            let failure = match result {
+                Ok(Ok(value)) => return Ok(Invoked { value, account }),
+                Ok(Err(e)) => Failure::classify(e, store.data(), &component.limits, false),
+                Err(_elapsed) => Failure::classify(wasmtime::format_err!("stopped at its deadline"), store.data(), &component.limits, true),
+            };
+            Err((component.failed(failure), account))
+        };
+        match tracing::Instrument::instrument(run, span).await {
+            Ok(invoked) => Ok(invoked),
+            Err((failure, account)) => Err(InvokeError::Failed { failure, account: Some(account) }),
+        }
+    }
+}
+
+/// What one invocation cost, recorded the same way for every trigger.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Accounting {
+    /// Wall-clock time from slot to end.
+    pub wall: Duration,
+    /// Peak bytes of memories and tables.
+    pub peak_memory: u64,
+    /// Instructions (fuel) used, when metered.
+    pub fuel_used: Option<u64>,
+}
+
+/// A successful invocation's value and cost.
+#[derive(Debug)]
+pub struct Invoked<T> {
+    /// What the call returned.
+    pub value: T,
+    /// What it cost.
+    pub account: Accounting,
+}
+
+/// Why [`Executor::invoke`] did not return a value.
+#[derive(Debug)]
+pub enum InvokeError {
+    /// No instance slot within the queue's bounds.
+    Busy(Rejected),
+    /// The instance failed (already logged).
+    Failed {
+        /// Why.
+        failure: Failure,
+        /// What it cost until then.
+        account: Option<Accounting>,
+    },
+}
+
+impl InvokeError {
+    /// The failure, when the instance ran.
+    pub fn failure(&self) -> Option<&Failure> {
+        match self {
+            Self::Failed { failure, .. } => Some(failure),
+            Self::Busy(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for InvokeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Busy(Rejected::QueueFull) => f.write_str("every instance slot is busy and the queue is full"),
+            Self::Busy(Rejected::Timeout) => f.write_str("no instance slot freed up within queue_timeout"),
+            Self::Failed { failure, .. } => write!(f, "{failure}"),
+        }
+    }
+}
+
+impl std::error::Error for InvokeError {}
+
+/// A component ready to instantiate: compiled, linked and pre-instantiated, with its
+/// configured capabilities.
+pub struct PreparedComponent {
+    id: Arc<str>,
+    app: Arc<str>,
+    component: Component,
+    pre: InstancePre<InstanceState>,
+    concurrency: Concurrency,
+    capabilities: ComponentCapabilities,
+    component_limits: ComponentLimits,
+    limits: LimitsInForce,
+    settings: LimitSettings,
+    load: LoadReport,
+}
+
+impl PreparedComponent {
+    /// The component id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The compiled component.
+    pub fn component(&self) -> &Component {
+        &self.component
+    }
+
+    /// The pre-instantiated component.
+    pub fn instance_pre(&self) -> &InstancePre<InstanceState> {
+        &self.pre
+    }
+
+    /// Whether it runs on the concurrent engine.
+    pub fn concurrency(&self) -> Concurrency {
+        self.concurrency
+    }
+
+    /// Its limits from the runtime config.
+    pub fn component_limits(&self) -> &ComponentLimits {
+        &self.component_limits
+    }
+
+    /// The limits its instances run under.
+    pub fn limits(&self) -> &LimitsInForce {
+        &self.limits
+    }
+
+    /// How it was loaded.
+    pub fn load_report(&self) -> &LoadReport {
+        &self.load
+    }
+
+    /// The component's capabilities.
+    pub fn capabilities(&self) -> &ComponentCapabilities {
+        &self.capabilities
+    }
+
+    /// One span for one invocation; everything logged while it runs carries these fields.
+    pub fn span(&self, trigger: &'static str, id: u64) -> tracing::Span {
+        tracing::info_span!("invocation", app = %self.app, component = %self.id, trigger = %trigger, id)
+    }
+
+    /// A fresh store with every limit: memory accounting, an epoch deadline that yields
+    /// every tick (so a time limit can stop a spinning guest) and the fuel budget.
+    pub fn store(&self) -> Result<Store<InstanceState>> {
+        Ok(self.store_with(self.capabilities.instance()?))
+    }
+
+    /// A fresh store holding `state` (built by [`ComponentCapabilities`], possibly with an
+    /// entry point's own WASI context), with every limit.
+    pub fn store_with(&self, state: InstanceState) -> Store<InstanceState> {
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_async_yield_and_update(1);
+        store.set_epoch_deadline(1);
+        if let Some(fuel) = self.limits.fuel {
+            // Metering is an engine setting; a store of an unmetered engine refuses fuel.
+            let _ = store.set_fuel(fuel);
+        }
+        store
+    }
+
+    /// Logs `failure` (a non-zero exit is the command's own business, not logged) and
+    /// returns it.
+    pub fn failed(&self, failure: Failure) -> Failure {
+        if !matches!(failure, Failure::Exit(_)) {
+            tracing::error!("{}", failure.describe(&self.id, &self.settings));
+        }
+        failure
+    }
+
+    /// Classifies and logs how an instance ended, for entry points that drive the store
+    /// themselves (HTTP's handler).
+    pub fn report(&self, result: Result<(), wasmtime::Error>, state: &InstanceState, timed_out: bool) -> Option<Failure> {
+        let error = result.err()?;
+        Some(self.failed(Failure::classify(error, state, &self.limits, timed_out)))
+    }
+}
+
+/// One linker per engine flavour, built the first time a component needs it.
+#[derive(Default)]
+struct Linkers {
+    plain: Option<Linker<InstanceState>>,
+    concurrent: Option<Linker<InstanceState>>,
+}
+
+impl Linkers {
+    fn get(&mut self, component: &Component, concurrency: Concurrency) -> Result<Linker<InstanceState>> {
+        let slot = match concurrency {
+            Concurrency::Off => &mut self.plain,
+            Concurrency::On => &mut self.concurrent,
+        };
+        if slot.is_none() {
+            let mut linker = Linker::new(component.engine());
+            tessera_capabilities::link(&mut linker, concurrency)?;
+            *slot = Some(linker);
+        }
+        Ok(slot.clone().expect("just built"))
+    }
+}

@@ -1,0 +1,158 @@
+//! Tessera's host library: the lifecycle of one app, whatever its triggers, for the CLI
+//! (and next for the containerd shim, many apps in one process and the embedding API).
+//!
+//! [`AppHost::load`] prepares every component every trigger uses (all load errors happen
+//! here, before anything is served); [`AppHost::serve`] starts the HTTP, Redis and cron
+//! triggers on one executor (one set of backends, one pool of instance slots);
+//! [`Serving::drain`] stops taking work and waits for what is in flight;
+//! [`AppHost::run_command`] runs a `[[trigger.command]]` app once.
+#![deny(missing_docs)]
+
+use anyhow::{Context as _, Result};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tessera_app::LoadedApp;
+use tessera_engine::Engine;
+use tessera_executor::{Executor, ExecutorOptions, LoadReport};
+use tessera_trigger_http::HttpTrigger;
+use tessera_triggers::cron::CronTrigger;
+use tessera_triggers::redis::RedisTrigger;
+use tokio::sync::watch;
+
+/// One app, loaded and ready to serve.
+pub struct AppHost {
+    executor: Arc<Executor>,
+    http: Option<Arc<HttpTrigger>>,
+    redis: RedisTrigger,
+    cron: CronTrigger,
+    command: Option<Arc<tessera_executor::PreparedComponent>>,
+    loads: Vec<LoadReport>,
+}
+
+impl AppHost {
+    /// Opens the app's backends and prepares every component its triggers use.
+    pub fn load(engine: &Engine, app: Arc<LoadedApp>) -> Result<Self> {
+        let executor = Arc::new(Executor::new(engine, app.clone(), ExecutorOptions::default())?);
+        let manifest = &app.manifest;
+        let http = if manifest.http_triggers.is_empty() { None } else { Some(Arc::new(HttpTrigger::new(&executor)?)) };
+        let redis = RedisTrigger::new(&executor)?;
+        let cron = CronTrigger::new(&executor)?;
+        let command = match manifest.command_triggers.first() {
+            Some(t) => {
+                let c = executor.prepare(&t.component)?;
+                anyhow::ensure!(
+                    tessera_triggers::command::is_command(&c),
+                    "component `{}` is used by a [[trigger.command]] but exports no wasi:cli/run; build it as a command (a `fn main` for wasm32-wasip2)",
+                    c.id()
+                );
+                Some(c)
+            }
+            None => None,
+        };
+        let loads = executor.load_reports();
+        Ok(Self { executor, http, redis, cron, command, loads })
+    }
+
+    /// How each component was loaded.
+    pub fn load_reports(&self) -> &[LoadReport] {
+        &self.loads
+    }
+
+    /// The HTTP trigger, when the app has HTTP routes.
+    pub fn http(&self) -> Option<&Arc<HttpTrigger>> {
+        self.http.as_ref()
+    }
+
+    /// Whether the app is a command (`[[trigger.command]]`), run by [`AppHost::run_command`].
+    pub fn is_command(&self) -> bool {
+        self.command.is_some()
+    }
+
+    /// `(address, channel, components)` of each Redis subscription.
+    pub fn redis_subscriptions(&self) -> Vec<(String, String, Vec<String>)> {
+        self.redis.subscriptions()
+    }
+
+    /// `(trigger id, expression, component)` of each cron job.
+    pub fn cron_schedules(&self) -> Vec<(String, String, String)> {
+        self.cron.schedules()
+    }
+
+    /// Runs the command trigger's component once with the process's stdio, `args` after
+    /// its id as argv, and the component's own environment and files; returns its exit
+    /// code.
+    pub async fn run_command(&self, args: &[String]) -> Result<i32> {
+        let component = self.command.as_ref().context("the app has no [[trigger.command]]")?;
+        let mut wasi = component.capabilities().wasi_builder()?;
+        let argv: Vec<&str> = std::iter::once(component.id()).chain(args.iter().map(String::as_str)).collect();
+        wasi.inherit_stdio().args(&argv);
+        let end = tessera_triggers::command::run(&self.executor, component, wasi.build()).await?;
+        Ok(end.code)
+    }
+
+    /// Starts every trigger: HTTP on `listener` (when the app has routes) with `threads`
+    /// serving threads, Redis subscriptions and cron jobs as tasks of the current runtime.
+    pub fn serve(self, listener: Option<std::net::TcpListener>, threads: usize) -> Result<Serving> {
+        let (stop, stopped) = watch::channel(false);
+        let mut addr = None;
+        if let (Some(http), Some(listener)) = (&self.http, listener) {
+            addr = Some(listener.local_addr()?);
+            http.clone().serve_per_thread(listener, threads, stopped.clone())?;
+        }
+        let mut tasks = Vec::new();
+        if !self.redis.is_empty() {
+            tasks.push(tokio::spawn(self.redis.run(self.executor.clone(), stopped.clone())));
+        }
+        if !self.cron.is_empty() {
+            tasks.push(tokio::spawn(self.cron.run(self.executor.clone(), stopped.clone())));
+        }
+        Ok(Serving { stop, addr, http: self.http, tasks })
+    }
+}
+
+/// A serving app.
+pub struct Serving {
+    stop: watch::Sender<bool>,
+    addr: Option<SocketAddr>,
+    http: Option<Arc<HttpTrigger>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// What a drain left unfinished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainReport {
+    /// HTTP connections still open at the deadline.
+    pub open_connections: usize,
+    /// Redis and cron work still running at the deadline.
+    pub unfinished_tasks: usize,
+    /// How long the drain took.
+    pub elapsed: Duration,
+}
+
+impl Serving {
+    /// The HTTP address, when the app serves HTTP.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    /// Stops accepting connections, messages and ticks, lets in-flight requests (their
+    /// connections answered and closed), messages and cron runs finish, for up to
+    /// `timeout`.
+    pub async fn drain(self, timeout: Duration) -> DrainReport {
+        let started = Instant::now();
+        let _ = self.stop.send(true);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut unfinished_tasks = 0;
+        for task in self.tasks {
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                unfinished_tasks += 1;
+            }
+        }
+        let open = || self.http.as_ref().map_or(0, |h| h.open_connections());
+        while open() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        DrainReport { open_connections: open(), unfinished_tasks, elapsed: started.elapsed() }
+    }
+}

@@ -1,0 +1,186 @@
+//! Commands: components exporting `wasi:cli/run` (0.3 tried first, then 0.2), run once
+//! with exit codes as `wasmtime run` gives them, and `--invoke` of any exported function
+//! with WAVE-encoded arguments. `tessera run` and `[[trigger.command]]` both use this.
+
+use anyhow::{Result, bail};
+use std::sync::Arc;
+use tessera_executor::{Accounting, Executor, Failure, InvokeError, PreparedComponent};
+use wasmtime::component::{Func, Val, types::ComponentItem};
+
+/// The exit code of a trap or a limit hit (`wasmtime run` gives 134, as SIGABRT would).
+pub const TRAP_EXIT_CODE: i32 = 134;
+
+/// How a command ended.
+#[derive(Debug)]
+pub struct CommandEnd {
+    /// The process exit code.
+    pub code: i32,
+    /// What the run cost, when it got as far as running.
+    pub account: Option<Accounting>,
+}
+
+/// Whether `component` exports `wasi:cli/run` (0.2.x or 0.3.0).
+pub fn is_command(component: &PreparedComponent) -> bool {
+    exports(component).iter().any(|e| e.starts_with("wasi:cli/run@0.2.") || e == "wasi:cli/run@0.3.0")
+}
+
+fn exports(component: &PreparedComponent) -> Vec<String> {
+    let c = component.component();
+    c.component_type().exports(c.engine()).map(|(name, _)| name.to_string()).collect()
+}
+
+/// Runs `wasi:cli/run` once on a fresh instance whose WASI context is `wasi` (stdio,
+/// arguments, preopens and environment are the caller's choice).
+pub async fn run(executor: &Executor, component: &Arc<PreparedComponent>, wasi: wasmtime_wasi::WasiCtx) -> Result<CommandEnd> {
+    if !is_command(component) {
+        bail!(
+            "component `{}` exports no wasi:cli/run (it exports {}); build it as a command (a `fn main` for wasm32-wasip2), or call one of its functions with --invoke",
+            component.id(),
+            list(&exports(component))
+        );
+    }
+    let state = component.capabilities().instance_with_wasi(wasi);
+    let outcome = executor
+        .invoke_with_state(component, "command", state, |store, instance| {
+            Box::pin(async move {
+                if let Ok(command) = wasmtime_wasi::p3::bindings::Command::new(&mut *store, &instance) {
+                    store.run_concurrent(async move |accessor| command.wasi_cli_run().call_run(accessor).await).await?
+                } else {
+                    let command = wasmtime_wasi::p2::bindings::Command::new(&mut *store, &instance)?;
+                    command.wasi_cli_run().call_run(&mut *store).await
+                }
+            })
+        })
+        .await;
+    Ok(match outcome {
+        Ok(invoked) => CommandEnd { code: if invoked.value.is_ok() { 0 } else { 1 }, account: Some(invoked.account) },
+        Err(e) => CommandEnd {
+            code: exit_code(&e),
+            account: match e {
+                InvokeError::Failed { account, .. } => account,
+                InvokeError::Busy(_) => None,
+            },
+        },
+    })
+}
+
+/// The exit code for an invocation that did not return: `exit(n)` gives n, a trap or a
+/// limit 134, anything else (no slot, instantiation) 1.
+pub fn exit_code(error: &InvokeError) -> i32 {
+    match error.failure() {
+        Some(Failure::Exit(code)) => *code,
+        Some(f) if f.limit().is_some() => TRAP_EXIT_CODE,
+        Some(Failure::Trap(_)) => TRAP_EXIT_CODE,
+        Some(_) | None => 1,
+    }
+}
+
+/// Calls the exported function `call` names (`name(arg, ...)` in WAVE, as `wasmtime run
+/// --invoke` takes it; `iface#name(...)` or `iface/name(...)` for one in an exported
+/// interface) and returns its results as WAVE text, one per result.
+pub async fn invoke(
+    executor: &Executor,
+    component: &Arc<PreparedComponent>,
+    wasi: wasmtime_wasi::WasiCtx,
+    call: &str,
+) -> Result<std::result::Result<Invoked, InvokeError>> {
+    let parsed = wasm_wave::untyped::UntypedFuncCall::parse(call)
+        .map_err(|e| anyhow::anyhow!("cannot read `{call}` as a WAVE function call: {e}\n  hint: write it as 'name(arg1, arg2)', e.g. 'add(1, 2)' or 'greet(\"world\")'"))?;
+    let name = parsed.name().to_string();
+    let (interface, func_name) = split_export(&name);
+    let ty = find_func(component, interface, func_name)?;
+    let params: Vec<wasmtime::component::Type> = ty.params().map(|(_, t)| t).collect();
+    let args: Vec<Val> = parsed
+        .to_wasm_params::<Val>(params.iter())
+        .map_err(|e| anyhow::anyhow!("the arguments of `{call}` do not fit `{name}`: {e}"))?;
+    let results_len = ty.results().len();
+    let state = component.capabilities().instance_with_wasi(wasi);
+    let (interface, func_name) = (interface.map(str::to_string), func_name.to_string());
+    let outcome = executor
+        .invoke_with_state(component, "invoke", state, move |store, instance| {
+            Box::pin(async move {
+                let func = lookup(&mut *store, &instance, interface.as_deref(), &func_name)?;
+                let mut results = vec![Val::Bool(false); results_len];
+                func.call_async(&mut *store, &args, &mut results).await?;
+                Ok(results)
+            })
+        })
+        .await;
+    Ok(outcome.map(|invoked| Invoked {
+        results: invoked.value.iter().map(|v| wasm_wave::to_string(v).unwrap_or_else(|e| format!("<{e}>"))).collect(),
+        account: invoked.account,
+    }))
+}
+
+/// The WAVE results of an `--invoke` call.
+#[derive(Debug)]
+pub struct Invoked {
+    /// Each result as WAVE text.
+    pub results: Vec<String>,
+    /// What the call cost.
+    pub account: Accounting,
+}
+
+fn split_export(name: &str) -> (Option<&str>, &str) {
+    match name.rsplit_once('#').or_else(|| name.rsplit_once('.')) {
+        Some((interface, func)) if interface.contains(':') || interface.contains('/') => (Some(interface), func),
+        _ => (None, name),
+    }
+}
+
+fn find_func(component: &PreparedComponent, interface: Option<&str>, name: &str) -> Result<wasmtime::component::types::ComponentFunc> {
+    let c = component.component();
+    let engine = c.engine();
+    let ty = c.component_type();
+    let mut available = Vec::new();
+    for (export, item) in ty.exports(engine) {
+        match (interface, item.ty) {
+            (None, ComponentItem::ComponentFunc(f)) if export == name => return Ok(f),
+            (None, ComponentItem::ComponentFunc(_)) => available.push(export.to_string()),
+            (Some(i), ComponentItem::ComponentInstance(inst)) if export == i => {
+                for (fname, fitem) in inst.exports(engine) {
+                    if let ComponentItem::ComponentFunc(f) = fitem.ty {
+                        if fname == name {
+                            return Ok(f);
+                        }
+                        available.push(format!("{export}#{fname}"));
+                    }
+                }
+            }
+            (_, ComponentItem::ComponentInstance(inst)) => {
+                for (fname, fitem) in inst.exports(engine) {
+                    if matches!(fitem.ty, ComponentItem::ComponentFunc(_)) {
+                        available.push(format!("{export}#{fname}"));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let wanted = match interface {
+        Some(i) => format!("{i}#{name}"),
+        None => name.to_string(),
+    };
+    bail!("component `{}` exports no function `{wanted}`; it exports: {}", component.id(), list(&available))
+}
+
+fn lookup(
+    store: &mut wasmtime::Store<tessera_capabilities::InstanceState>,
+    instance: &wasmtime::component::Instance,
+    interface: Option<&str>,
+    name: &str,
+) -> wasmtime::Result<Func> {
+    let index = match interface {
+        Some(i) => {
+            let parent = instance.get_export_index(&mut *store, None, i).ok_or_else(|| wasmtime::format_err!("no export `{i}`"))?;
+            instance.get_export_index(&mut *store, Some(&parent), name)
+        }
+        None => instance.get_export_index(&mut *store, None, name),
+    };
+    let index = index.ok_or_else(|| wasmtime::format_err!("no export `{name}`"))?;
+    instance.get_func(&mut *store, index).ok_or_else(|| wasmtime::format_err!("`{name}` is not a function"))
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() { "nothing".into() } else { items.join(", ") }
+}
