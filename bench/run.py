@@ -33,8 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
 WASMTIME_VERSION = "48.0.8"
 TESSERA = ROOT / "target/release/tessera"
 NATIVE = ROOT / "target/release/native-hello"
+NATIVE_SUBSCRIBER = ROOT / "target/release/native-subscriber"
+COMMAND_GUEST = ROOT / "tests/guests/target/wasm32-wasip2/release/command_guest.wasm"
+REDIS_GUEST = ROOT / "tests/guests/target/wasm32-wasip2/release/redis_guest.wasm"
 HOLD_OPEN = ROOT / "target/release/hold-open"
-SCENARIOS = ["hello", "instantiate", "startup", "python", "idle", "concurrent", "kv", "cpu"]
+SCENARIOS = ["hello", "instantiate", "startup", "python", "idle", "concurrent", "kv", "cpu", "run", "redis"]
 
 # Targets from issue 4, checked in the results table.
 TARGET_VS_WASMTIME = 4.0
@@ -62,10 +65,10 @@ def wasmtime_bin():
 
 
 def install_peers():
-    if not shutil.which("wrk"):
+    if not shutil.which("wrk") or not shutil.which("redis-server"):
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         run(["apt-get", "update", "-qq"], env=env)
-        run(["apt-get", "install", "-y", "-qq", "wrk"], env=env)
+        run(["apt-get", "install", "-y", "-qq", "wrk", "redis-server"], env=env)
     # The guests' toolchains (Rust wasm target, wasm-tools, zig, componentize-py), as CI has them.
     run([ROOT / "scripts/install-toolchains.sh"])
     try:
@@ -454,6 +457,111 @@ def scenario_cpu(args, results):
 # ---------------------------------------------------------------- report
 
 
+def scenario_run(args, results):
+    """`tessera run` vs `wasmtime run`: process start to exit of a hello command, compile
+    caches warm, alternating."""
+    cache = tempfile.mkdtemp()
+    try:
+        commands = {
+            "tessera run": [TESSERA, "run", "--cache-dir", cache, COMMAND_GUEST, "hello"],
+            "wasmtime run": [wasmtime_bin(), "run", "-C", "cache=y", COMMAND_GUEST, "hello"],
+        }
+        for cmd in commands.values():  # warm both compile caches
+            subprocess.run([str(c) for c in cmd], check=True, capture_output=True)
+        raw = {name: [] for name in commands}
+        for _ in range(args.rounds * 10):
+            for name, cmd in commands.items():
+                started = time.monotonic()
+                out = subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True)
+                raw[name].append((time.monotonic() - started) * 1000)
+                assert "hello from a command" in out.stdout, out.stdout
+        results["run"] = {
+            name: {"ms": statistics.median(v), "raw_ms": [round(x, 1) for x in v[:10]],
+                   "command": " ".join(str(c) for c in commands[name])}
+            for name, v in raw.items()
+        }
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def redis_publish(port, channel, messages):
+    """Publishes every message on `channel`, pipelined; returns the subscribers of the last."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        out = b"".join(b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(channel), channel.encode(), len(m), m.encode()) for m in messages)
+        s.sendall(out)
+        data, replies = b"", 0
+        while replies < len(messages):
+            data += s.recv(1 << 16)
+            replies = data.count(b"\r\n")
+        return int(data.split(b"\r\n")[-2].lstrip(b":"))
+
+
+def count_lines(path, prefix):
+    try:
+        return sum(1 for line in path.read_bytes().splitlines() if line.startswith(prefix))
+    except OSError:
+        return 0
+
+
+def scenario_redis(args, results):
+    """Messages handled per second through the Redis trigger (a Spin SDK component writing
+    each message to its log) vs a native tokio subscriber writing each to a file; the same
+    redis-server, the same pipelined publisher, alternating."""
+    n = 20_000
+    port = free_port()
+    work = Path(tempfile.mkdtemp())
+    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not socket_listening(port):
+            time.sleep(0.01)
+        app = work / "app"
+        app.mkdir()
+        (app / "spin.toml").write_text(f"""spin_manifest_version = 2
+[application]
+name = "redis-bench"
+[[trigger.redis]]
+address = "redis://127.0.0.1:{port}"
+channel = "bench"
+component = "sub"
+[component.sub]
+source = "{REDIS_GUEST}"
+""")
+        subscribers = {
+            "tessera (redis trigger)": (lambda: [TESSERA, "up", "-f", app, "--cache-dir", work / "cache"], app / ".spin/logs/sub_stdout.txt"),
+            "native tokio subscriber": (lambda: [NATIVE_SUBSCRIBER, "--address", f"redis://127.0.0.1:{port}", "--channel", "bench",
+                                                 "--out", work / "native.txt"], work / "native.txt"),
+        }
+        raw = {name: [] for name in subscribers}
+        for r in range(args.rounds + 1):
+            # One subscriber at a time, alternating; round 0 warms the compile cache.
+            for name, (cmd, out) in subscribers.items():
+                proc = subprocess.Popen([str(c) for c in cmd()], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                try:
+                    deadline = time.monotonic() + 120
+                    while redis_publish(port, "bench", ["warm"]) < 1:
+                        assert time.monotonic() < deadline and proc.poll() is None, f"{name} did not subscribe"
+                        time.sleep(0.05)
+                    base = count_lines(out, b"message: m")
+                    started = time.monotonic()
+                    redis_publish(port, "bench", [f"m{r}-{i}" for i in range(n)])
+                    while count_lines(out, b"message: m") - base < n:
+                        assert time.monotonic() - started < 300, f"{name} handled too few messages"
+                        time.sleep(0.005)
+                    rate = n / (time.monotonic() - started)
+                    if r > 0:
+                        raw[name].append(rate)
+                        log(f"round {r}: {name}: {rate:.0f} messages/s")
+                finally:
+                    proc.terminate()
+                    proc.wait()
+        results["redis"] = {name: {"per_s": statistics.median(v), "raw": [round(x) for x in v]} for name, v in raw.items()}
+    finally:
+        redis.terminate()
+        redis.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def verdict(ok):
     return "met" if ok else "**missed**"
 
@@ -573,6 +681,24 @@ def report(results, meta, argv):
         head += [f"| {name} | {value} | {verdict(ok)} |" for name, value, ok in targets]
         head += ["", "Where the time goes, the levers tried and why a target is missed: see the analysis at the end."]
         lines[6:6] = head + [""]
+    if "run" in results:
+        r = results["run"]
+        t, w = r["tessera run"]["ms"], r["wasmtime run"]["ms"]
+        lines += ["## `tessera run`: process start to exit of a hello command (compile caches warm)", "",
+                  "| runner | ms | command |", "| --- | ---: | --- |"]
+        for name, x in r.items():
+            lines.append(f"| {name} | {x['ms']:.1f} {x['raw_ms']} | `{x['command']}` |")
+        lines += ["", f"Tessera ÷ wasmtime: {t / w:.2f}x the time.", ""]
+    if "redis" in results:
+        r = results["redis"]
+        lines += ["## Redis trigger: messages handled per second (20,000 pipelined, alternating rounds)", "",
+                  "| subscriber | messages/s |", "| --- | ---: |"]
+        for name, x in r.items():
+            lines.append(f"| {name} | {x['per_s']:.0f} {x['raw']} |")
+        if len(r) == 2:
+            t, n = r["tessera (redis trigger)"]["per_s"], r["native tokio subscriber"]["per_s"]
+            lines += ["", f"Tessera: {t / n:.0%} of the native subscriber (a fresh instance per message)."]
+        lines.append("")
     # The hand-written part: profiles, levers tried, what a missed target would take.
     lines += [(ROOT / "bench/analysis.md").read_text()]
     return "\n".join(lines) + "\n"

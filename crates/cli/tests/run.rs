@@ -39,6 +39,15 @@ fn a_command_gets_its_arguments_and_argv0() {
 }
 
 #[test]
+fn a_wasi_0_3_command_runs_through_wasi_cli_run_0_3() {
+    let c = guest("p3_command_guest.wasm").display().to_string();
+    let out = run(&[&c, "one", "two"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(text(&out.stdout), "hello from a WASI 0.3 command\none\ntwo\n");
+    assert_eq!(code(&run(&[&c, "fail"])), 1, "`run` returning Err gives 1");
+}
+
+#[test]
 fn exit_codes_are_those_of_wasmtime_run() {
     let c = command();
     assert_eq!(code(&run(&[&c, "exit", "7"])), 7);

@@ -66,6 +66,31 @@ fn every_component_on_a_channel_gets_each_message() {
 }
 
 #[test]
+fn a_spin_sdk_7_component_gets_messages_through_spin_redis_3() {
+    let Some(redis) = Redis::start() else { return };
+    let app = App::new(&format!(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "v3"
+[[trigger.redis]]
+address = "{}"
+channel = "events"
+component = "sub"
+[component.sub]
+source = "{{redis3_guest}}"
+"#,
+        redis.url()
+    ));
+    let server = app.start(&[]);
+    assert!(eventually(10, || redis.publish("events", &["hello"]) >= 1));
+    server.wait_for_stdout("[sub] v3 message: hello");
+    redis.publish("events", &["fail"]);
+    let log = server.wait_for_log("handler-error");
+    assert!(log.contains("failing on purpose"), "the guest's error is logged: {log}");
+}
+
+#[test]
 fn the_subscription_survives_a_redis_restart() {
     let Some(mut redis) = Redis::start() else { return };
     let app = redis_app(&redis, "");

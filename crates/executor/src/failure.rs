@@ -63,26 +63,36 @@ pub enum Failure {
         limit: u64,
         /// What the instance asked to hold in total.
         requested: u64,
+        /// The trap or error it ended with, with its guest backtrace.
+        cause: wasmtime::Error,
     },
     /// A table would have grown past the most elements a table may hold.
     TableElements {
         /// The most elements a table may hold.
         limit: usize,
+        /// The trap or error it ended with.
+        cause: wasmtime::Error,
     },
     /// Recursion deeper than the guest stack allows.
     StackOverflow {
         /// The stack limit in bytes.
         limit: u64,
+        /// The trap, with its guest backtrace.
+        cause: wasmtime::Error,
     },
     /// More host resources (fields, streams, pollables, ...) held at once than allowed.
     Handles {
         /// The limit.
         limit: usize,
+        /// The error it ended with.
+        cause: wasmtime::Error,
     },
     /// The instruction budget ran out.
     Fuel {
         /// The budget.
         budget: u64,
+        /// The trap, with its guest backtrace.
+        cause: wasmtime::Error,
     },
     /// The guest called WASI `exit` with a non-zero code.
     Exit(i32),
@@ -112,23 +122,23 @@ impl Failure {
             return Self::Timeout { limit: limits.timeout };
         }
         match state.limiter.hit() {
-            Some(LimitHit::Memory { limit, requested }) => return Self::Memory { limit, requested },
-            Some(LimitHit::TableElements { limit }) => return Self::TableElements { limit },
+            Some(LimitHit::Memory { limit, requested }) => return Self::Memory { limit, requested, cause: error },
+            Some(LimitHit::TableElements { limit }) => return Self::TableElements { limit, cause: error },
             None => {}
         }
         if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
             return Self::Exit(exit.0);
         }
         match error.downcast_ref::<wasmtime::Trap>() {
-            Some(wasmtime::Trap::StackOverflow) => return Self::StackOverflow { limit: limits.max_wasm_stack },
-            Some(wasmtime::Trap::OutOfFuel) => return Self::Fuel { budget: limits.fuel.unwrap_or(0) },
+            Some(wasmtime::Trap::StackOverflow) => return Self::StackOverflow { limit: limits.max_wasm_stack, cause: error },
+            Some(wasmtime::Trap::OutOfFuel) => return Self::Fuel { budget: limits.fuel.unwrap_or(0), cause: error },
             _ => {}
         }
         let table_full = error
             .chain()
             .any(|cause| matches!(cause.downcast_ref::<ResourceTableError>(), Some(ResourceTableError::Full)));
         if table_full {
-            return Self::Handles { limit: state.table.max_capacity() };
+            return Self::Handles { limit: state.table.max_capacity(), cause: error };
         }
         Self::Trap(error)
     }
@@ -156,27 +166,27 @@ impl Failure {
                 name(Limit::Timeout),
                 advice(Limit::Timeout)
             ),
-            Self::Memory { limit, requested } => format!(
-                "component `{component}` hit its memory limit: it asked for {requested} bytes of memory and tables, {} is {limit} ({})",
+            Self::Memory { limit, requested, cause } => format!(
+                "component `{component}` hit its memory limit: it asked for {requested} bytes of memory and tables, {} is {limit} ({}): {cause:?}",
                 name(Limit::Memory),
                 advice(Limit::Memory)
             ),
-            Self::TableElements { limit } => format!(
-                "component `{component}` grew a table past {limit} elements, the most a table may hold (a fixed engine limit; tables also count against {})",
+            Self::TableElements { limit, cause } => format!(
+                "component `{component}` grew a table past {limit} elements, the most a table may hold (a fixed engine limit; tables also count against {}): {cause:?}",
                 name(Limit::Memory)
             ),
-            Self::StackOverflow { limit } => format!(
-                "component `{component}` overflowed its stack: {} is {limit} bytes ({})",
+            Self::StackOverflow { limit, cause } => format!(
+                "component `{component}` overflowed its stack: {} is {limit} bytes ({}): {cause:?}",
                 name(Limit::Stack),
                 advice(Limit::Stack)
             ),
-            Self::Handles { limit } => format!(
-                "component `{component}` held more than {} ({limit}) host resources (fields, streams, pollables, ...) at once and was stopped ({})",
+            Self::Handles { limit, cause } => format!(
+                "component `{component}` held more than {} ({limit}) host resources (fields, streams, pollables, ...) at once and was stopped ({}): {cause:?}",
                 name(Limit::Handles),
                 advice(Limit::Handles)
             ),
-            Self::Fuel { budget } => format!(
-                "component `{component}` used up its instruction budget: {} is {budget} ({})",
+            Self::Fuel { budget, cause } => format!(
+                "component `{component}` used up its instruction budget: {} is {budget} ({}): {cause:?}",
                 name(Limit::Fuel),
                 advice(Limit::Fuel)
             ),
@@ -191,11 +201,11 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Timeout { limit } => write!(f, "timed out after {limit:?}"),
-            Self::Memory { limit, requested } => write!(f, "memory limit: asked for {requested} bytes, the limit is {limit}"),
-            Self::TableElements { limit } => write!(f, "a table grew past {limit} elements"),
-            Self::StackOverflow { limit } => write!(f, "stack overflow (limit {limit} bytes)"),
-            Self::Handles { limit } => write!(f, "more than {limit} host resources at once"),
-            Self::Fuel { budget } => write!(f, "instruction budget of {budget} used up"),
+            Self::Memory { limit, requested, .. } => write!(f, "memory limit: asked for {requested} bytes, the limit is {limit}"),
+            Self::TableElements { limit, .. } => write!(f, "a table grew past {limit} elements"),
+            Self::StackOverflow { limit, .. } => write!(f, "stack overflow (limit {limit} bytes)"),
+            Self::Handles { limit, .. } => write!(f, "more than {limit} host resources at once"),
+            Self::Fuel { budget, .. } => write!(f, "instruction budget of {budget} used up"),
             Self::Exit(code) => write!(f, "exited with code {code}"),
             Self::Instantiation(e) => write!(f, "instantiation failed: {e}"),
             Self::Trap(e) => write!(f, "{e}"),

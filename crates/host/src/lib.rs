@@ -107,7 +107,7 @@ impl AppHost {
         if !self.cron.is_empty() {
             tasks.push(tokio::spawn(self.cron.run(self.executor.clone(), stopped.clone())));
         }
-        Ok(Serving { stop, addr, http: self.http, tasks })
+        Ok(Serving { stop, addr, http: self.http, tasks, _executor: self.executor })
     }
 }
 
@@ -117,6 +117,8 @@ pub struct Serving {
     addr: Option<SocketAddr>,
     http: Option<Arc<HttpTrigger>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Keeps the app (its staged `files`, its backends) alive while serving.
+    _executor: Arc<Executor>,
 }
 
 /// What a drain left unfinished.
