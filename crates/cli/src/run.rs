@@ -25,7 +25,7 @@ pub struct RunArgs {
     /// The component (`wasi:cli/run`) or WASI preview 1 module (`_start`) to run.
     #[arg(value_name = "COMPONENT.wasm")]
     pub component: PathBuf,
-    /// Arguments for the command; argv[0] is COMPONENT as given.
+    /// Arguments for the command; argv[0] is COMPONENT's file name.
     #[arg(value_name = "ARGS", allow_hyphen_values = true, num_args = 0..)]
     pub args: Vec<String>,
     /// Preopen a host directory at GUEST (default: the same path), read-only with `::ro`.
@@ -42,6 +42,10 @@ pub struct RunArgs {
     /// private addresses need a pattern that names them.
     #[arg(long = "allow-outbound", value_name = "PATTERN")]
     pub allow_outbound: Vec<String>,
+    /// All of the host's network, private addresses and listening sockets included (as
+    /// `wasmtime run -S inherit-network`); only for commands you trust.
+    #[arg(long, conflicts_with = "allow_outbound")]
+    pub inherit_network: bool,
     /// Memories and tables the instance may hold, together.
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
     pub max_memory: u64,
@@ -116,8 +120,14 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         std::fs::write(&staged, adapted).context("cannot stage the adapted component")?;
         component.source = ComponentSource::File(staged);
     }
-    let allowed = outbound_patterns(&args.allow_outbound)?;
-    for pattern in &args.allow_outbound {
+    let patterns: Vec<String> = if args.inherit_network {
+        // Every name, and every IPv4 address by network so private ones are named too.
+        ["*://*:*", "*://0.0.0.0/0:*"].map(String::from).to_vec()
+    } else {
+        args.allow_outbound.clone()
+    };
+    let allowed = outbound_patterns(&patterns)?;
+    for pattern in &patterns {
         let template = Template::parse(pattern).map_err(|e| anyhow::anyhow!("--allow-outbound {pattern}: {e}"))?;
         component.allowed_outbound_hosts.push((template, Location::default()));
     }
@@ -148,7 +158,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let component = executor.prepare(&id)?;
 
     let mut wasi = WasiCtxBuilder::new();
-    let argv: Vec<String> = std::iter::once(path.display().to_string()).chain(args.args.iter().cloned()).collect();
+    // argv[0] is the file name, as `wasmtime run` passes it.
+    let argv0 = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
+    let argv: Vec<String> = std::iter::once(argv0).chain(args.args.iter().cloned()).collect();
     wasi.inherit_stdio().args(&argv);
     if args.inherit_env {
         wasi.inherit_env();
@@ -172,7 +184,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             .map_err(anyhow::Error::from)
             .with_context(|| format!("--dir {dir}: cannot open {}\n  hint: the host directory must exist", host.display()))?;
     }
-    if let Some(allowed) = allowed {
+    if args.inherit_network {
+        wasi.inherit_network().allow_tcp(true).allow_udp(true).allow_ip_name_lookup(true);
+    } else if let Some(allowed) = allowed {
         allow_sockets(&mut wasi, allowed);
     }
 

@@ -31,7 +31,7 @@ fn a_command_gets_its_arguments_and_argv0() {
     let c = command();
     let out = run(&[&c, "hello", "one", "two words"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert_eq!(text(&out.stdout), format!("hello from a command\none\ntwo words\nargv0={c}\n"));
+    assert_eq!(text(&out.stdout), "hello from a command\none\ntwo words\nargv0=command_guest.wasm\n", "argv[0] is the file name, as with wasmtime run");
     // `--` separates tessera's flags from the command's, as with `wasmtime run`.
     let out = run(&["--max-memory", "64MiB", &c, "--", "hello", "--not-a-flag"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -154,6 +154,9 @@ fn the_network_is_denied_unless_allowed() {
     assert!(stderr(&wildcard).contains(&format!("--allow-outbound tcp://{addr}")), "the log names the flag: {}", stderr(&wildcard));
     let allowed = run(&["--allow-outbound", &format!("tcp://{addr}"), &c, "tcp", &addr]);
     assert_eq!(text(&allowed.stdout), "connected\n", "{}", stderr(&allowed));
+    // The explicit opt-out, as `wasmtime run -S inherit-network`.
+    let inherited = run(&["--inherit-network", &c, "tcp", &addr]);
+    assert_eq!(text(&inherited.stdout), "connected\n", "{}", stderr(&inherited));
 
     let upstream = upstream("hi");
     let url = format!("http://{upstream}/");
