@@ -55,9 +55,17 @@ pub struct InstanceState {
     pub redis: redis::InstanceRedis,
     /// Outbound PostgreSQL ([`postgres`]).
     pub postgres: postgres::InstancePostgres,
+    /// State of host interfaces an entry point or embedder links itself (see
+    /// `tessera_executor::ExecutorOptions::link`), so they need no field here.
+    pub extension: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl InstanceState {
+    /// The entry point's or embedder's own state, if it is a `T`.
+    pub fn extension_mut<T: 'static>(&mut self) -> Option<&mut T> {
+        self.extension.as_mut()?.downcast_mut()
+    }
+
     /// Publishes the instance's peak memory to `peak_memory` (for the access log). Log
     /// lines of host calls name their invocation through its tracing span.
     pub fn publish_peak_memory(&mut self, peak_memory: std::sync::Arc<std::sync::atomic::AtomicU64>) {
@@ -243,6 +251,7 @@ impl ComponentCapabilities {
             sqlite: self.sqlite.instance(),
             redis: self.redis.instance(),
             postgres: self.postgres.instance(),
+            extension: None,
         }
     }
 }

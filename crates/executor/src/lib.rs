@@ -43,6 +43,10 @@ pub struct LoadReport {
     pub elapsed: Duration,
 }
 
+/// Adds an entry point's or embedder's own host interfaces to a linker (their state goes
+/// in [`InstanceState::extension`]); called once per engine flavour.
+pub type LinkExtension = Arc<dyn Fn(&mut Linker<InstanceState>, Concurrency) -> Result<()> + Send + Sync>;
+
 /// Settings of an executor beyond the app's own.
 #[derive(Clone)]
 pub struct ExecutorOptions {
@@ -50,11 +54,13 @@ pub struct ExecutorOptions {
     pub limits: LimitSettings,
     /// An instruction budget per invocation (the engine must meter fuel).
     pub fuel: Option<u64>,
+    /// Host interfaces of the caller's own, linked beside the capabilities'.
+    pub link: Option<LinkExtension>,
 }
 
 impl Default for ExecutorOptions {
     fn default() -> Self {
-        Self { limits: RUNTIME_CONFIG_LIMITS, fuel: None }
+        Self { limits: RUNTIME_CONFIG_LIMITS, fuel: None, link: None }
     }
 }
 
@@ -122,7 +128,7 @@ impl Executor {
             .component(&self.app, loaded)
             .with_context(|| format!("cannot configure component `{id}`"))?;
         let concurrency = if self.engine.is_concurrent(&component) { Concurrency::On } else { Concurrency::Off };
-        let linker = self.linkers.lock().unwrap_or_else(|e| e.into_inner()).get(&component, concurrency)?;
+        let linker = self.linkers.lock().unwrap_or_else(|e| e.into_inner()).get(&component, concurrency, self.options.link.as_ref())?;
         let (pre, stubbed) = stubs::instantiate_pre_with_stubs(&linker, &component)
             .with_context(|| format!("component `{id}` imports something Tessera does not provide"))?;
         if !stubbed.is_empty() {
@@ -374,7 +380,7 @@ struct Linkers {
 }
 
 impl Linkers {
-    fn get(&mut self, component: &Component, concurrency: Concurrency) -> Result<Linker<InstanceState>> {
+    fn get(&mut self, component: &Component, concurrency: Concurrency, extension: Option<&LinkExtension>) -> Result<Linker<InstanceState>> {
         let slot = match concurrency {
             Concurrency::Off => &mut self.plain,
             Concurrency::On => &mut self.concurrent,
@@ -382,6 +388,9 @@ impl Linkers {
         if slot.is_none() {
             let mut linker = Linker::new(component.engine());
             tessera_capabilities::link(&mut linker, concurrency)?;
+            if let Some(link) = extension {
+                link(&mut linker, concurrency)?;
+            }
             *slot = Some(linker);
         }
         Ok(slot.clone().expect("just built"))
