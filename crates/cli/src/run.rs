@@ -1,6 +1,6 @@
 //! `tessera run`: run a `wasi:cli/command` component (WASI 0.2 or 0.3) or a WASI preview 1
-//! module once, as `wasmtime run` does, on the same executor and compile cache as `up`,
-//! deny by default and with limits.
+//! module (natively, as `wasmtime run` does) once, on the same executor and compile cache
+//! as `up`, deny by default and with limits.
 
 use anyhow::{Context as _, Result, bail};
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ use tessera_engine::{CompileCache, Engine, EngineSettings};
 use tessera_executor::{Executor, ExecutorOptions, Limit, LimitSettings};
 use tessera_manifest::allowed_hosts::{AllowedHost, AllowedHosts};
 use tessera_manifest::template::Template;
-use tessera_manifest::{ComponentSource, Location, Manifest, RuntimeConfig, parse_duration, parse_size};
+use tessera_manifest::{Location, Manifest, RuntimeConfig, parse_duration, parse_size};
 use tessera_triggers::command;
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
@@ -114,11 +114,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     manifest.http_triggers.clear();
     let id = manifest.components.keys().next().expect("one component").clone();
     let component = manifest.components.get_mut(&id).expect("just made");
-    if tessera_engine::is_core_module(&bytes) {
-        let adapted = tessera_engine::adapt_preview1(&path.display().to_string(), &bytes, cache_dir.as_deref())?;
-        let staged = scratch.path().join(format!("{id}.wasm"));
-        std::fs::write(&staged, adapted).context("cannot stage the adapted component")?;
-        component.source = ComponentSource::File(staged);
+    let preview1 = tessera_engine::is_core_module(&bytes);
+    if preview1 && args.invoke.is_some() {
+        bail!("--invoke calls a component's exports; {} is a WASI preview 1 module (run it without --invoke)", path.display());
     }
     let patterns: Vec<String> = if args.inherit_network {
         // Every name, and every IPv4 address by network so private ones are named too.
@@ -155,7 +153,6 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         consume_fuel: args.fuel.0.is_some(),
     })?;
     let executor = Executor::new(&engine, Arc::new(app), ExecutorOptions { limits: FLAG_LIMITS, fuel: args.fuel.0, link: None })?;
-    let component = executor.prepare(&id)?;
 
     let mut wasi = WasiCtxBuilder::new();
     // argv[0] is the file name, as `wasmtime run` passes it.
@@ -191,6 +188,23 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     }
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    if preview1 {
+        let module = executor.prepare_preview1(&id)?;
+        let code = match runtime.block_on(executor.run_preview1(&module, wasi.build_p1())) {
+            Ok(invoked) => {
+                report_fuel(args.fuel.0, invoked.account.fuel_used);
+                0
+            }
+            Err(e) => {
+                if let tessera_executor::InvokeError::Failed { account: Some(a), .. } = &e {
+                    report_fuel(args.fuel.0, a.fuel_used);
+                }
+                command::exit_code(&e)
+            }
+        };
+        return Ok(exit(code));
+    }
+    let component = executor.prepare(&id)?;
     match &args.invoke {
         Some(call) => {
             let outcome = runtime.block_on(command::invoke(&executor, &component, wasi.build(), call))?;

@@ -52,8 +52,8 @@ fn exit_codes_are_those_of_wasmtime_run() {
     let c = command();
     assert_eq!(code(&run(&[&c, "exit", "7"])), 7);
     assert_eq!(code(&run(&[&c, "exit", "0"])), 0);
-    // `std::process::exit` of Rust's wasm32-wasip2 std (and the preview 1 adapter's
-    // `proc_exit`) call `exit(err)`, which carries no code: 1, as under `wasmtime run`.
+    // `std::process::exit` of Rust's wasm32-wasip2 std calls `exit(err)`, which carries no
+    // code: 1, as under `wasmtime run`.
     assert_eq!(code(&run(&[&c, "exit-std", "7"])), 1);
     let failed = run(&[&c, "fail"]);
     assert_eq!(code(&failed), 1, "`run` returning Err gives 1: {}", stderr(&failed));
@@ -239,8 +239,7 @@ fn invoke_calls_an_export_with_wave_arguments() {
     assert!(stderr(&syntax).contains("WAVE"), "{}", stderr(&syntax));
 }
 
-/// A WASI preview 1 command: writes a line with `fd_write`, exits with `proc_exit(7)`,
-/// which the preview 1 adapter reports as a failure without its code (1).
+/// A WASI preview 1 command: writes a line with `fd_write`, exits with `proc_exit(7)`.
 const PREVIEW1: &str = r#"(module
     (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
     (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
@@ -253,18 +252,27 @@ const PREVIEW1: &str = r#"(module
         (call $proc_exit (i32.const 7))))"#;
 
 #[test]
-fn a_preview1_module_is_adapted_once_and_runs() {
+fn a_preview1_module_runs_with_its_exact_exit_code_and_is_compiled_once() {
     let dir = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
     let module = dir.path().join("old.wasm");
     std::fs::write(&module, wat::parse_str(PREVIEW1).unwrap()).unwrap();
     for _ in 0..2 {
         let out = tessera().args(["run"]).arg(&module).env("TESSERA_CACHE_DIR", cache.path()).output().unwrap();
-        assert_eq!(code(&out), 1, "{}", stderr(&out));
+        assert_eq!(code(&out), 7, "proc_exit(7) gives 7, as under wasmtime run: {}", stderr(&out));
         assert_eq!(text(&out.stdout), "hello from preview 1\n");
     }
-    let adapted: Vec<_> = std::fs::read_dir(cache.path().join("adapted")).unwrap().flatten().collect();
-    assert_eq!(adapted.len(), 1, "adapted once, then cached");
+    let compiled: Vec<_> = std::fs::read_dir(cache.path()).unwrap().flatten().collect();
+    assert_eq!(compiled.len(), 1, "compiled once, then loaded from the cache: {compiled:?}");
+    // Limits hold for modules too.
+    let spin = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start") (loop br 0)))"#).unwrap();
+    std::fs::write(&module, spin).unwrap();
+    let out = tessera().args(["run", "--timeout", "1s"]).arg(&module).env("TESSERA_CACHE_DIR", cache.path()).output().unwrap();
+    assert_eq!(code(&out), 134, "{}", stderr(&out));
+    assert!(stderr(&out).contains("ran past --timeout (1s)"), "{}", stderr(&out));
+    let invoke = tessera().args(["run", "--invoke", "f()"]).arg(&module).output().unwrap();
+    assert_eq!(code(&invoke), 1);
+    assert!(stderr(&invoke).contains("preview 1 module"), "{}", stderr(&invoke));
 }
 
 #[test]

@@ -6,6 +6,7 @@ use anyhow::{Context as _, Result};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use wasmtime::Module;
 use wasmtime::component::Component;
 
 /// Where a component's machine code came from.
@@ -55,26 +56,50 @@ impl CompileCache {
     /// A damaged entry is compiled again and replaced; a cache that cannot be written
     /// only costs the next start a compile.
     pub fn load(&self, engine: &wasmtime::Engine, bytes: &[u8]) -> Result<(Component, CompiledFrom)> {
+        // SAFETY (both closures): the file was written by `serialize` for an engine with
+        // the same compatibility hash, into a cache directory owned by this user.
+        self.load_with(
+            bytes,
+            |path| unsafe { Component::deserialize_file(engine, path) },
+            || Component::new(engine, bytes),
+            Component::serialize,
+        )
+    }
+
+    /// [`CompileCache::load`] for a core module (a WASI preview 1 program).
+    pub fn load_module(&self, engine: &wasmtime::Engine, bytes: &[u8]) -> Result<(Module, CompiledFrom)> {
+        self.load_with(
+            bytes,
+            |path| unsafe { Module::deserialize_file(engine, path) },
+            || Module::new(engine, bytes),
+            Module::serialize,
+        )
+    }
+
+    fn load_with<T>(
+        &self,
+        bytes: &[u8],
+        deserialize: impl FnOnce(&Path) -> wasmtime::Result<T>,
+        compile: impl FnOnce() -> wasmtime::Result<T>,
+        serialize: impl FnOnce(&T) -> wasmtime::Result<Vec<u8>>,
+    ) -> Result<(T, CompiledFrom)> {
         let path = self.path_for(bytes);
         if path.is_file() {
-            // SAFETY: the file was written by `Component::serialize` for an engine with the
-            // same compatibility hash, into a cache directory owned by this user.
-            match unsafe { Component::deserialize_file(engine, &path) } {
+            match deserialize(&path) {
                 Ok(c) => return Ok((c, CompiledFrom::Cache)),
                 Err(e) => tracing::warn!("ignoring damaged compile-cache entry {}: {e}", path.display()),
             }
         }
-        let component = Component::new(engine, bytes)?;
-        if let Err(e) = self.store(&path, &component) {
+        let compiled = compile()?;
+        if let Err(e) = serialize(&compiled).map_err(anyhow::Error::from).and_then(|bytes| self.store(&path, &bytes)) {
             tracing::warn!("cannot write the compile cache at {}: {e:#}", path.display());
         }
-        Ok((component, CompiledFrom::Source))
+        Ok((compiled, CompiledFrom::Source))
     }
 
-    fn store(&self, path: &Path, component: &Component) -> Result<()> {
+    fn store(&self, path: &Path, serialized: &[u8]) -> Result<()> {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("cannot create {}", self.dir.display()))?;
-        let serialized = component.serialize()?;
         // Write then rename, so a crash never leaves a half-written entry behind.
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         std::fs::write(&tmp, serialized)?;

@@ -3,12 +3,10 @@
 //! cache, epoch-based timeouts and per-instance memory accounting. It knows nothing of HTTP or of any capability.
 #![deny(missing_docs)]
 
-mod adapter;
 mod compile_cache;
 mod epoch;
 mod limiter;
 
-pub use adapter::{Preview1Kind, adapt_preview1, is_core_module, preview1_kind};
 pub use compile_cache::{CompileCache, CompiledFrom};
 pub use limiter::{InstanceLimiter, LimitHit};
 
@@ -101,6 +99,15 @@ impl Flavor {
                 .map_err(anyhow::Error::from),
         }
     }
+
+    fn load_module(&self, bytes: &[u8]) -> Result<(wasmtime::Module, CompiledFrom)> {
+        match &self.cache {
+            Some(cache) => cache.load_module(&self.inner, bytes),
+            None => wasmtime::Module::new(&self.inner, bytes)
+                .map(|m| (m, CompiledFrom::Source))
+                .map_err(anyhow::Error::from),
+        }
+    }
 }
 
 impl Engine {
@@ -152,10 +159,26 @@ impl Engine {
         result.with_context(|| format!("cannot compile component `{name}`"))
     }
 
+    /// Compiles a core module (or loads it from the cache), for WASI preview 1 programs;
+    /// it runs on the engine without component-model concurrency.
+    pub fn load_module(&self, name: &str, bytes: &[u8]) -> Result<(wasmtime::Module, CompiledFrom)> {
+        self.plain.load_module(bytes).with_context(|| format!("cannot compile module `{name}`"))
+    }
+
+    /// The engine core modules run on.
+    pub fn module_engine(&self) -> &wasmtime::Engine {
+        &self.plain.inner
+    }
+
     /// Number of epoch ticks in `timeout`, at least one.
     pub fn ticks(timeout: Duration) -> u64 {
         (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
     }
+}
+
+/// Whether `bytes` is a core WebAssembly module (not a component).
+pub fn is_core_module(bytes: &[u8]) -> bool {
+    wasmparser::Parser::is_core_wasm(bytes)
 }
 
 /// The names a component imports and exports at its top level (not those of components

@@ -4,7 +4,6 @@
 
 use std::fmt;
 use std::time::Duration;
-use tessera_capabilities::InstanceState;
 use tessera_engine::LimitHit;
 use wasmtime::component::ResourceTableError;
 
@@ -117,11 +116,13 @@ pub struct LimitsInForce {
 impl Failure {
     /// Classifies how an instance ended with `error`. `timed_out` says the caller stopped
     /// it at its deadline.
-    pub fn classify(error: wasmtime::Error, state: &InstanceState, limits: &LimitsInForce, timed_out: bool) -> Self {
+    /// `hit` is the limit the instance's memory accounting recorded, `max_handles` its
+    /// host-resource limit.
+    pub fn classify(error: wasmtime::Error, hit: Option<LimitHit>, max_handles: usize, limits: &LimitsInForce, timed_out: bool) -> Self {
         if timed_out {
             return Self::Timeout { limit: limits.timeout };
         }
-        match state.limiter.hit() {
+        match hit {
             Some(LimitHit::Memory { limit, requested }) => return Self::Memory { limit, requested, cause: error },
             Some(LimitHit::TableElements { limit }) => return Self::TableElements { limit, cause: error },
             None => {}
@@ -138,7 +139,7 @@ impl Failure {
             .chain()
             .any(|cause| matches!(cause.downcast_ref::<ResourceTableError>(), Some(ResourceTableError::Full)));
         if table_full {
-            return Self::Handles { limit: state.table.max_capacity(), cause: error };
+            return Self::Handles { limit: max_handles, cause: error };
         }
         Self::Trap(error)
     }

@@ -11,10 +11,12 @@
 #![deny(missing_docs)]
 
 mod failure;
+mod preview1;
 mod slots;
 mod stubs;
 
 pub use failure::{Failure, Limit, LimitSettings, LimitsInForce, RUNTIME_CONFIG_LIMITS};
+pub use preview1::{PreparedModule, Preview1State};
 pub use slots::{InstanceSlots, Rejected};
 
 use anyhow::{Context as _, Result};
@@ -25,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tessera_app::LoadedApp;
 use tessera_capabilities::{AppCapabilities, ComponentCapabilities, Concurrency, InstanceState};
-use tessera_engine::{CompiledFrom, Engine};
+use tessera_engine::{CompiledFrom, Engine, InstanceLimiter};
 use tessera_manifest::ComponentLimits;
 use wasmtime::Store;
 use wasmtime::component::{Component, Instance, InstancePre, Linker};
@@ -137,25 +139,26 @@ impl Executor {
                 stubbed.join(", ")
             );
         }
-        let limits = LimitsInForce {
-            timeout: loaded.limits.request_timeout,
-            max_wasm_stack: self.app.runtime_config.max_wasm_stack,
-            fuel: self.options.fuel,
-        };
         let prepared = Arc::new(PreparedComponent {
-            id: id.into(),
-            app: self.app.manifest.application.name.as_str().into(),
+            subject: self.subject(id, &loaded.limits),
             component,
             pre,
             concurrency,
             capabilities,
             component_limits: loaded.limits,
-            limits,
-            settings: self.options.limits,
             load: LoadReport { id: id.to_string(), size: loaded.bytes.len(), from, elapsed: started.elapsed() },
         });
         self.prepared.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), prepared.clone());
         Ok(prepared)
+    }
+
+    fn subject(&self, id: &str, limits: &ComponentLimits) -> Subject {
+        Subject {
+            id: id.into(),
+            app: self.app.manifest.application.name.as_str().into(),
+            limits: LimitsInForce { timeout: limits.request_timeout, max_wasm_stack: self.app.runtime_config.max_wasm_stack, fuel: self.options.fuel },
+            settings: self.options.limits,
+        }
     }
 
     /// How each component prepared so far was loaded, in id order.
@@ -189,32 +192,103 @@ impl Executor {
         state: InstanceState,
         call: impl for<'a> FnOnce(&'a mut Store<InstanceState>, Instance) -> BoxFuture<'a, wasmtime::Result<T>> + Send + 'static,
     ) -> Result<Invoked<T>, InvokeError> {
+        let pre = component.pre.clone();
+        let store = component.store_with(state);
+        self.run(&component.subject, trigger, store, move |store| Box::pin(async move { pre.instantiate_async(store).await }), call).await
+    }
+
+    /// The life of one invocation, whatever the instance's kind: a slot, one span, the
+    /// time limit, the cost, and a failure classified and logged.
+    pub(crate) async fn run<D: Limited, I: Send + 'static, T: Send + 'static>(
+        &self,
+        subject: &Subject,
+        trigger: &'static str,
+        mut store: Store<D>,
+        instantiate: impl for<'a> FnOnce(&'a mut Store<D>) -> BoxFuture<'a, wasmtime::Result<I>> + Send + 'static,
+        call: impl for<'a> FnOnce(&'a mut Store<D>, I) -> BoxFuture<'a, wasmtime::Result<T>> + Send + 'static,
+    ) -> Result<Invoked<T>, InvokeError> {
         let _permit = self.slots.admit().await.map_err(InvokeError::Busy)?;
-        let id = self.next_invocation_id();
-        let span = component.span(trigger, id);
+        let span = subject.span(trigger, self.next_invocation_id());
         let started = Instant::now();
-        let component = component.clone();
+        let subject = subject.clone();
         let run = async move {
-            let mut store = component.store_with(state);
-            let peak = store.data().limiter.peak_handle();
-            let instance = match component.pre.instantiate_async(&mut store).await {
+            let peak = store.data_mut().limiter().peak_handle();
+            let instance = match instantiate(&mut store).await {
                 Ok(i) => i,
-                Err(e) => return Err((component.failed(Failure::Instantiation(e)), Accounting::default())),
+                Err(e) => return Err((subject.failed(Failure::Instantiation(e)), Accounting::default())),
             };
-            let result = tokio::time::timeout(component.limits.timeout, call(&mut store, instance)).await;
-            let fuel_used = component.limits.fuel.map(|budget| budget.saturating_sub(store.get_fuel().unwrap_or(0)));
+            let result = tokio::time::timeout(subject.limits.timeout, call(&mut store, instance)).await;
+            let fuel_used = subject.limits.fuel.map(|budget| budget.saturating_sub(store.get_fuel().unwrap_or(0)));
             let account = Accounting { wall: started.elapsed(), peak_memory: peak.load(Ordering::Relaxed), fuel_used };
-            let failure = match result {
+            let (error, timed_out) = match result {
                 Ok(Ok(value)) => return Ok(Invoked { value, account }),
-                Ok(Err(e)) => Failure::classify(e, store.data(), &component.limits, false),
-                Err(_elapsed) => Failure::classify(wasmtime::format_err!("stopped at its deadline"), store.data(), &component.limits, true),
+                Ok(Err(e)) => (e, false),
+                Err(_elapsed) => (wasmtime::format_err!("stopped at its deadline"), true),
             };
-            Err((component.failed(failure), account))
+            let data = store.data_mut();
+            let failure = Failure::classify(error, data.limiter().hit(), data.max_handles(), &subject.limits, timed_out);
+            Err((subject.failed(failure), account))
         };
         match tracing::Instrument::instrument(run, span).await {
             Ok(invoked) => Ok(invoked),
             Err((failure, account)) => Err(InvokeError::Failed { failure, account: Some(account) }),
         }
+    }
+}
+
+/// What the executor needs of a store's data, whatever kind of instance it serves.
+pub(crate) trait Limited: Send + 'static {
+    /// The instance's memory accounting.
+    fn limiter(&mut self) -> &mut InstanceLimiter;
+    /// The most host resources it may hold (for naming that limit).
+    fn max_handles(&self) -> usize;
+}
+
+impl Limited for InstanceState {
+    fn limiter(&mut self) -> &mut InstanceLimiter {
+        &mut self.limiter
+    }
+
+    fn max_handles(&self) -> usize {
+        self.table.max_capacity()
+    }
+}
+
+/// A fresh store holding `data` with every limit: memory accounting, an epoch deadline
+/// that yields every tick (so a time limit can stop a spinning guest) and the fuel budget.
+pub(crate) fn new_store<D: Limited>(engine: &wasmtime::Engine, data: D, limits: &LimitsInForce) -> Store<D> {
+    let mut store = Store::new(engine, data);
+    store.limiter(|d| d.limiter());
+    store.epoch_deadline_async_yield_and_update(1);
+    store.set_epoch_deadline(1);
+    if let Some(fuel) = limits.fuel {
+        // Metering is an engine setting; a store of an unmetered engine refuses fuel.
+        let _ = store.set_fuel(fuel);
+    }
+    store
+}
+
+/// Who an invocation runs for: what its span, its limits and its log lines name.
+#[derive(Clone)]
+pub(crate) struct Subject {
+    id: Arc<str>,
+    app: Arc<str>,
+    limits: LimitsInForce,
+    settings: LimitSettings,
+}
+
+impl Subject {
+    fn span(&self, trigger: &'static str, id: u64) -> tracing::Span {
+        tracing::info_span!("invocation", app = %self.app, component = %self.id, trigger = %trigger, id)
+    }
+
+    /// Logs `failure` (a non-zero exit is the command's own business, not logged) and
+    /// returns it.
+    fn failed(&self, failure: Failure) -> Failure {
+        if !matches!(failure, Failure::Exit(_)) {
+            tracing::error!("{}", failure.describe(&self.id, &self.settings));
+        }
+        failure
     }
 }
 
@@ -277,22 +351,19 @@ impl std::error::Error for InvokeError {}
 /// A component ready to instantiate: compiled, linked and pre-instantiated, with its
 /// configured capabilities.
 pub struct PreparedComponent {
-    id: Arc<str>,
-    app: Arc<str>,
+    subject: Subject,
     component: Component,
     pre: InstancePre<InstanceState>,
     concurrency: Concurrency,
     capabilities: ComponentCapabilities,
     component_limits: ComponentLimits,
-    limits: LimitsInForce,
-    settings: LimitSettings,
     load: LoadReport,
 }
 
 impl PreparedComponent {
     /// The component id.
     pub fn id(&self) -> &str {
-        &self.id
+        &self.subject.id
     }
 
     /// The compiled component.
@@ -317,7 +388,7 @@ impl PreparedComponent {
 
     /// The limits its instances run under.
     pub fn limits(&self) -> &LimitsInForce {
-        &self.limits
+        &self.subject.limits
     }
 
     /// How it was loaded.
@@ -332,43 +403,33 @@ impl PreparedComponent {
 
     /// One span for one invocation; everything logged while it runs carries these fields.
     pub fn span(&self, trigger: &'static str, id: u64) -> tracing::Span {
-        tracing::info_span!("invocation", app = %self.app, component = %self.id, trigger = %trigger, id)
+        self.subject.span(trigger, id)
     }
 
-    /// A fresh store with every limit: memory accounting, an epoch deadline that yields
-    /// every tick (so a time limit can stop a spinning guest) and the fuel budget.
+    /// A fresh store with every limit (see [`PreparedComponent::store_with`]).
     pub fn store(&self) -> Result<Store<InstanceState>> {
         Ok(self.store_with(self.capabilities.instance()?))
     }
 
     /// A fresh store holding `state` (built by [`ComponentCapabilities`], possibly with an
-    /// entry point's own WASI context), with every limit.
+    /// entry point's own WASI context), with memory accounting, an epoch deadline that
+    /// yields every tick (so a time limit can stop a spinning guest) and the fuel budget.
     pub fn store_with(&self, state: InstanceState) -> Store<InstanceState> {
-        let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_async_yield_and_update(1);
-        store.set_epoch_deadline(1);
-        if let Some(fuel) = self.limits.fuel {
-            // Metering is an engine setting; a store of an unmetered engine refuses fuel.
-            let _ = store.set_fuel(fuel);
-        }
-        store
+        new_store(self.pre.engine(), state, &self.subject.limits)
     }
 
     /// Logs `failure` (a non-zero exit is the command's own business, not logged) and
     /// returns it.
     pub fn failed(&self, failure: Failure) -> Failure {
-        if !matches!(failure, Failure::Exit(_)) {
-            tracing::error!("{}", failure.describe(&self.id, &self.settings));
-        }
-        failure
+        self.subject.failed(failure)
     }
 
     /// Classifies and logs how an instance ended, for entry points that drive the store
     /// themselves (HTTP's handler).
     pub fn report(&self, result: Result<(), wasmtime::Error>, state: &InstanceState, timed_out: bool) -> Option<Failure> {
         let error = result.err()?;
-        Some(self.failed(Failure::classify(error, state, &self.limits, timed_out)))
+        let failure = Failure::classify(error, state.limiter.hit(), state.table.max_capacity(), &self.subject.limits, timed_out);
+        Some(self.failed(failure))
     }
 }
 
