@@ -356,15 +356,15 @@ impl HttpTrigger {
         };
         let peak = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicBool::new(false));
-        let span = served.span(id);
-        let data = RequestData { id, peak_memory: peak.clone(), failed: failed.clone(), span: span.clone() };
+        let data = RequestData { id, peak_memory: peak.clone(), failed: failed.clone(), span: served.span(id) };
         // The deadline is checked first: when it and the instance's own end (a grace period
         // later) are seen in the same turn, the client must get the 504.
         let deadline = tokio::time::sleep(timeout);
         let outcome = tokio::select! {
             biased;
             () = deadline => Err(wasmtime::Error::new(ExpirationError)),
-            outcome = tracing::Instrument::instrument(served.handle(data, request), span) => outcome,
+            // The instance runs in the span (its own task is instrumented, see component.rs).
+            outcome = served.handle(data, request) => outcome,
         };
         match outcome {
             Ok(response) => {
