@@ -190,19 +190,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     if preview1 {
         let module = executor.prepare_preview1(&id)?;
-        let code = match runtime.block_on(executor.run_preview1(&module, wasi.build_p1())) {
-            Ok(invoked) => {
-                report_fuel(args.fuel.0, invoked.account.fuel_used);
-                0
-            }
-            Err(e) => {
-                if let tessera_executor::InvokeError::Failed { account: Some(a), .. } = &e {
-                    report_fuel(args.fuel.0, a.fuel_used);
-                }
-                command::exit_code(&e)
-            }
-        };
-        return Ok(exit(code));
+        let end = runtime.block_on(command::run_preview1(&executor, &module, wasi.build_p1()));
+        report_fuel(args.fuel.0, end.account.and_then(|a| a.fuel_used));
+        return Ok(exit(end.code));
     }
     let component = executor.prepare(&id)?;
     match &args.invoke {
@@ -217,9 +207,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
-                    if let tessera_executor::InvokeError::Failed { account: Some(a), .. } = &e {
-                        report_fuel(args.fuel.0, a.fuel_used);
-                    }
+                    report_fuel(args.fuel.0, e.account().and_then(|a| a.fuel_used));
                     Ok(exit(command::exit_code(&e)))
                 }
             }

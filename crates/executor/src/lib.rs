@@ -334,6 +334,14 @@ impl InvokeError {
             Self::Busy(_) => None,
         }
     }
+
+    /// What the invocation cost until it failed, when it got as far as running.
+    pub fn account(&self) -> Option<Accounting> {
+        match self {
+            Self::Failed { account, .. } => *account,
+            Self::Busy(_) => None,
+        }
+    }
 }
 
 impl std::fmt::Display for InvokeError {

@@ -1,10 +1,11 @@
-//! Commands: components exporting `wasi:cli/run` (0.3 tried first, then 0.2), run once
-//! with exit codes as `wasmtime run` gives them, and `--invoke` of any exported function
-//! with WAVE-encoded arguments. `tessera run` and `[[trigger.command]]` both use this.
+//! Commands: components exporting `wasi:cli/run` (0.3 tried first, then 0.2) and WASI
+//! preview 1 modules, run once with exit codes as `wasmtime run` gives them, and
+//! `--invoke` of any exported function with WAVE-encoded arguments. `tessera run` and
+//! `[[trigger.command]]` both use this.
 
 use anyhow::{Result, bail};
 use std::sync::Arc;
-use tessera_executor::{Accounting, Executor, Failure, InvokeError, PreparedComponent};
+use tessera_executor::{Accounting, Executor, Failure, InvokeError, PreparedComponent, PreparedModule};
 use wasmtime::component::{Func, Val, types::ComponentItem};
 
 /// The exit code of a trap or a limit hit (`wasmtime run` gives 134, as SIGABRT would).
@@ -54,14 +55,16 @@ pub async fn run(executor: &Executor, component: &Arc<PreparedComponent>, wasi: 
         .await;
     Ok(match outcome {
         Ok(invoked) => CommandEnd { code: if invoked.value.is_ok() { 0 } else { 1 }, account: Some(invoked.account) },
-        Err(e) => CommandEnd {
-            code: exit_code(&e),
-            account: match e {
-                InvokeError::Failed { account, .. } => account,
-                InvokeError::Busy(_) => None,
-            },
-        },
+        Err(e) => CommandEnd { code: exit_code(&e), account: e.account() },
     })
+}
+
+/// Runs a WASI preview 1 module's `_start` once (see [`run`]).
+pub async fn run_preview1(executor: &Executor, module: &Arc<PreparedModule>, wasi: wasmtime_wasi::p1::WasiP1Ctx) -> CommandEnd {
+    match executor.run_preview1(module, wasi).await {
+        Ok(invoked) => CommandEnd { code: 0, account: Some(invoked.account) },
+        Err(e) => CommandEnd { code: exit_code(&e), account: e.account() },
+    }
 }
 
 /// The exit code for an invocation that did not return: `exit(n)` gives n, a trap or a
