@@ -464,7 +464,8 @@ def scenario_run(args, results):
     try:
         commands = {
             "tessera run": [TESSERA, "run", "--cache-dir", cache, COMMAND_GUEST, "hello"],
-            "wasmtime run": [wasmtime_bin(), "run", "-C", "cache=y", COMMAND_GUEST, "hello"],
+            # -S http: the guest imports wasi:http (its `http` mode), as Tessera links it.
+            "wasmtime run": [wasmtime_bin(), "run", "-S", "http", "-C", "cache=y", COMMAND_GUEST, "hello"],
         }
         for cmd in commands.values():  # warm both compile caches
             subprocess.run([str(c) for c in cmd], check=True, capture_output=True)
