@@ -6,7 +6,7 @@
 use crate::{Executor, InvokeError, Invoked, Limited, Subject, new_store};
 use anyhow::{Context as _, Result};
 use std::sync::Arc;
-use tessera_engine::{CompiledFrom, InstanceLimiter};
+use tessera_engine::InstanceLimiter;
 use wasmtime::InstancePre;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
@@ -32,14 +32,6 @@ pub struct PreparedModule {
     subject: Subject,
     pre: InstancePre<Preview1State>,
     max_memory: u64,
-    from: CompiledFrom,
-}
-
-impl PreparedModule {
-    /// Compiled now or loaded from the cache.
-    pub fn compiled_from(&self) -> CompiledFrom {
-        self.from
-    }
 }
 
 impl Executor {
@@ -47,7 +39,7 @@ impl Executor {
     /// and links preview 1 to it.
     pub fn prepare_preview1(&self, id: &str) -> Result<Arc<PreparedModule>> {
         let loaded = self.app.components.get(id).with_context(|| format!("the app has no component `{id}`"))?;
-        let (module, from) = self.engine.load_module(id, &loaded.bytes)?;
+        let (module, _) = self.engine.load_module(id, &loaded.bytes)?;
         let mut linker = wasmtime::Linker::new(self.engine.module_engine());
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut Preview1State| &mut s.wasi)
             .map_err(anyhow::Error::from)?;
@@ -55,7 +47,7 @@ impl Executor {
             .instantiate_pre(&module)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("`{id}` imports something other than wasi_snapshot_preview1"))?;
-        Ok(Arc::new(PreparedModule { subject: self.subject(id, &loaded.limits), pre, max_memory: loaded.limits.max_instance_memory, from }))
+        Ok(Arc::new(PreparedModule { subject: self.subject(id, &loaded.limits), pre, max_memory: loaded.limits.max_instance_memory }))
     }
 
     /// Runs the module's `_start` once with `wasi` (stdio, arguments, preopens and

@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tessera_executor::{Executor, InstanceSlots, LoadReport};
+use tessera_executor::{Executor, InstanceSlots};
 use tessera_manifest::routes::Router;
 use tessera_manifest::{HttpTarget, Route, StaticResponse};
 use tokio::net::TcpListener;
@@ -64,7 +64,6 @@ pub struct HttpTrigger {
     /// Connections open now, on every serving thread.
     open: AtomicUsize,
     listener: ListenerLimits,
-    loads: Vec<LoadReport>,
 }
 
 /// What one client connection may cost (the runtime config's listener keys).
@@ -82,7 +81,6 @@ impl HttpTrigger {
     pub fn new(executor: &Executor) -> Result<Self> {
         let app = executor.app();
         let mut served: BTreeMap<String, Arc<ServedComponent>> = BTreeMap::new();
-        let mut loads = Vec::new();
         let mut targets = Vec::new();
         let mut routes = Vec::new();
         for trigger in &app.manifest.http_triggers {
@@ -92,9 +90,7 @@ impl HttpTrigger {
                     let s = match served.get(id) {
                         Some(s) => s.clone(),
                         None => {
-                            let prepared = executor.prepare(id)?;
-                            loads.push(prepared.load_report().clone());
-                            let s = Arc::new(ServedComponent::new(prepared)?);
+                            let s = Arc::new(ServedComponent::new(executor.prepare(id)?)?);
                             served.insert(id.clone(), s.clone());
                             s
                         }
@@ -135,7 +131,6 @@ impl HttpTrigger {
                 header_read_timeout: rc.header_read_timeout,
                 max_connections: rc.max_connections,
             },
-            loads,
         })
     }
 
@@ -150,11 +145,6 @@ impl HttpTrigger {
             Target::Component { id: i, served, .. } if &**i == id => Some(served),
             _ => None,
         })
-    }
-
-    /// How each component was loaded.
-    pub fn load_reports(&self) -> &[LoadReport] {
-        &self.loads
     }
 
     /// Connections open now.
