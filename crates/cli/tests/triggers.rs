@@ -213,6 +213,48 @@ fn a_tick_is_skipped_while_the_previous_run_goes_on() {
     assert!(log.contains("skipped"), "{log}");
 }
 
+/// The `cpu=...ms` figure of the first whole outcome line holding `what`.
+fn cpu_ms(server: &Server, what: &str) -> f64 {
+    let mut line = None;
+    let found = eventually(15, || {
+        let log = server.log();
+        line = log.split_inclusive('\n').find(|l| l.contains(what) && l.ends_with('\n')).map(str::to_string);
+        line.is_some()
+    });
+    assert!(found, "no `{what}` line in {}", server.log());
+    let line = line.unwrap();
+    let figure = line.split(" cpu=").nth(1).and_then(|r| r.split("ms").next()).unwrap_or_else(|| panic!("no cpu= in {line}"));
+    figure.parse().unwrap()
+}
+
+#[test]
+fn each_run_reports_its_cpu_time_not_its_waiting() {
+    // 300 ms of sleeping and 300 ms of spinning take the same wall time; only one is CPU.
+    let app = cron_app("* * * * * *", "SLEEP_MS = \"300\"");
+    let server = app.start(&[]);
+    let sleeping = cpu_ms(&server, "cron every-second ok");
+    assert!(sleeping < 100.0, "a 300 ms sleep counted {sleeping} ms of CPU");
+    drop(server);
+
+    let app = cron_app("* * * * * *", "SPIN_MS = \"300\"");
+    let server = app.start(&[]);
+    let spinning = cpu_ms(&server, "cron every-second ok");
+    assert!(spinning >= 300.0, "300 ms of spinning counted {spinning} ms of CPU");
+}
+
+#[test]
+fn a_spinning_cron_handler_is_stopped_at_request_timeout_and_the_schedule_goes_on() {
+    let app = cron_app("* * * * * *", "SPIN_MS = \"forever\"");
+    let server = app.start_with_runtime_config("request_timeout = \"1s\"\n");
+    let log = server.wait_for_log("ran past request_timeout (1s)");
+    assert!(log.contains("component `ticker` ran past request_timeout (1s)"), "the limit to raise is named: {log}");
+    // Stopped, not abandoned: it was on the CPU until its deadline, and later ticks run
+    // (and are stopped) too.
+    let stopped = cpu_ms(&server, "cron every-second failed");
+    assert!(stopped >= 800.0, "a guest spinning for 1 s counted {stopped} ms of CPU");
+    assert!(eventually(15, || count(&server.log(), "cron every-second failed") >= 3), "{}", server.log());
+}
+
 #[test]
 fn a_bad_cron_expression_is_a_load_error_at_its_place() {
     let app = cron_app("*/5 * * * *", "");

@@ -10,11 +10,13 @@
 //!   limit, and returns a typed [`Failure`] that each entry point maps its own way.
 #![deny(missing_docs)]
 
+mod accounting;
 mod failure;
 mod preview1;
 mod slots;
 mod stubs;
 
+pub use accounting::Accounting;
 pub use failure::{Failure, Limit, LimitSettings, LimitsInForce, RUNTIME_CONFIG_LIMITS};
 pub use preview1::{PreparedModule, Preview1State};
 pub use slots::{InstanceSlots, Rejected};
@@ -26,6 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tessera_app::LoadedApp;
+use accounting::OnCpu;
 use tessera_capabilities::{AppCapabilities, ComponentCapabilities, Concurrency, InstanceState};
 use tessera_engine::{CompiledFrom, Engine, InstanceLimiter};
 use tessera_manifest::ComponentLimits;
@@ -213,13 +216,18 @@ impl Executor {
         let subject = subject.clone();
         let run = async move {
             let peak = store.data_mut().limiter().peak_handle();
-            let instance = match instantiate(&mut store).await {
+            let mut cpu = Duration::ZERO;
+            let instance = match OnCpu::new(std::pin::pin!(instantiate(&mut store)), &mut cpu).await {
                 Ok(i) => i,
-                Err(e) => return Err((subject.failed(Failure::Instantiation(e)), Accounting::default())),
+                Err(e) => {
+                    let account = Accounting { wall: started.elapsed(), cpu, ..Accounting::default() };
+                    return Err((subject.failed(Failure::Instantiation(e)), account));
+                }
             };
-            let result = tokio::time::timeout(subject.limits.timeout, call(&mut store, instance)).await;
+            let call = call(&mut store, instance);
+            let result = tokio::time::timeout(subject.limits.timeout, OnCpu::new(std::pin::pin!(call), &mut cpu)).await;
             let fuel_used = subject.limits.fuel.map(|budget| budget.saturating_sub(store.get_fuel().unwrap_or(0)));
-            let account = Accounting { wall: started.elapsed(), peak_memory: peak.load(Ordering::Relaxed), fuel_used };
+            let account = Accounting { wall: started.elapsed(), cpu, peak_memory: peak.load(Ordering::Relaxed), fuel_used };
             let (error, timed_out) = match result {
                 Ok(Ok(value)) => return Ok(Invoked { value, account }),
                 Ok(Err(e)) => (e, false),
@@ -290,17 +298,6 @@ impl Subject {
         }
         failure
     }
-}
-
-/// What one invocation cost, recorded the same way for every trigger.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Accounting {
-    /// Wall-clock time from slot to end.
-    pub wall: Duration,
-    /// Peak bytes of memories and tables.
-    pub peak_memory: u64,
-    /// Instructions (fuel) used, when metered.
-    pub fuel_used: Option<u64>,
 }
 
 /// A successful invocation's value and cost.

@@ -161,20 +161,18 @@ async fn fire(executor: &Executor, job: &Job, timestamp: u64) {
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     let component = job.component.id();
     match outcome {
-        Ok(invoked) => match invoked.value {
-            Ok(()) => tracing::info!(
-                target: "tessera::access",
-                "cron {} ok {ms:.2}ms component={component} peak_memory={}KiB",
-                job.id,
-                invoked.account.peak_memory / 1024
-            ),
-            Err(e) => tracing::warn!(target: "tessera::access", "cron {} handler-error({e}) {ms:.2}ms component={component}", job.id),
-        },
+        Ok(invoked) => {
+            let cost = crate::cost(Some(invoked.account));
+            match invoked.value {
+                Ok(()) => tracing::info!(target: "tessera::access", "cron {} ok {ms:.2}ms component={component}{cost}", job.id),
+                Err(e) => tracing::warn!(target: "tessera::access", "cron {} handler-error({e}) {ms:.2}ms component={component}{cost}", job.id),
+            }
+        }
         Err(e @ InvokeError::Busy(_)) => tracing::warn!(
             target: "tessera::access",
             "cron {} skipped ({e}) {ms:.2}ms component={component} (raise max_concurrent_requests or max_queued_requests in the runtime config)",
             job.id
         ),
-        Err(e) => tracing::warn!(target: "tessera::access", "cron {} failed ({e}) {ms:.2}ms component={component}", job.id),
+        Err(e) => tracing::warn!(target: "tessera::access", "cron {} failed ({e}) {ms:.2}ms component={component}{}", job.id, crate::cost(e.account())),
     }
 }

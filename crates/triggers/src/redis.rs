@@ -258,10 +258,10 @@ async fn handle(executor: &Executor, handler: &Handler, channel: &str, payload: 
     let component = handler.component.id();
     match outcome {
         Ok(invoked) => {
-            let peak = invoked.account.peak_memory / 1024;
+            let cost = crate::cost(Some(invoked.account));
             match invoked.value {
-                Ok(()) => tracing::info!(target: "tessera::access", "redis {channel} {size}B ok {ms:.2}ms component={component} peak_memory={peak}KiB"),
-                Err(e) => tracing::warn!(target: "tessera::access", "redis {channel} {size}B handler-error({e}) {ms:.2}ms component={component} peak_memory={peak}KiB"),
+                Ok(()) => tracing::info!(target: "tessera::access", "redis {channel} {size}B ok {ms:.2}ms component={component}{cost}"),
+                Err(e) => tracing::warn!(target: "tessera::access", "redis {channel} {size}B handler-error({e}) {ms:.2}ms component={component}{cost}"),
             }
         }
         Err(InvokeError::Busy(why)) => tracing::warn!(
@@ -269,6 +269,6 @@ async fn handle(executor: &Executor, handler: &Handler, channel: &str, payload: 
             "redis {channel} {size}B dropped ({}) {ms:.2}ms component={component} (raise max_concurrent_requests or max_queued_requests in the runtime config)",
             InvokeError::Busy(why)
         ),
-        Err(e) => tracing::warn!(target: "tessera::access", "redis {channel} {size}B failed ({e}) {ms:.2}ms component={component}"),
+        Err(e) => tracing::warn!(target: "tessera::access", "redis {channel} {size}B failed ({e}) {ms:.2}ms component={component}{}", crate::cost(e.account())),
     }
 }
