@@ -1,19 +1,22 @@
 //! Tessera's host capabilities. Each is one module with the same lifecycle (the idea of
-//! Spin's factors):
+//! Spin's factors), the [`Capability`] trait:
 //!
 //! 1. `link` once per engine: add its WIT interfaces to the shared linker (and say which
 //!    of them need component-model concurrency, `needs_concurrency`);
-//! 2. `configure` once per component of an app: validate grants, open backends, build the
-//!    shared state;
-//! 3. `instance` once per request: the small per-instance state in the store.
+//! 2. `configure_app` once per app: validate grants, open backends;
+//!    `configure_component` once per component: its grants and shared state;
+//! 3. `instance` per invocation, on the guest's first call: the small per-instance state.
 //!
-//! Adding a capability means a new module and one line in each of [`link`],
-//! [`needs_concurrency`], [`AppCapabilities`] and [`ComponentCapabilities::instance_with_wasi`].
+//! Adding a capability means its module and one line in the registry
+//! (`capability::CAPABILITIES`). The WASI base ([`wasi_cli`] with [`logging`] for guest
+//! output, and [`outbound_http`]'s hooks) is part of every store instead, because
+//! wasmtime's `WasiView` and `WasiHttpView` need those contexts as fields.
 //!
 //! Host calls log inside the invocation's tracing span (set by the executor), which names
 //! the app, component, trigger and invocation id; no request id is passed in by hand.
 #![deny(missing_docs)]
 
+mod capability;
 mod grants;
 pub mod key_value;
 pub mod logging;
@@ -33,6 +36,8 @@ use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+pub use capability::Capability;
+
 /// The data of one instance's store: every capability's per-instance state.
 pub struct InstanceState {
     /// Resources handed to the guest.
@@ -45,16 +50,8 @@ pub struct InstanceState {
     pub http: WasiHttpCtx,
     /// Outbound HTTP policy ([`outbound_http`]).
     pub outbound: outbound_http::InstanceHooks,
-    /// Component variables ([`variables`]).
-    pub variables: variables::InstanceVariables,
-    /// Key-value grants ([`key_value`]).
-    pub key_value: key_value::InstanceKeyValue,
-    /// SQLite grants ([`sqlite`]).
-    pub sqlite: sqlite::InstanceSqlite,
-    /// Outbound Redis ([`redis`]).
-    pub redis: redis::InstanceRedis,
-    /// Outbound PostgreSQL ([`postgres`]).
-    pub postgres: postgres::InstancePostgres,
+    /// Every registered [`Capability`]'s state (see [`InstanceState::capability`]).
+    capabilities: capability::InstanceStates,
     /// State of host interfaces an entry point or embedder links itself (see
     /// `tessera_executor::ExecutorOptions::link`), so they need no field here.
     pub extension: Option<Box<dyn std::any::Any + Send>>,
@@ -108,12 +105,7 @@ pub enum Concurrency {
 pub fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Result<()> {
     wasi_cli::link(linker, concurrency)?;
     outbound_http::link(linker, concurrency)?;
-    variables::link(linker, concurrency)?;
-    key_value::link(linker, concurrency)?;
-    sqlite::link(linker, concurrency)?;
-    redis::link(linker, concurrency)?;
-    postgres::link(linker, concurrency)?;
-    Ok(())
+    capability::link_all(linker, concurrency)
 }
 
 /// Whether a component importing or exporting `interface` must run on the concurrent
@@ -121,11 +113,7 @@ pub fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Res
 pub fn needs_concurrency(interface: &str) -> bool {
     wasi_cli::needs_concurrency(interface)
         || outbound_http::needs_concurrency(interface)
-        || variables::needs_concurrency(interface)
-        || key_value::needs_concurrency(interface)
-        || sqlite::needs_concurrency(interface)
-        || redis::needs_concurrency(interface)
-        || postgres::needs_concurrency(interface)
+        || capability::any_needs_concurrency(interface)
 }
 
 /// The manifest grant without which an imported interface can do nothing.
@@ -159,29 +147,22 @@ impl Grant {
 /// Which grant an imported interface needs, for `tessera inspect` (interface prefixes
 /// each capability module declares).
 pub fn grant_for_import(interface: &str) -> Option<Grant> {
-    let table: [(&[&str], Grant); 5] = [
-        (&[outbound_http::IMPORTS, redis::IMPORTS, postgres::IMPORTS].concat(), Grant::AllowedOutboundHosts),
-        (key_value::IMPORTS, Grant::KeyValueStores),
-        (sqlite::IMPORTS, Grant::SqliteDatabases),
-        (wasi_cli::FILE_IMPORTS, Grant::Files),
-        (variables::IMPORTS, Grant::Variables),
-    ];
-    table.iter().find(|(prefixes, _)| prefixes.iter().any(|p| interface.starts_with(p))).map(|(_, g)| *g)
+    let base = [(outbound_http::IMPORTS, Grant::AllowedOutboundHosts), (wasi_cli::FILE_IMPORTS, Grant::Files)];
+    base.into_iter()
+        .chain(capability::imports())
+        .find(|(prefixes, _)| prefixes.iter().any(|p| interface.starts_with(p)))
+        .map(|(_, g)| g)
 }
 
 /// Capability state of a whole app, built once: backends shared by its components.
 pub struct AppCapabilities {
-    key_value: key_value::AppState,
-    sqlite: sqlite::AppState,
+    registered: capability::AppStates,
 }
 
 impl AppCapabilities {
     /// Opens the app's backends and checks every grant names one that exists.
     pub fn configure(app: &LoadedApp) -> Result<Self> {
-        Ok(Self {
-            key_value: key_value::AppState::configure(app)?,
-            sqlite: sqlite::AppState::configure(app)?,
-        })
+        Ok(Self { registered: capability::AppStates::configure(app)? })
     }
 
     /// Prepares one component's capabilities.
@@ -193,11 +174,7 @@ impl AppCapabilities {
             wasi_cli: wasi_cli::ComponentState::configure(component)?,
             logging: logging::ComponentState::configure(app, component)?,
             outbound_http: outbound_http::ComponentState::configure(component),
-            variables: variables::ComponentState::configure(component),
-            key_value: self.key_value.for_component(app, component),
-            sqlite: self.sqlite.for_component(app, component),
-            redis: redis::ComponentState::configure(component),
-            postgres: postgres::ComponentState::configure(component),
+            registered: self.registered.component(app, component)?,
         })
     }
 }
@@ -210,11 +187,7 @@ pub struct ComponentCapabilities {
     wasi_cli: wasi_cli::ComponentState,
     logging: logging::ComponentState,
     outbound_http: outbound_http::ComponentState,
-    variables: variables::ComponentState,
-    key_value: key_value::ComponentState,
-    sqlite: sqlite::ComponentState,
-    redis: redis::ComponentState,
-    postgres: postgres::ComponentState,
+    registered: capability::ComponentStates,
 }
 
 impl ComponentCapabilities {
@@ -246,11 +219,7 @@ impl ComponentCapabilities {
             wasi,
             http: WasiHttpCtx::new(),
             outbound: self.outbound_http.instance(),
-            variables: self.variables.instance(),
-            key_value: self.key_value.instance(),
-            sqlite: self.sqlite.instance(),
-            redis: self.redis.instance(),
-            postgres: self.postgres.instance(),
+            capabilities: capability::InstanceStates::new(&self.registered),
             extension: None,
         }
     }

@@ -11,14 +11,14 @@
 // `pg::Error` is the interface's generated error type; boxing it would only add copies.
 #![allow(clippy::result_large_err)]
 
-use crate::{Concurrency, InstanceState};
+use crate::{Capability, Concurrency, Grant, InstanceState};
 use crate::network::{Denied, OutboundPolicy};
 use anyhow::Result;
 use std::collections::HashMap;
 use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
-use tessera_app::LoadedComponent;
+use tessera_app::{LoadedApp, LoadedComponent};
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use wasmtime::component::{Accessor, FutureReader, HasData, Linker, Resource, ResourceTable, StreamReader};
 
@@ -47,47 +47,49 @@ mod bindings {
 use bindings::spin::postgres4_2_0::postgres as pg;
 use bindings::spin::postgres3_0_0::postgres as pg3;
 
-/// Links the PostgreSQL interface.
-pub fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Result<()> {
-    if concurrency == Concurrency::On {
-        pg::add_to_linker::<_, Postgres>(linker, view)?;
-    }
-    pg3::add_to_linker::<_, Postgres>(linker, view)?;
-    Ok(())
-}
-
-/// Outbound PostgreSQL interfaces (`allowed_outbound_hosts` names the servers).
-pub const IMPORTS: &[&str] = &["spin:postgres/", "fermyon:spin/postgres"];
-
-/// `spin:postgres` 4.x has async functions returning streams; 3.0 does not.
-pub fn needs_concurrency(interface: &str) -> bool {
-    interface.starts_with("spin:postgres/") && !interface.contains("@3.")
-}
-
-struct Shared {
+/// One component's policy and open connections.
+pub struct Shared {
     policy: OutboundPolicy,
     clients: tokio::sync::Mutex<HashMap<String, Arc<tokio_postgres::Client>>>,
 }
 
-/// One component's PostgreSQL policy and clients.
-pub struct ComponentState {
-    shared: Arc<Shared>,
-}
+/// The outbound Postgres capability (no app-wide state: each component has its policy
+/// and its own connections).
+pub struct Postgres;
 
-impl ComponentState {
-    /// Takes the component's `allowed_outbound_hosts`.
-    pub fn configure(component: &LoadedComponent) -> Self {
-        Self {
-            shared: Arc::new(Shared {
-                policy: OutboundPolicy { component: component.id.clone(), allowed: component.allowed_outbound_hosts.clone() },
-                clients: Default::default(),
-            }),
+impl Capability for Postgres {
+    const IMPORTS: &'static [&'static str] = &["spin:postgres/", "fermyon:spin/postgres"];
+    const GRANT: Grant = Grant::AllowedOutboundHosts;
+    type Component = Arc<Shared>;
+    type Instance = InstancePostgres;
+
+    fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Result<()> {
+        if concurrency == Concurrency::On {
+            pg::add_to_linker::<_, Postgres>(linker, view)?;
         }
+        pg3::add_to_linker::<_, Postgres>(linker, view)?;
+        Ok(())
     }
 
-    /// The per-instance state.
-    pub fn instance(&self) -> InstancePostgres {
-        InstancePostgres { shared: self.shared.clone() }
+    /// `spin:postgres` 4.x has async functions returning streams; 3.0 does not.
+    fn needs_concurrency(interface: &str) -> bool {
+        interface.starts_with("spin:postgres/") && !interface.contains("@3.")
+    }
+
+    fn configure_app(_: &LoadedApp) -> Result<Self> {
+        Ok(Self)
+    }
+
+    /// Takes the component's `allowed_outbound_hosts`.
+    fn configure_component(&self, _: &LoadedApp, component: &LoadedComponent) -> Result<Arc<Shared>> {
+        Ok(Arc::new(Shared {
+            policy: OutboundPolicy { component: component.id.clone(), allowed: component.allowed_outbound_hosts.clone() },
+            clients: Default::default(),
+        }))
+    }
+
+    fn instance(shared: &Arc<Shared>) -> InstancePostgres {
+        InstancePostgres { shared: shared.clone() }
     }
 }
 
@@ -332,14 +334,13 @@ pub struct PostgresView<'a> {
     state: &'a InstancePostgres,
 }
 
-struct Postgres;
-
 impl HasData for Postgres {
     type Data<'a> = PostgresView<'a>;
 }
 
 fn view(s: &mut InstanceState) -> PostgresView<'_> {
-    PostgresView { table: &mut s.table, state: &s.postgres }
+    let (table, state) = s.capability::<Postgres>();
+    PostgresView { table, state }
 }
 
 impl PostgresView<'_> {

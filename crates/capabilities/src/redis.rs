@@ -7,14 +7,14 @@
 //! one that fails is replaced on the next call. A server that is down gives the guest
 //! `other(...)` within [`TIMEOUT`].
 
-use crate::{Concurrency, InstanceState};
+use crate::{Capability, Concurrency, Grant, InstanceState};
 use crate::network::{Denied, OutboundPolicy};
 use anyhow::Result;
 use redis::aio::MultiplexedConnection;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tessera_app::LoadedComponent;
+use tessera_app::{LoadedApp, LoadedComponent};
 use wasmtime::component::{Accessor, HasData, Linker, Resource, ResourceTable};
 
 /// Longest wait for a connection or a reply.
@@ -38,50 +38,52 @@ mod bindings {
 use bindings::fermyon::spin::redis as v2;
 use bindings::spin::redis::redis as v3;
 
-/// Links both Redis interfaces.
-pub fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Result<()> {
-    v2::add_to_linker::<_, Redis>(linker, view)?;
-    if concurrency == Concurrency::On {
-        v3::add_to_linker::<_, Redis>(linker, view)?;
-    }
-    Ok(())
-}
-
-/// Outbound Redis interfaces (`allowed_outbound_hosts` names the servers).
-pub const IMPORTS: &[&str] = &["spin:redis/", "fermyon:spin/redis"];
-
-/// `spin:redis` 3.x takes the store (concurrent host functions).
-pub fn needs_concurrency(interface: &str) -> bool {
-    interface.starts_with("spin:redis/")
-}
-
-/// One component's Redis policy and connections.
-pub struct ComponentState {
-    shared: Arc<Shared>,
-}
-
-struct Shared {
+/// One component's policy and open connections.
+pub struct Shared {
     policy: OutboundPolicy,
     connections: tokio::sync::Mutex<HashMap<String, MultiplexedConnection>>,
 }
 
-impl ComponentState {
-    /// Takes the component's `allowed_outbound_hosts`.
-    pub fn configure(component: &LoadedComponent) -> Self {
-        Self {
-            shared: Arc::new(Shared {
-                policy: OutboundPolicy {
-                    component: component.id.clone(),
-                    allowed: component.allowed_outbound_hosts.clone(),
-                },
-                connections: Default::default(),
-            }),
+/// The outbound Redis capability (no app-wide state: each component has its policy
+/// and its own connections).
+pub struct Redis;
+
+impl Capability for Redis {
+    const IMPORTS: &'static [&'static str] = &["spin:redis/", "fermyon:spin/redis"];
+    const GRANT: Grant = Grant::AllowedOutboundHosts;
+    type Component = Arc<Shared>;
+    type Instance = InstanceRedis;
+
+    fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Result<()> {
+        v2::add_to_linker::<_, Redis>(linker, view)?;
+        if concurrency == Concurrency::On {
+            v3::add_to_linker::<_, Redis>(linker, view)?;
         }
+        Ok(())
     }
 
-    /// The per-instance state.
-    pub fn instance(&self) -> InstanceRedis {
-        InstanceRedis { shared: self.shared.clone() }
+    /// `spin:redis` 3.x takes the store (concurrent host functions).
+    fn needs_concurrency(interface: &str) -> bool {
+        interface.starts_with("spin:redis/")
+    }
+
+    fn configure_app(_: &LoadedApp) -> Result<Self> {
+        Ok(Self)
+    }
+
+    /// Takes the component's `allowed_outbound_hosts`.
+    fn configure_component(&self, _: &LoadedApp, component: &LoadedComponent) -> Result<Arc<Shared>> {
+        Ok(Arc::new(Shared {
+            policy: OutboundPolicy {
+                component: component.id.clone(),
+                allowed: component.allowed_outbound_hosts.clone(),
+            },
+            connections: Default::default(),
+        }))
+    }
+
+    fn instance(shared: &Arc<Shared>) -> InstanceRedis {
+        InstanceRedis { shared: shared.clone() }
     }
 }
 
@@ -183,14 +185,13 @@ pub struct RedisView<'a> {
     state: &'a InstanceRedis,
 }
 
-struct Redis;
-
 impl HasData for Redis {
     type Data<'a> = RedisView<'a>;
 }
 
 fn view(s: &mut InstanceState) -> RedisView<'_> {
-    RedisView { table: &mut s.table, state: &s.redis }
+    let (table, state) = s.capability::<Redis>();
+    RedisView { table, state }
 }
 
 fn cmd(name: &str) -> redis::Cmd {

@@ -8,7 +8,7 @@
 //!   `last-insert-rowid` and `changes` belong to the guest's connection and a committed
 //!   statement survives a crash of the host.
 
-use crate::{Concurrency, InstanceState};
+use crate::{Capability, Concurrency, Grant, InstanceState};
 use crate::grants::Backends;
 use anyhow::Result;
 use rusqlite::types::Value as SqlValue;
@@ -39,23 +39,6 @@ mod bindings {
 use bindings::fermyon::spin::sqlite as v2;
 use bindings::spin::sqlite::sqlite as v3;
 
-/// Links both SQLite interfaces.
-pub fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Result<()> {
-    v2::add_to_linker::<_, Sqlite>(linker, view)?;
-    if concurrency == Concurrency::On {
-        v3::add_to_linker::<_, Sqlite>(linker, view)?;
-    }
-    Ok(())
-}
-
-/// SQLite interfaces (`sqlite_databases` grants the databases).
-pub const IMPORTS: &[&str] = &["spin:sqlite/", "fermyon:spin/sqlite"];
-
-/// `spin:sqlite` 3.x has async functions returning streams.
-pub fn needs_concurrency(interface: &str) -> bool {
-    interface.starts_with("spin:sqlite/")
-}
-
 fn backends(app: &LoadedApp) -> Backends<'_> {
     Backends {
         grants: |c| &c.sqlite_databases,
@@ -65,14 +48,32 @@ fn backends(app: &LoadedApp) -> Backends<'_> {
     }
 }
 
-/// The app's database files by label.
-pub struct AppState {
+/// The SQLite capability: the app's database files by label.
+pub struct Sqlite {
     files: BTreeMap<String, PathBuf>,
 }
 
-impl AppState {
+impl Capability for Sqlite {
+    const IMPORTS: &'static [&'static str] = &["spin:sqlite/", "fermyon:spin/sqlite"];
+    const GRANT: Grant = Grant::SqliteDatabases;
+    type Component = Arc<Grants>;
+    type Instance = InstanceSqlite;
+
+    fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Result<()> {
+        v2::add_to_linker::<_, Sqlite>(linker, view)?;
+        if concurrency == Concurrency::On {
+            v3::add_to_linker::<_, Sqlite>(linker, view)?;
+        }
+        Ok(())
+    }
+
+    /// `spin:sqlite` 3.x has async functions returning streams.
+    fn needs_concurrency(interface: &str) -> bool {
+        interface.starts_with("spin:sqlite/")
+    }
+
     /// Resolves (and creates) every granted database.
-    pub fn configure(app: &LoadedApp) -> Result<Self> {
+    fn configure_app(app: &LoadedApp) -> Result<Self> {
         let files = backends(app).open(app, |label, table| {
             let path = match table {
                 None => app.state_dir.join("sqlite_db.db"),
@@ -96,13 +97,15 @@ impl AppState {
     }
 
     /// The databases `component` may open.
-    pub fn for_component(&self, app: &LoadedApp, component: &LoadedComponent) -> ComponentState {
-        ComponentState {
-            shared: Arc::new(Grants {
-                component: component.id.clone(),
-                files: backends(app).granted(&self.files, component),
-            }),
-        }
+    fn configure_component(&self, app: &LoadedApp, component: &LoadedComponent) -> Result<Arc<Grants>> {
+        Ok(Arc::new(Grants {
+            component: component.id.clone(),
+            files: backends(app).granted(&self.files, component),
+        }))
+    }
+
+    fn instance(grants: &Arc<Grants>) -> InstanceSqlite {
+        InstanceSqlite { grants: grants.clone() }
     }
 }
 
@@ -120,21 +123,10 @@ fn open_file(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
     Ok(conn)
 }
 
-struct Grants {
+/// One component's databases.
+pub struct Grants {
     component: String,
     files: BTreeMap<String, PathBuf>,
-}
-
-/// One component's grants.
-pub struct ComponentState {
-    shared: Arc<Grants>,
-}
-
-impl ComponentState {
-    /// The per-instance state.
-    pub fn instance(&self) -> InstanceSqlite {
-        InstanceSqlite { grants: self.shared.clone() }
-    }
 }
 
 /// SQLite state of one instance.
@@ -167,14 +159,13 @@ pub struct SqliteView<'a> {
     state: &'a InstanceSqlite,
 }
 
-struct Sqlite;
-
 impl HasData for Sqlite {
     type Data<'a> = SqliteView<'a>;
 }
 
 fn view(s: &mut InstanceState) -> SqliteView<'_> {
-    SqliteView { table: &mut s.table, state: &s.sqlite }
+    let (table, state) = s.capability::<Sqlite>();
+    SqliteView { table, state }
 }
 
 /// Errors common to both interface versions.

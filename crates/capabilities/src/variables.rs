@@ -3,11 +3,11 @@
 //! over the same values: the component's `variables` table with `{{ app_variable }}`
 //! templates filled in when the app loads.
 
-use crate::{Concurrency, InstanceState};
+use crate::{Capability, Concurrency, Grant, InstanceState};
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use tessera_app::LoadedComponent;
+use tessera_app::{LoadedApp, LoadedComponent};
 use wasmtime::component::{Accessor, HasData, Linker};
 
 mod bindings {
@@ -25,51 +25,51 @@ use bindings::fermyon::spin::variables as v2;
 use bindings::spin::variables::variables as v3;
 use bindings::wasi::config::store as wasi_config;
 
-/// Links the three variables interfaces.
-pub fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Result<()> {
-    v2::add_to_linker::<_, Variables>(linker, |s| &mut s.variables)?;
-    if concurrency == Concurrency::On {
-        v3::add_to_linker::<_, Variables>(linker, |s| &mut s.variables)?;
+/// The variables capability (no app-wide state: each component has its own values).
+pub struct Variables;
+
+impl Capability for Variables {
+    const IMPORTS: &'static [&'static str] = &["spin:variables/", "fermyon:spin/variables", "fermyon:spin/config", "wasi:config/"];
+    const GRANT: Grant = Grant::Variables;
+    type Component = Arc<BTreeMap<String, String>>;
+    type Instance = InstanceVariables;
+
+    fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Result<()> {
+        v2::add_to_linker::<_, Variables>(linker, view)?;
+        if concurrency == Concurrency::On {
+            v3::add_to_linker::<_, Variables>(linker, view)?;
+        }
+        wasi_config::add_to_linker::<_, Variables>(linker, view)?;
+        Ok(())
     }
-    wasi_config::add_to_linker::<_, Variables>(linker, |s| &mut s.variables)?;
-    Ok(())
-}
 
-/// Interfaces reading component `variables`.
-pub const IMPORTS: &[&str] = &["spin:variables/", "fermyon:spin/variables", "fermyon:spin/config", "wasi:config/"];
+    /// `spin:variables` 3.x takes the store (concurrent host functions).
+    fn needs_concurrency(interface: &str) -> bool {
+        interface.starts_with("spin:variables/")
+    }
 
-/// `spin:variables` 3.x takes the store (concurrent host functions).
-pub fn needs_concurrency(interface: &str) -> bool {
-    interface.starts_with("spin:variables/")
-}
+    fn configure_app(_: &LoadedApp) -> Result<Self> {
+        Ok(Self)
+    }
 
-/// One component's variable values.
-pub struct ComponentState {
-    values: Arc<BTreeMap<String, String>>,
-}
-
-impl ComponentState {
     /// Takes the component's rendered `variables`.
-    pub fn configure(component: &LoadedComponent) -> Self {
-        Self {
-            values: Arc::new(component.config.clone()),
-        }
+    fn configure_component(&self, _: &LoadedApp, component: &LoadedComponent) -> Result<Self::Component> {
+        Ok(Arc::new(component.config.clone()))
     }
 
-    /// The per-instance view.
-    pub fn instance(&self) -> InstanceVariables {
-        InstanceVariables {
-            values: self.values.clone(),
-        }
+    fn instance(values: &Self::Component) -> InstanceVariables {
+        InstanceVariables { values: values.clone() }
     }
+}
+
+fn view(s: &mut InstanceState) -> &mut InstanceVariables {
+    s.capability::<Variables>().1
 }
 
 /// Variables as one instance sees them.
 pub struct InstanceVariables {
     values: Arc<BTreeMap<String, String>>,
 }
-
-struct Variables;
 
 impl HasData for Variables {
     type Data<'a> = &'a mut InstanceVariables;

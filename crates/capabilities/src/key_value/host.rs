@@ -1,7 +1,7 @@
 //! The WIT bindings and their host side: opening checks the grant, every call goes to the
 //! store's backend.
 
-use super::{BackendError, InstanceKeyValue, Store, check_sizes};
+use super::{BackendError, InstanceKeyValue, KeyValue, Store, check_sizes};
 use crate::{Concurrency, InstanceState};
 use anyhow::Result;
 use std::sync::Arc;
@@ -46,17 +46,13 @@ pub struct KeyValueView<'a> {
     state: &'a InstanceKeyValue,
 }
 
-struct KeyValue;
-
 impl HasData for KeyValue {
     type Data<'a> = KeyValueView<'a>;
 }
 
 fn view(s: &mut InstanceState) -> KeyValueView<'_> {
-    KeyValueView {
-        table: &mut s.table,
-        state: &s.key_value,
-    }
+    let (table, state) = s.capability::<KeyValue>();
+    KeyValueView { table, state }
 }
 
 pub(super) fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Result<()> {

@@ -14,7 +14,7 @@ mod host;
 mod redis_store;
 mod sqlite_store;
 
-use crate::{Concurrency, InstanceState};
+use crate::{Capability, Concurrency, Grant, InstanceState};
 use anyhow::{Context as _, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -51,36 +51,29 @@ pub trait Store: Send + Sync {
     async fn compare_and_swap(&self, key: &str, current: Option<&[u8]>, new: &[u8]) -> Result<bool, BackendError>;
 }
 
-/// Links both key-value interface families.
-pub fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Result<()> {
-    host::link(linker, concurrency)
-}
-
-/// Key-value interfaces (`key_value_stores` grants the stores).
-pub const IMPORTS: &[&str] = &["spin:key-value/", "fermyon:spin/key-value", "wasi:keyvalue/"];
-
-/// `spin:key-value` 3.x takes the store (concurrent host functions).
-pub fn needs_concurrency(interface: &str) -> bool {
-    interface.starts_with("spin:key-value/")
-}
-
-/// The app's stores, opened once and shared by every component granted them.
-pub struct AppState {
+/// The key-value capability: the app's stores, opened once and shared by every
+/// component granted them.
+pub struct KeyValue {
     stores: BTreeMap<String, Arc<dyn Store>>,
 }
 
-fn backends(app: &LoadedApp) -> Backends<'_> {
-    Backends {
-        grants: |c| &c.key_value_stores,
-        tables: &app.runtime_config.key_value_stores,
-        noun: "key-value store",
-        table_name: "key_value_store",
-    }
-}
+impl Capability for KeyValue {
+    const IMPORTS: &'static [&'static str] = &["spin:key-value/", "fermyon:spin/key-value", "wasi:keyvalue/"];
+    const GRANT: Grant = Grant::KeyValueStores;
+    type Component = Arc<Grants>;
+    type Instance = InstanceKeyValue;
 
-impl AppState {
+    fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Result<()> {
+        host::link(linker, concurrency)
+    }
+
+    /// `spin:key-value` 3.x takes the store (concurrent host functions).
+    fn needs_concurrency(interface: &str) -> bool {
+        interface.starts_with("spin:key-value/")
+    }
+
     /// Opens every store a component is granted, from the runtime config or the default.
-    pub fn configure(app: &LoadedApp) -> Result<Self> {
+    fn configure_app(app: &LoadedApp) -> Result<Self> {
         let default_db = app.state_dir.join("sqlite_key_value.db");
         let mut sqlite_files: BTreeMap<PathBuf, Arc<sqlite_store::Database>> = BTreeMap::new();
         let stores = backends(app).open(app, |label, table| match table {
@@ -94,13 +87,24 @@ impl AppState {
     }
 
     /// The stores `component` may open.
-    pub fn for_component(&self, app: &LoadedApp, component: &LoadedComponent) -> ComponentState {
-        ComponentState {
-            shared: Arc::new(Grants {
-                component: component.id.clone(),
-                stores: backends(app).granted(&self.stores, component),
-            }),
-        }
+    fn configure_component(&self, app: &LoadedApp, component: &LoadedComponent) -> Result<Arc<Grants>> {
+        Ok(Arc::new(Grants {
+            component: component.id.clone(),
+            stores: backends(app).granted(&self.stores, component),
+        }))
+    }
+
+    fn instance(grants: &Arc<Grants>) -> InstanceKeyValue {
+        InstanceKeyValue { grants: grants.clone() }
+    }
+}
+
+fn backends(app: &LoadedApp) -> Backends<'_> {
+    Backends {
+        grants: |c| &c.key_value_stores,
+        tables: &app.runtime_config.key_value_stores,
+        noun: "key-value store",
+        table_name: "key_value_store",
     }
 }
 
@@ -148,23 +152,9 @@ fn open_backend(
 }
 
 /// What one component was granted.
-struct Grants {
+pub struct Grants {
     component: String,
     stores: BTreeMap<String, Arc<dyn Store>>,
-}
-
-/// One component's key-value grants.
-pub struct ComponentState {
-    shared: Arc<Grants>,
-}
-
-impl ComponentState {
-    /// The per-instance state.
-    pub fn instance(&self) -> InstanceKeyValue {
-        InstanceKeyValue {
-            grants: self.shared.clone(),
-        }
-    }
 }
 
 /// Key-value state of one instance.
