@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use tessera_app::{LoadOptions, LoadedApp};
-use tessera_engine::{CompileCache, CompiledFrom, Engine, EngineSettings};
+use tessera_engine::{CompileCache, CompiledFrom, Engine};
 use tessera_host::AppHost;
 use tessera_manifest::{Manifest, RuntimeConfig, find_manifest};
 
@@ -90,21 +90,8 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
     )?;
     app.create_dirs()?;
     let rc = &app.runtime_config;
-    let largest_memory = app
-        .components
-        .values()
-        .map(|c| c.limits.max_instance_memory)
-        .max()
-        .unwrap_or(rc.limits.max_instance_memory);
-    let settings = EngineSettings {
-        // Room for instances still finishing (a 504's grace period) after their slot
-        // was handed on.
-        max_instances: (rc.max_concurrent_requests + (rc.max_concurrent_requests / 8).max(16)).min(u32::MAX as usize) as u32,
-        max_instance_memory: largest_memory,
-        cache_dir: if args.no_cache { None } else { args.cache_dir.clone().or_else(CompileCache::default_dir) },
-        max_wasm_stack: rc.max_wasm_stack as usize,
-        consume_fuel: false,
-    };
+    let cache_dir = if args.no_cache { None } else { args.cache_dir.clone().or_else(CompileCache::default_dir) };
+    let settings = tessera_host::engine_settings(&app, cache_dir);
     raise_open_file_limit(rc.max_connections);
     let shutdown_timeout = rc.shutdown_timeout;
     let engine = Engine::new(&settings)?;

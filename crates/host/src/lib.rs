@@ -13,12 +13,33 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tessera_app::LoadedApp;
-use tessera_engine::Engine;
+use std::path::PathBuf;
+use tessera_engine::{Engine, EngineSettings};
 use tessera_executor::{Executor, ExecutorOptions, LoadReport};
 use tessera_trigger_http::HttpTrigger;
 use tessera_triggers::cron::CronTrigger;
 use tessera_triggers::redis::RedisTrigger;
 use tokio::sync::watch;
+
+/// The engine an app needs: pool slots for its `max_concurrent_requests` plus room for
+/// instances still finishing (a 504's grace period) after their slot was handed on, and
+/// memory for its largest `max_instance_memory`.
+pub fn engine_settings(app: &LoadedApp, cache_dir: Option<PathBuf>) -> EngineSettings {
+    let rc = &app.runtime_config;
+    let largest_memory = app
+        .components
+        .values()
+        .map(|c| c.limits.max_instance_memory)
+        .max()
+        .unwrap_or(rc.limits.max_instance_memory);
+    EngineSettings {
+        max_instances: (rc.max_concurrent_requests + (rc.max_concurrent_requests / 8).max(16)).min(u32::MAX as usize) as u32,
+        max_instance_memory: largest_memory,
+        cache_dir,
+        max_wasm_stack: rc.max_wasm_stack as usize,
+        consume_fuel: false,
+    }
+}
 
 /// One app, loaded and ready to serve.
 pub struct AppHost {
