@@ -239,7 +239,8 @@ fn each_run_reports_its_cpu_time_not_its_waiting() {
     let app = cron_app("* * * * * *", "SPIN_MS = \"300\"");
     let server = app.start(&[]);
     let spinning = cpu_ms(&server, "cron every-second ok");
-    assert!(spinning >= 300.0, "300 ms of spinning counted {spinning} ms of CPU");
+    // Not all of it: the moments between an epoch yield and the next poll are not on CPU.
+    assert!(spinning >= 200.0, "300 ms of spinning counted {spinning} ms of CPU");
 }
 
 #[test]
