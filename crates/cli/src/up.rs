@@ -109,10 +109,8 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
         );
     }
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let runtime = host.runtime(threads)?;
     if host.is_command() {
         let code = runtime.block_on(host.run_command(&args.args))?;
         return Ok(ExitCode::from(code.clamp(0, 255) as u8));
@@ -128,7 +126,6 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
         }
         None => None,
     };
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     runtime.block_on(async move {
         // Signals are caught before serving starts, so an early SIGTERM still drains.
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("cannot listen for SIGTERM")?;

@@ -100,6 +100,20 @@ impl AppHost {
         self.cron.schedules()
     }
 
+    /// The async runtime to serve the app on. Redis messages and cron runs are tasks of
+    /// it, so an app with either gets `threads` workers and its instances spread over the
+    /// cores; otherwise one thread is enough (HTTP has its own serving threads).
+    pub fn runtime(&self, threads: usize) -> Result<tokio::runtime::Runtime> {
+        let mut builder = if self.redis.is_empty() && self.cron.is_empty() {
+            tokio::runtime::Builder::new_current_thread()
+        } else {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(threads.max(1)).thread_name("tessera-triggers");
+            b
+        };
+        builder.enable_all().build().context("cannot start the async runtime")
+    }
+
     /// Runs the command trigger's component once with the process's stdio, `args` after
     /// its id as argv, and the component's own environment and files; returns its exit
     /// code.
