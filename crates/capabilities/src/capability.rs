@@ -165,3 +165,31 @@ impl InstanceState {
         (&mut self.table, self.capabilities.get::<C>())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Grant, grant_for_import, needs_concurrency};
+
+    #[test]
+    fn every_registered_capability_answers_for_its_interfaces() {
+        for (interface, grant) in [
+            ("fermyon:spin/variables@2.0.0", Grant::Variables),
+            ("wasi:config/store@0.2.0-draft-2024-09-27", Grant::Variables),
+            ("fermyon:spin/key-value@2.0.0", Grant::KeyValueStores),
+            ("wasi:keyvalue/store@0.2.0-draft2", Grant::KeyValueStores),
+            ("spin:sqlite/sqlite@3.1.0", Grant::SqliteDatabases),
+            ("fermyon:spin/redis@2.0.0", Grant::AllowedOutboundHosts),
+            ("spin:postgres/postgres@4.2.0", Grant::AllowedOutboundHosts),
+            ("wasi:http/outgoing-handler@0.2.6", Grant::AllowedOutboundHosts),
+            ("wasi:filesystem/preopens@0.2.6", Grant::Files),
+        ] {
+            assert_eq!(grant_for_import(interface), Some(grant), "{interface}");
+        }
+        assert_eq!(grant_for_import("wasi:clocks/monotonic-clock@0.2.6"), None);
+        // The engine flavour is asked of every registered capability.
+        assert!(needs_concurrency("spin:key-value/key-value@3.0.0"));
+        assert!(needs_concurrency("spin:postgres/postgres@4.2.0"));
+        assert!(!needs_concurrency("spin:postgres/postgres@3.0.0"));
+        assert!(!needs_concurrency("fermyon:spin/sqlite@2.0.0"));
+    }
+}
