@@ -17,6 +17,8 @@ pub(crate) struct Backends<'a> {
     pub noun: &'static str,
     /// The runtime-config table name (`key_value_store`).
     pub table_name: &'static str,
+    /// The manifest key that grants them.
+    pub grant: crate::Grant,
 }
 
 impl Backends<'_> {
@@ -51,10 +53,31 @@ impl Backends<'_> {
     }
 
     /// The subset of `opened` that `component` is granted.
-    pub fn granted<B: Clone>(&self, opened: &BTreeMap<String, B>, component: &LoadedComponent) -> BTreeMap<String, B> {
-        (self.grants)(component)
+    pub fn granted<B: Clone>(&self, opened: &BTreeMap<String, B>, component: &LoadedComponent) -> Granted<B> {
+        let backends = (self.grants)(component)
             .iter()
             .filter_map(|(label, _)| Some((label.clone(), opened.get(label)?.clone())))
-            .collect()
+            .collect();
+        Granted { component: component.id.clone(), backends, noun: self.noun, grant: self.grant }
+    }
+}
+
+/// The backends one component was granted, by label.
+pub struct Granted<B> {
+    component: String,
+    backends: BTreeMap<String, B>,
+    noun: &'static str,
+    grant: crate::Grant,
+}
+
+impl<B> Granted<B> {
+    /// Backend `label`, if granted; a refusal is logged with the key to add.
+    pub(crate) fn get(&self, label: &str) -> Option<&B> {
+        let backend = self.backends.get(label);
+        if backend.is_none() {
+            let (component, noun, key) = (&self.component, self.noun, self.grant.key());
+            tracing::warn!("component `{component}` may not open {noun} `{label}`: add \"{label}\" to {key} in [component.{component}]");
+        }
+        backend
     }
 }

@@ -9,7 +9,7 @@
 //!   statement survives a crash of the host.
 
 use crate::{Capability, Concurrency, Grant, InstanceState};
-use crate::grants::Backends;
+use crate::grants::{Backends, Granted};
 use anyhow::Result;
 use rusqlite::types::Value as SqlValue;
 use std::collections::BTreeMap;
@@ -45,6 +45,7 @@ fn backends(app: &LoadedApp) -> Backends<'_> {
         tables: &app.runtime_config.sqlite_databases,
         noun: "SQLite database",
         table_name: "sqlite_database",
+        grant: Grant::SqliteDatabases,
     }
 }
 
@@ -56,7 +57,7 @@ pub struct Sqlite {
 impl Capability for Sqlite {
     const IMPORTS: &'static [&'static str] = &["spin:sqlite/", "fermyon:spin/sqlite"];
     const GRANT: Grant = Grant::SqliteDatabases;
-    type Component = Arc<Grants>;
+    type Component = Arc<Granted<PathBuf>>;
     type Instance = InstanceSqlite;
 
     fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Result<()> {
@@ -97,14 +98,11 @@ impl Capability for Sqlite {
     }
 
     /// The databases `component` may open.
-    fn configure_component(&self, app: &LoadedApp, component: &LoadedComponent) -> Result<Arc<Grants>> {
-        Ok(Arc::new(Grants {
-            component: component.id.clone(),
-            files: backends(app).granted(&self.files, component),
-        }))
+    fn configure_component(&self, app: &LoadedApp, component: &LoadedComponent) -> Result<Self::Component> {
+        Ok(Arc::new(backends(app).granted(&self.files, component)))
     }
 
-    fn instance(grants: &Arc<Grants>) -> InstanceSqlite {
+    fn instance(grants: &Self::Component) -> InstanceSqlite {
         InstanceSqlite { grants: grants.clone() }
     }
 }
@@ -123,28 +121,15 @@ fn open_file(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
     Ok(conn)
 }
 
-/// One component's databases.
-pub struct Grants {
-    component: String,
-    files: BTreeMap<String, PathBuf>,
-}
-
 /// SQLite state of one instance.
 pub struct InstanceSqlite {
-    grants: Arc<Grants>,
+    grants: Arc<Granted<PathBuf>>,
 }
 
 impl InstanceSqlite {
     /// The file of database `label`, if granted; a refusal is logged with the key to add.
     fn granted_file(&self, label: &str) -> Result<PathBuf, DbError> {
-        let grants = &self.grants;
-        grants.files.get(label).cloned().ok_or_else(|| {
-            tracing::warn!(
-                "component `{}` may not open SQLite database `{label}`: add \"{label}\" to sqlite_databases in [component.{}]",
-                grants.component, grants.component
-            );
-            DbError::AccessDenied
-        })
+        self.grants.get(label).cloned().ok_or(DbError::AccessDenied)
     }
 }
 

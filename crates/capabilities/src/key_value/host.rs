@@ -73,21 +73,9 @@ enum OpenError {
 
 impl KeyValueView<'_> {
     fn open(&mut self, label: &str) -> Result<Option<Resource<OpenStore>>, OpenError> {
-        let grants = &self.state.grants;
-        match grants.stores.get(label) {
-            Some(store) => Ok(Some(
-                self.table
-                    .push(OpenStore { store: store.clone() })
-                    .map_err(|_| OpenError::TableFull)?,
-            )),
-            None => {
-                tracing::warn!(
-                    "component `{}` may not open key-value store `{label}`: add \"{label}\" to key_value_stores in [component.{}]",
-                    grants.component, grants.component
-                );
-                Err(OpenError::AccessDenied)
-            }
-        }
+        let store = self.state.grants.get(label).ok_or(OpenError::AccessDenied)?;
+        let open = OpenStore { store: store.clone() };
+        Ok(Some(self.table.push(open).map_err(|_| OpenError::TableFull)?))
     }
 
     fn store(&self, r: &Resource<OpenStore>) -> wasmtime::Result<Arc<dyn Store>> {

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tessera_app::{LoadedApp, LoadedComponent};
-use crate::grants::Backends;
+use crate::grants::{Backends, Granted};
 use tessera_manifest::BackendTable;
 use wasmtime::component::Linker;
 
@@ -60,7 +60,7 @@ pub struct KeyValue {
 impl Capability for KeyValue {
     const IMPORTS: &'static [&'static str] = &["spin:key-value/", "fermyon:spin/key-value", "wasi:keyvalue/"];
     const GRANT: Grant = Grant::KeyValueStores;
-    type Component = Arc<Grants>;
+    type Component = Arc<Granted<Arc<dyn Store>>>;
     type Instance = InstanceKeyValue;
 
     fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Result<()> {
@@ -87,14 +87,11 @@ impl Capability for KeyValue {
     }
 
     /// The stores `component` may open.
-    fn configure_component(&self, app: &LoadedApp, component: &LoadedComponent) -> Result<Arc<Grants>> {
-        Ok(Arc::new(Grants {
-            component: component.id.clone(),
-            stores: backends(app).granted(&self.stores, component),
-        }))
+    fn configure_component(&self, app: &LoadedApp, component: &LoadedComponent) -> Result<Self::Component> {
+        Ok(Arc::new(backends(app).granted(&self.stores, component)))
     }
 
-    fn instance(grants: &Arc<Grants>) -> InstanceKeyValue {
+    fn instance(grants: &Self::Component) -> InstanceKeyValue {
         InstanceKeyValue { grants: grants.clone() }
     }
 }
@@ -105,6 +102,7 @@ fn backends(app: &LoadedApp) -> Backends<'_> {
         tables: &app.runtime_config.key_value_stores,
         noun: "key-value store",
         table_name: "key_value_store",
+        grant: Grant::KeyValueStores,
     }
 }
 
@@ -151,15 +149,9 @@ fn open_backend(
     }
 }
 
-/// What one component was granted.
-pub struct Grants {
-    component: String,
-    stores: BTreeMap<String, Arc<dyn Store>>,
-}
-
 /// Key-value state of one instance.
 pub struct InstanceKeyValue {
-    grants: Arc<Grants>,
+    grants: Arc<Granted<Arc<dyn Store>>>,
 }
 
 /// Refuses keys and values over the limits.
