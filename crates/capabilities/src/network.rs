@@ -24,6 +24,11 @@ pub(crate) struct OutboundPolicy {
 }
 
 impl OutboundPolicy {
+    /// `component`'s rendered `allowed_outbound_hosts`.
+    pub fn of(component: &tessera_app::LoadedComponent) -> Self {
+        Self { component: component.id.clone(), allowed: component.allowed_outbound_hosts.clone() }
+    }
+
     /// Checks `scheme://host:port` and returns the address to connect to (one that was
     /// checked, so a later DNS answer cannot change it).
     pub async fn resolve(&self, scheme: &str, host: &str, port: u16) -> Result<SocketAddr, Denied> {

@@ -46,10 +46,7 @@ impl ComponentState {
     pub fn configure(component: &LoadedComponent) -> Self {
         Self {
             policy: Arc::new(Policy {
-                network: OutboundPolicy {
-                    component: component.id.clone(),
-                    allowed: component.allowed_outbound_hosts.clone(),
-                },
+                network: OutboundPolicy::of(component),
                 max_requests: component.limits.max_outbound_requests,
             }),
         }

@@ -83,7 +83,7 @@ impl Capability for Postgres {
     /// Takes the component's `allowed_outbound_hosts`.
     fn configure_component(&self, _: &LoadedApp, component: &LoadedComponent) -> Result<Arc<Shared>> {
         Ok(Arc::new(Shared {
-            policy: OutboundPolicy { component: component.id.clone(), allowed: component.allowed_outbound_hosts.clone() },
+            policy: OutboundPolicy::of(component),
             clients: Default::default(),
         }))
     }
