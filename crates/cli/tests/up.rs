@@ -215,11 +215,21 @@ fn a_memory_bomb_hits_the_instance_limit_and_the_host_keeps_serving() {
 
 #[test]
 fn a_spinning_guest_is_stopped_at_request_timeout() {
-    let app = App::new(GUEST_APP);
+    stops_a_spinning_guest(App::new(GUEST_APP), "/spin", "/hello");
+}
+
+#[test]
+fn a_spinning_wasi_0_3_handler_is_stopped_at_request_timeout() {
+    stops_a_spinning_guest(App::new(P3_APP), "/p3/spin", "/p3/hello");
+}
+
+/// `spin` loops forever under a 1 s request_timeout: it gets a 504 at the deadline, `other`
+/// is served meanwhile, and the instance is really gone afterwards.
+fn stops_a_spinning_guest(app: App, spin: &str, other: &str) {
     app.write("rc.toml", "request_timeout = \"1s\"\n");
     let rc = app.path().join("rc.toml");
     let server = app.start(&["--runtime-config-file", rc.to_str().unwrap()]);
-    let url = server.url("/spin");
+    let url = server.url(spin);
     let spinner = std::thread::spawn(move || {
         let start = Instant::now();
         (request("GET", &url, &[], None), start.elapsed())
@@ -227,7 +237,7 @@ fn a_spinning_guest_is_stopped_at_request_timeout() {
     std::thread::sleep(Duration::from_millis(200));
     // Other requests are answered while one instance spins.
     let start = Instant::now();
-    assert_eq!(server.get("/hello").status, 200);
+    assert_eq!(server.get(other).status, 200);
     assert!(start.elapsed() < Duration::from_millis(500));
     let (r, took) = spinner.join().unwrap();
     assert_eq!(r.status, 504, "{}", r.body);
@@ -339,10 +349,7 @@ fn the_spin_sdk_router_example_runs_unmodified() {
     assert_eq!(server.get("/elsewhere").status, 404);
 }
 
-#[test]
-fn a_wasi_0_3_handler_is_served() {
-    let app = App::new(
-        r#"
+const P3_APP: &str = r#"
 spin_manifest_version = 2
 [application]
 name = "p3"
@@ -351,12 +358,46 @@ route = "/p3/..."
 component = "p3"
 [component.p3]
 source = "{p3_guest}"
-"#,
-    );
+"#;
+
+#[test]
+fn a_wasi_0_3_handler_is_served() {
+    let app = App::new(P3_APP);
     let server = app.start(&[]);
     let r = server.get("/p3/some/path");
     assert_eq!(r.status, 200);
     assert_eq!(r.body, "hello from WASI 0.3: path=/p3/some/path path-info=/some/path\n");
+    let access = server.wait_for_log("GET /p3/some/path 200");
+    assert!(access.lines().any(|l| l.contains("GET /p3/some/path 200") && l.contains("component=p3 cpu=")), "{access}");
+
+    // A WASI 0.3 instance logs inside its invocation span too: the failure names the
+    // request it served.
+    let r = server.get("/p3/trap");
+    assert_eq!(r.status, 500, "{}", r.body);
+    let id = r.body.split("request id: ").nth(1).unwrap().trim().to_string();
+    let log = server.wait_for_log("wasm trap");
+    let event = log.split("component `p3` failed").nth(1).unwrap_or_default();
+    assert!(event.contains(&format!("app=p3 component=p3 trigger=http id={id}\n")), "{log}");
+    assert!(log.contains("[p3] the WASI 0.3 guest traps on purpose"), "{log}");
+    assert_eq!(server.get("/p3/again").status, 200);
+}
+
+#[test]
+fn the_access_log_shows_the_cpu_time_of_each_instance() {
+    let app = App::new(GUEST_APP);
+    let server = app.start(&[]);
+    assert_eq!(server.get("/burn?ms=300").status, 200);
+    assert_eq!(server.get("/sleep?ms=300").status, 200);
+    let cpu_ms = |path: &str| -> f64 {
+        let log = server.wait_for_log(&format!("GET {path} 200"));
+        let line = log.lines().find(|l| l.contains(&format!("GET {path} 200"))).expect("access log line");
+        line.split("cpu=").nth(1).unwrap().split("ms").next().unwrap().parse().unwrap()
+    };
+    // Computing counts; waiting on a timer does not.
+    let burned = cpu_ms("/burn?ms=300");
+    assert!(burned >= 200.0, "300 ms of computing counted {burned} ms of CPU");
+    let slept = cpu_ms("/sleep?ms=300");
+    assert!(slept < 100.0, "300 ms of sleeping counted {slept} ms of CPU");
 }
 
 #[test]

@@ -2,6 +2,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -46,6 +48,32 @@ impl<F: Future> Future for OnCpu<'_, F> {
     }
 }
 
+/// The CPU time of an invocation that another task reads while it may still run: HTTP
+/// writes its access-log line when the response ends, which can be before the instance
+/// does. Measured like [`Accounting::cpu`].
+#[derive(Debug, Clone, Default)]
+pub struct SharedCpu(Arc<AtomicU64>);
+
+impl SharedCpu {
+    /// The CPU time counted so far.
+    pub fn get(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
+
+    /// Runs `inner`, adding the time each of its polls takes.
+    pub async fn measure<F: Future>(self, inner: F) -> F::Output {
+        let mut inner = std::pin::pin!(inner);
+        std::future::poll_fn(|cx| {
+            let started = Instant::now();
+            let poll = inner.as_mut().poll(cx);
+            let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.0.fetch_add(nanos, Ordering::Relaxed);
+            poll
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +94,26 @@ mod tests {
         });
         OnCpu::new(works.as_mut(), &mut cpu).await;
         assert!(cpu >= Duration::from_millis(30), "30 ms of spinning counted {cpu:?}");
+    }
+
+    #[tokio::test]
+    async fn shared_cpu_time_is_readable_while_the_work_goes_on() {
+        let shared = SharedCpu::default();
+        let (spun, spun_rx) = tokio::sync::oneshot::channel();
+        let work = shared.clone().measure(async move {
+            let until = Instant::now() + Duration::from_millis(30);
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+            let _ = spun.send(());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        });
+        let task = tokio::spawn(work);
+        spun_rx.await.unwrap();
+        tokio::task::yield_now().await;
+        let midway = shared.get();
+        assert!(midway >= Duration::from_millis(30), "30 ms of spinning counted {midway:?} before the work ended");
+        task.await.unwrap();
+        assert!(shared.get() < Duration::from_millis(45), "a 50 ms sleep counted: {:?}", shared.get());
     }
 }

@@ -16,7 +16,7 @@ mod preview1;
 mod slots;
 mod stubs;
 
-pub use accounting::Accounting;
+pub use accounting::{Accounting, SharedCpu};
 pub use failure::{Failure, Limit, LimitSettings, LimitsInForce, RUNTIME_CONFIG_LIMITS};
 pub use preview1::{PreparedModule, Preview1State};
 pub use slots::{InstanceSlots, Rejected};

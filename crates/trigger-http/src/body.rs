@@ -32,6 +32,8 @@ pub struct AccessLog {
     pub component: Arc<str>,
     /// Peak instance memory, when an instance ran.
     pub peak_memory: Option<Arc<AtomicU64>>,
+    /// The instance's CPU time until the response ended, when an instance ran.
+    pub cpu: Option<tessera_executor::SharedCpu>,
 }
 
 impl Drop for AccessLog {
@@ -41,10 +43,14 @@ impl Drop for AccessLog {
             Some(p) => format!("{}KiB", p.load(Ordering::Relaxed) / 1024),
             None => "-".into(),
         };
+        let cpu = match &self.cpu {
+            Some(c) => format!("{:.2}ms", c.get().as_secs_f64() * 1000.0),
+            None => "-".into(),
+        };
         tracing::info!(
             target: "tessera::access",
-            "{} {} {} {:.2}ms component={} peak_memory={} request_id={}",
-            self.method, self.path, self.status, ms, self.component, peak, self.id
+            "{} {} {} {:.2}ms component={} cpu={} peak_memory={} request_id={}",
+            self.method, self.path, self.status, ms, self.component, cpu, peak, self.id
         );
     }
 }

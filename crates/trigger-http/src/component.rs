@@ -1,25 +1,29 @@
 //! One component ready to serve: its pre-instantiated `wasi:http` handler and the
 //! per-request instance lifecycle (a fresh store per request, never reused).
 //!
-//! A WASI 0.2 component on the engine without concurrency is called straight through
-//! `incoming-handler.handle`; everything else goes through wasmtime-wasi-http's
-//! `ProxyHandler`, which needs the concurrent engine.
+//! Every request's instance runs in a task of its own, inside the request's invocation
+//! span and with its CPU time measured, so whatever it logs (host calls, failures) carries
+//! the span's fields whatever the handler's WASI version. The task answers through a
+//! channel as soon as the guest has a response and then goes on running while the guest
+//! writes the body.
+//! - A WASI 0.2 component on the engine without concurrency is called straight through
+//!   `incoming-handler.handle`.
+//! - Anything on the concurrent engine (WASI 0.3 handlers, and WASI 0.2 ones whose
+//!   capabilities need it) is called inside `run_concurrent`, which then runs until the
+//!   guest's last task (e.g. the one writing the body) has ended.
 
 use anyhow::{Context as _, Result, bail};
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use wasmtime::error::Context as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tessera_capabilities::{Concurrency, InstanceState};
-use tessera_executor::PreparedComponent;
-use wasmtime::component::{Component, GuestTaskId};
-use wasmtime::{Store, StoreContextMut};
+use tessera_executor::{Failure, PreparedComponent, SharedCpu};
+use tokio::sync::oneshot;
+use wasmtime::Store;
+use wasmtime::component::{Accessor, Component};
 use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::handler::{
-    HandlerState, Instance, InstantiationError, Proxy, ProxyHandler, ProxyPre, ShouldAccept,
-    WorkerExpiration, WorkerState, WorkerStatus,
-};
+use wasmtime_wasi_http::handler::{Proxy, ProxyPre, Request, Response};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 /// What the request path shares with the instance serving it.
@@ -28,6 +32,8 @@ pub struct RequestData {
     pub id: u64,
     /// Peak bytes of memories and tables, for the access log.
     pub peak_memory: Arc<AtomicU64>,
+    /// The instance's CPU time, for the access log.
+    pub cpu: SharedCpu,
     /// Set when the instance trapped, hit a limit or timed out, before its store (and so
     /// the sending end of its response body) is dropped: the body then ends in an error
     /// instead of looking complete.
@@ -36,11 +42,51 @@ pub struct RequestData {
     pub span: tracing::Span,
 }
 
+/// Why a component gave no response.
+#[derive(Debug)]
+pub enum NoResponse {
+    /// Its instance could not be created (logged with the cause).
+    Instantiation,
+    /// It trapped, hit a limit or failed before answering (logged with the cause).
+    Failed,
+    /// It returned without setting a response.
+    Returned,
+    /// It answered with a `wasi:http` error code.
+    ErrorCode(String),
+}
+
+impl std::fmt::Display for NoResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Instantiation => f.write_str("the component could not be instantiated"),
+            Self::Failed => f.write_str("the component trapped or failed before answering"),
+            Self::Returned => f.write_str("the component returned without setting a response"),
+            Self::ErrorCode(code) => write!(f, "the component answered with an error: {code}"),
+        }
+    }
+}
+
+impl std::error::Error for NoResponse {}
+
 /// A component ready to serve requests.
 pub struct ServedComponent {
-    handler: ProxyHandler<ComponentHandler>,
-    /// Whether requests call the WASI 0.2 handler directly (see the module docs).
+    prepared: Arc<PreparedComponent>,
+    proxy: ProxyPre<InstanceState>,
+    /// Whether requests call the WASI 0.2 handler without `run_concurrent` (see the
+    /// module docs).
     direct: bool,
+}
+
+/// What the response channel carries: the response, or the guest's error code.
+type Answer = Result<Response, String>;
+
+/// Reports errors reading the request body back to the guest (WASI 0.3).
+type RequestIo = std::pin::Pin<Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>>;
+
+/// How an instance's run ended before its store is looked at.
+enum Ended {
+    Instantiation(wasmtime::Error),
+    Run(wasmtime::Error),
 }
 
 impl ServedComponent {
@@ -57,82 +103,138 @@ impl ServedComponent {
                     .with_context(|| format!("component `{id}` has no usable wasi:http handler export"))?,
             ),
         };
-        // `ProxyHandler` runs guests inside `run_concurrent`, which only the concurrent
-        // engine has; on the plain engine the component is WASI 0.2 and called directly.
         let direct = matches!(proxy, ProxyPre::P2(_)) && prepared.concurrency() == Concurrency::Off;
-        Ok(Self { direct, handler: ProxyHandler::new(ComponentHandler { proxy, prepared }) })
+        Ok(Self { prepared, proxy, direct })
     }
 
     /// The span of request `id` on this component.
     pub fn span(&self, id: u64) -> tracing::Span {
-        self.handler.state().prepared.span("http", id)
+        self.prepared.span("http", id)
     }
 
     /// Creates a fresh instance exactly as a request gets one, serving nothing: what the
     /// instantiation benchmark measures. Dropping it frees the instance's pool slot.
     pub async fn instantiate_idle(&self) -> Result<IdleInstance> {
-        let (store, _proxy) = self.handler.state().new_instance().await.map_err(anyhow::Error::from)?;
+        let mut store = self.prepared.store()?;
+        self.proxy.instantiate_async(&mut store).await.map_err(anyhow::Error::from)?;
         Ok(IdleInstance { _store: store })
     }
 
-    /// Runs one request on a fresh instance.
-    pub async fn handle(
-        &self,
-        data: RequestData,
-        request: wasmtime_wasi_http::handler::Request,
-    ) -> Result<wasmtime_wasi_http::handler::Response, wasmtime::Error> {
-        if self.direct {
-            return self.handle_direct(data, request).await;
+    /// Runs one request on a fresh instance, in a task of its own (see the module docs),
+    /// and returns its response as soon as the guest has one.
+    pub async fn handle(self: &Arc<Self>, data: RequestData, request: Request) -> Result<Response, NoResponse> {
+        let (answer, answered) = oneshot::channel::<Answer>();
+        let RequestData { peak_memory, cpu, failed, span, .. } = data;
+        let this = self.clone();
+        let instance = cpu.measure(async move { this.run_instance(request, answer, peak_memory, failed).await });
+        let guest = tokio::task::spawn(tracing::Instrument::instrument(instance, span));
+        match answered.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => Err(NoResponse::ErrorCode(code)),
+            // The answer was dropped unset: the guest ended without answering.
+            Err(_) => Err(guest.await.unwrap_or(NoResponse::Failed)),
         }
-        self.handler.handle(data, request).await
     }
 
-    /// One request on a fresh instance of a WASI 0.2 component, without `ProxyHandler`:
-    /// the guest runs in its own task, which answers through the response outparam and
-    /// may go on writing the body after that.
-    async fn handle_direct(
-        &self,
-        data: RequestData,
-        request: wasmtime_wasi_http::handler::Request,
-    ) -> Result<wasmtime_wasi_http::handler::Response, wasmtime::Error> {
-        let state = self.handler.state();
-        let (mut store, proxy) = match state.new_instance().await {
-            Ok((store, Proxy::P2(proxy))) => (store, proxy),
-            Ok(_) => unreachable!("a direct component is pre-instantiated as WASI 0.2"),
-            Err(error) => {
-                return Err(InstantiationError { request_data: data, request: Mutex::new(request), error: Arc::new(error) }.into());
+    /// The whole life of one request's instance: instantiate, call the handler, run until
+    /// the guest is done or its time is up, then log how it ended.
+    async fn run_instance(&self, request: Request, answer: oneshot::Sender<Answer>, peak_memory: Arc<AtomicU64>, failed: Arc<AtomicBool>) -> NoResponse {
+        let prepared = &self.prepared;
+        let mut store = match prepared.store() {
+            Ok(store) => store,
+            Err(e) => {
+                failed.store(true, Ordering::Relaxed);
+                prepared.failed(Failure::Instantiation(wasmtime::Error::from_anyhow(e)));
+                return NoResponse::Instantiation;
             }
         };
-        let failed_flag = data.failed.clone();
-        store.data_mut().publish_peak_memory(data.peak_memory);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let mut http = store.data_mut().http();
-        let incoming = http.new_incoming_request(Scheme::Http, request)?;
-        let outparam = http.new_response_outparam(tx)?;
-        let lifetime = state.prepared.limits().timeout + EXPIRY_GRACE;
-        let prepared = state.prepared.clone();
-        let guest = tokio::task::spawn(tracing::Instrument::instrument(async move {
-            let call = proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam);
-            let (result, timed_out) = match tokio::time::timeout(lifetime, call).await {
-                Ok(result) => (result, false),
-                Err(_) => (Err(wasmtime::format_err!("stopped at its deadline")), true),
-            };
-            let failed = result.is_err();
-            failed_flag.store(failed, Ordering::Relaxed);
-            prepared.report(result, store.data(), timed_out);
-            failed
-        }, data.span));
-        match rx.await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => Err(wasmtime::format_err!("the component answered with an error: {code:?}")),
-            // The outparam was dropped unset: the guest returned or trapped without answering.
-            Err(_) => match guest.await {
-                Ok(true) => Err(wasmtime::format_err!("the component trapped or failed before answering")),
-                Ok(false) => Err(wasmtime::format_err!("the component returned without setting a response")),
-                Err(join) => Err(wasmtime::format_err!("the component's task failed: {join}")),
-            },
+        store.data_mut().publish_peak_memory(peak_memory);
+        // The request path answers 504 at the timeout; the instance goes a moment later.
+        let lifetime = prepared.limits().timeout + EXPIRY_GRACE;
+        let run = self.call(&mut store, request, answer);
+        let (result, timed_out) = match tokio::time::timeout(lifetime, run).await {
+            Ok(result) => (result, false),
+            Err(_) => (Err(Ended::Run(wasmtime::format_err!("stopped at its deadline"))), true),
+        };
+        failed.store(result.is_err(), Ordering::Relaxed);
+        match result {
+            Ok(()) => NoResponse::Returned,
+            Err(Ended::Instantiation(e)) => {
+                prepared.failed(Failure::Instantiation(e));
+                NoResponse::Instantiation
+            }
+            Err(Ended::Run(e)) => {
+                prepared.report(Err(e), store.data(), timed_out);
+                NoResponse::Failed
+            }
         }
     }
+
+    /// Instantiates the component in `store` and calls its handler with `request`.
+    async fn call(&self, store: &mut Store<InstanceState>, request: Request, answer: oneshot::Sender<Answer>) -> Result<(), Ended> {
+        let proxy = self.proxy.instantiate_async(&mut *store).await.map_err(Ended::Instantiation)?;
+        let run = match proxy {
+            Proxy::P2(proxy) if self.direct => {
+                let mut http = store.data_mut().http();
+                let incoming = http.new_incoming_request(Scheme::Http, request).map_err(Ended::Run)?;
+                let outparam = http.new_response_outparam_from_callback(answer_p2(answer)).map_err(Ended::Run)?;
+                return proxy.wasi_http_incoming_handler().call_handle(&mut *store, incoming, outparam).await.map_err(Ended::Run);
+            }
+            Proxy::P2(proxy) => {
+                store
+                    .run_concurrent(async move |accessor| {
+                        let (incoming, outparam) = accessor.with(|mut access| -> wasmtime::Result<_> {
+                            let mut http = access.get().http();
+                            let incoming = http.new_incoming_request(Scheme::Http, request)?;
+                            Ok((incoming, http.new_response_outparam_from_callback(answer_p2(answer))?))
+                        })?;
+                        proxy.wasi_http_incoming_handler().func_handle().call_concurrent(accessor, (incoming, outparam)).await?;
+                        until_idle(accessor).await;
+                        Ok(())
+                    })
+                    .await
+            }
+            Proxy::P3(service) => {
+                store
+                    .run_concurrent(async move |accessor| {
+                        let (request, request_io) = accessor.with(|mut access| -> wasmtime::Result<_> {
+                            let http = access.get().http();
+                            let (request, request_io) = wasmtime_wasi_http::p3::Request::from_http(http.hooks, request);
+                            // Boxed as `'static`: the opaque type names the hooks' borrow.
+                            let request_io: RequestIo = Box::pin(request_io);
+                            Ok((http.table.push(request)?, request_io))
+                        })?;
+                        let (result,) = service.wasi_http_handler().func_handle().call_concurrent(accessor, (request,)).await?;
+                        let reply = match result {
+                            Ok(response) => Ok(accessor.with(|mut access| {
+                                let response = access.get().http().table.delete(response)?;
+                                response
+                                    .into_http_with_getter(&mut access, request_io, WasiHttpView::http)
+                                    .context("the component's response is not valid HTTP")
+                            })?),
+                            Err(code) => Err(format!("{code:?}")),
+                        };
+                        drop(answer.send(reply));
+                        until_idle(accessor).await;
+                        Ok(())
+                    })
+                    .await
+            }
+        };
+        run.and_then(|inner| inner).map_err(Ended::Run)
+    }
+}
+
+/// The response-outparam callback of a WASI 0.2 handler: passes its answer on.
+fn answer_p2(
+    answer: oneshot::Sender<Answer>,
+) -> impl FnOnce(Result<Response, wasmtime_wasi_http::p2::bindings::http::types::ErrorCode>) + Send + Sync + 'static {
+    move |value| drop(answer.send(value.map_err(|code| format!("{code:?}"))))
+}
+
+/// Waits until the guest has no task left (one writing the response body, say).
+async fn until_idle(accessor: &Accessor<InstanceState>) {
+    std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx)).await
 }
 
 /// An instance that has served nothing (see [`ServedComponent::instantiate_idle`]).
@@ -156,125 +258,6 @@ fn check_http_export(component: &Component, id: &str) -> Result<()> {
     Ok(())
 }
 
-struct ComponentHandler {
-    proxy: ProxyPre<InstanceState>,
-    prepared: Arc<PreparedComponent>,
-}
-
-impl HandlerState for ComponentHandler {
-    type StoreData = InstanceState;
-    type WorkerExpiration = Expiration;
-    type WorkerState = OneRequest;
-
-    async fn instantiate(&self) -> wasmtime::Result<Instance<InstanceState, Expiration, OneRequest>> {
-        let (store, proxy) = self.new_instance().await?;
-        let expired = Arc::new(AtomicBool::new(false));
-        Ok(Instance {
-            store,
-            proxy,
-            view: WasiHttpView::http,
-            expiration: Expiration {
-                timeout: self.prepared.limits().timeout,
-                sleep: Box::pin(tokio::time::sleep(Duration::MAX / 4)),
-                expired: expired.clone(),
-            },
-            state: OneRequest {
-                prepared: self.prepared.clone(),
-                expired,
-                request: Mutex::new(None),
-            },
-        })
-    }
-}
-
-impl ComponentHandler {
-    /// A fresh store and instance: the whole per-request instantiation cost.
-    async fn new_instance(&self) -> wasmtime::Result<(Store<InstanceState>, wasmtime_wasi_http::handler::Proxy)> {
-        let mut store = self.prepared.store().map_err(wasmtime::Error::from_anyhow)?;
-        let proxy = self.proxy.instantiate_async(&mut store).await?;
-        Ok((store, proxy))
-    }
-}
-
 /// How long an instance outlives its request's deadline, so the client gets a clear 504
 /// before the instance is torn down.
 const EXPIRY_GRACE: Duration = Duration::from_millis(250);
-
-/// Ends an instance once its request has run for `timeout` (or right after it finishes).
-struct Expiration {
-    timeout: Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
-    /// Set when the instance is ended at its deadline while still serving.
-    expired: Arc<AtomicBool>,
-}
-
-impl WorkerExpiration for Expiration {
-    fn poll(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        status: WorkerStatus,
-        start: Instant,
-    ) -> Poll<()> {
-        let (timeout, busy) = match status {
-            // Instances are never reused: an idle one is done.
-            WorkerStatus::Idle => (Duration::ZERO, false),
-            // The request path answers 504 at `timeout`; the instance goes a moment later.
-            WorkerStatus::Requests | WorkerStatus::PostReturn => (self.timeout + EXPIRY_GRACE, true),
-        };
-        let Some(deadline) = start.checked_add(timeout) else {
-            return Poll::Pending;
-        };
-        let deadline = tokio::time::Instant::from_std(deadline);
-        if self.sleep.deadline() != deadline {
-            self.sleep.as_mut().reset(deadline);
-        }
-        let poll = self.sleep.as_mut().poll(cx);
-        if poll.is_ready() && busy {
-            self.expired.store(true, Ordering::Relaxed);
-        }
-        poll
-    }
-}
-
-/// Serves exactly one request per instance.
-struct OneRequest {
-    prepared: Arc<PreparedComponent>,
-    expired: Arc<AtomicBool>,
-    /// The request's failure flag and span, once it started.
-    request: Mutex<Option<(Arc<AtomicBool>, tracing::Span)>>,
-}
-
-impl WorkerState for OneRequest {
-    type StoreData = InstanceState;
-    type RequestData = RequestData;
-
-    fn should_accept_request(&self, _concurrent: usize, total: usize) -> ShouldAccept {
-        if total >= 1 { ShouldAccept::Never } else { ShouldAccept::Yes }
-    }
-
-    fn on_request_start(
-        &self,
-        mut store: StoreContextMut<'_, InstanceState>,
-        data: RequestData,
-        _task: GuestTaskId,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
-        *self.request.lock().unwrap_or_else(|e| e.into_inner()) = Some((data.failed.clone(), data.span.clone()));
-        store.data_mut().publish_peak_memory(data.peak_memory);
-        // No timer here: the request path answers 504 at the timeout and `Expiration`
-        // ends the instance after the grace period; a third timer per request only cost.
-        Box::pin(std::future::pending())
-    }
-
-    fn drop(&self, store: Store<InstanceState>, result: Result<(), wasmtime::Error>) {
-        let request = self.request.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let span = match &request {
-            Some((failed, span)) => {
-                failed.store(result.is_err(), Ordering::Relaxed);
-                span.clone()
-            }
-            None => tracing::Span::none(),
-        };
-        let _in_request = span.enter();
-        self.prepared.report(result, store.data(), self.expired.load(Ordering::Relaxed));
-    }
-}

@@ -8,7 +8,7 @@ mod component;
 mod headers;
 
 pub use body::{AccessLog, BoxError, ResponseBody, ResponseTooLarge};
-pub use component::{IdleInstance, RequestData, ServedComponent};
+pub use component::{IdleInstance, NoResponse, RequestData, ServedComponent};
 
 use anyhow::{Context as _, Result};
 use bytes::Bytes;
@@ -22,11 +22,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tessera_executor::{Executor, InstanceSlots};
+use tessera_executor::{Executor, InstanceSlots, SharedCpu};
 use tessera_manifest::routes::Router;
 use tessera_manifest::{HttpTarget, Route, StaticResponse};
 use tokio::net::TcpListener;
-use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError};
 
 enum Target {
     Component {
@@ -283,14 +282,15 @@ impl HttpTrigger {
         let id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
         let method = req.method().clone();
         let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_else(|| "/".into());
-        let log = |status: u16, component: &Arc<str>, peak: Option<Arc<AtomicU64>>| AccessLog {
+        let log = |status: u16, component: &Arc<str>, cost: Option<&InstanceCost>| AccessLog {
             id,
             method: method.clone(),
             path: path.clone(),
             status,
             start,
             component: component.clone(),
-            peak_memory: peak,
+            peak_memory: cost.map(|c| c.peak_memory.clone()),
+            cpu: cost.map(|c| c.cpu.clone()),
         };
         // Answers the host gives itself name no component in the access log.
         let no_component: Arc<str> = "-".into();
@@ -344,53 +344,58 @@ impl HttpTrigger {
                 return r;
             }
         };
-        let peak = Arc::new(AtomicU64::new(0));
+        let cost = InstanceCost { peak_memory: Arc::new(AtomicU64::new(0)), cpu: SharedCpu::default() };
         let failed = Arc::new(AtomicBool::new(false));
-        let data = RequestData { id, peak_memory: peak.clone(), failed: failed.clone(), span: served.span(id) };
+        let data = RequestData { id, peak_memory: cost.peak_memory.clone(), cpu: cost.cpu.clone(), failed: failed.clone(), span: served.span(id) };
         // The deadline is checked first: when it and the instance's own end (a grace period
         // later) are seen in the same turn, the client must get the 504.
         let deadline = tokio::time::sleep(timeout);
         let outcome = tokio::select! {
             biased;
-            () = deadline => Err(wasmtime::Error::new(ExpirationError)),
+            () = deadline => None,
             // The instance runs in the span (its own task is instrumented, see component.rs).
-            outcome = served.handle(data, request) => outcome,
+            outcome = served.handle(data, request) => Some(outcome),
         };
         match outcome {
-            Ok(response) => {
+            Some(Ok(response)) => {
                 let status = response.status().as_u16();
                 let max_response = limits.max_response_body_size;
                 if let Some(n) = declared_length(response.headers()).filter(|n| *n > max_response) {
                     tracing::error!("request {id}: component `{component}` answered with a {n}-byte body, over max_response_body_size ({max_response} bytes); answered 502 instead (raise max_response_body_size in the runtime config, globally or under [component.{component}])");
-                    return text(502, &format!("the component's response body ({n} bytes) is over max_response_body_size ({max_response} bytes)\nrequest id: {id}\n"), Some(log(502, component, Some(peak))));
+                    return text(502, &format!("the component's response body ({n} bytes) is over max_response_body_size ({max_response} bytes)\nrequest id: {id}\n"), Some(log(502, component, Some(&cost))));
                 }
                 let (parts, body) = response.into_parts();
                 let body = body.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
-                let body = ResponseBody::new(body, Some(permit), Some(log(status, component, Some(peak))))
+                let body = ResponseBody::new(body, Some(permit), Some(log(status, component, Some(&cost))))
                     .with_limit(max_response)
                     .failing_with_instance(failed);
                 hyper::Response::from_parts(parts, body)
             }
-            Err(e) if e.downcast_ref::<ExpirationError>().is_some() && waiting_for_client.load(Ordering::Relaxed) => {
+            None if waiting_for_client.load(Ordering::Relaxed) => {
                 tracing::error!("request {id}: the client did not send the request body within request_timeout ({timeout:?}); answered 408 and stopped the instance");
-                text(408, &format!("the request body did not arrive within request_timeout ({timeout:?})\nrequest id: {id}\n"), Some(log(408, component, Some(peak))))
+                text(408, &format!("the request body did not arrive within request_timeout ({timeout:?})\nrequest id: {id}\n"), Some(log(408, component, Some(&cost))))
             }
-            Err(e) if e.downcast_ref::<ExpirationError>().is_some() => {
+            None => {
                 tracing::error!("request {id}: component `{component}` did not finish within request_timeout ({timeout:?}); its instance was stopped");
-                text(504, &format!("the component did not answer in time (request_timeout is {timeout:?})\nrequest id: {id}\n"), Some(log(504, component, Some(peak))))
+                text(504, &format!("the component did not answer in time (request_timeout is {timeout:?})\nrequest id: {id}\n"), Some(log(504, component, Some(&cost))))
             }
-            Err(e) => {
-                let what = if e.downcast_ref::<InstantiationError<RequestData>>().is_some() {
-                    "could not be instantiated"
-                } else {
-                    "failed"
+            Some(Err(why)) => {
+                let what = match why {
+                    NoResponse::Instantiation => "could not be instantiated",
+                    _ => "failed",
                 };
                 // The instance's own log line (see component.rs) has the cause and backtrace.
-                tracing::warn!("request {id}: component `{component}` {what}, answered 500: {e}");
-                text(500, &format!("the component {what}\nrequest id: {id}\n"), Some(log(500, component, Some(peak))))
+                tracing::warn!("request {id}: component `{component}` {what}, answered 500: {why}");
+                text(500, &format!("the component {what}\nrequest id: {id}\n"), Some(log(500, component, Some(&cost))))
             }
         }
     }
+}
+
+/// What an instance cost, shared with it while it runs, for the access log.
+struct InstanceCost {
+    peak_memory: Arc<AtomicU64>,
+    cpu: SharedCpu,
 }
 
 /// The body length a message declares in `Content-Length`, if any.

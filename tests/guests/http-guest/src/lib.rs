@@ -14,6 +14,7 @@
 //! - `/spin`: loops forever;
 //! - `/trap`: panics;
 //! - `/sleep?ms=N`: waits N ms, then answers;
+//! - `/burn?ms=N`: computes for N ms, then answers;
 //! - anything else: 200 with the path.
 
 use std::io::{Read as _, Write as _};
@@ -102,6 +103,15 @@ impl wasip2::exports::http::incoming_handler::Guest for Guest {
                 let ms: u64 = param("ms").and_then(|v| v.parse().ok()).unwrap_or(1000);
                 wasip2::clocks::monotonic_clock::subscribe_duration(ms * 1_000_000).block();
                 (200, vec![], format!("slept {ms} ms\n").into_bytes())
+            }
+            "burn" => {
+                let ms: u64 = param("ms").and_then(|v| v.parse().ok()).unwrap_or(100);
+                let until = wasip2::clocks::monotonic_clock::now() + ms * 1_000_000;
+                let mut spins = 0u64;
+                while wasip2::clocks::monotonic_clock::now() < until {
+                    spins = spins.wrapping_add(1);
+                }
+                (200, vec![], format!("burned {ms} ms ({spins} clock reads)\n").into_bytes())
             }
             _ => (200, vec![], format!("path: {path}\n").into_bytes()),
         };

@@ -1,5 +1,6 @@
 //! A WASI 0.3 (`wasi:http/handler@0.3.0`) component: answers with its method, path and
-//! the `spin-path-info` header, to show the handler and Spin headers reach it.
+//! the `spin-path-info` header, to show the handler and Spin headers reach it. A path
+//! ending in `/trap` panics instead, one ending in `/spin` loops forever.
 
 use wasip3::http::types::{ErrorCode, Fields, Request, Response};
 use wasip3::{wit_bindgen, wit_future, wit_stream};
@@ -11,6 +12,16 @@ struct Handler;
 impl wasip3::exports::http::handler::Guest for Handler {
     async fn handle(request: Request) -> Result<Response, ErrorCode> {
         let path = request.get_path_with_query().unwrap_or_default();
+        if path.ends_with("/trap") {
+            eprintln!("the WASI 0.3 guest traps on purpose");
+            panic!("trap requested");
+        }
+        if path.ends_with("/spin") {
+            let mut n = 0u64;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
         let info = request
             .get_headers()
             .get("spin-path-info")
