@@ -60,17 +60,17 @@ impl SharedCpu {
         Duration::from_nanos(self.0.load(Ordering::Relaxed))
     }
 
-    /// Runs `inner`, adding the time each of its polls takes.
-    pub async fn measure<F: Future>(self, inner: F) -> F::Output {
-        let mut inner = std::pin::pin!(inner);
-        std::future::poll_fn(|cx| {
+    /// Runs `inner`, adding the time each of its polls takes. `inner` is `Unpin` so that
+    /// nothing is moved on the way: box a large future.
+    pub fn measure<F: Future + Unpin>(self, inner: F) -> impl Future<Output = F::Output> {
+        let mut inner = inner;
+        std::future::poll_fn(move |cx| {
             let started = Instant::now();
-            let poll = inner.as_mut().poll(cx);
+            let poll = Pin::new(&mut inner).poll(cx);
             let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             self.0.fetch_add(nanos, Ordering::Relaxed);
             poll
         })
-        .await
     }
 }
 
@@ -100,14 +100,14 @@ mod tests {
     async fn shared_cpu_time_is_readable_while_the_work_goes_on() {
         let shared = SharedCpu::default();
         let (spun, spun_rx) = tokio::sync::oneshot::channel();
-        let work = shared.clone().measure(async move {
+        let work = shared.clone().measure(Box::pin(async move {
             let until = Instant::now() + Duration::from_millis(30);
             while Instant::now() < until {
                 std::hint::spin_loop();
             }
             let _ = spun.send(());
             tokio::time::sleep(Duration::from_millis(50)).await;
-        });
+        }));
         let task = tokio::spawn(work);
         spun_rx.await.unwrap();
         tokio::task::yield_now().await;

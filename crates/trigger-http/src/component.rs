@@ -125,9 +125,10 @@ impl ServedComponent {
     pub async fn handle(self: &Arc<Self>, data: RequestData, request: Request) -> Result<Response, NoResponse> {
         let (answer, answered) = oneshot::channel::<Answer>();
         let RequestData { peak_memory, cpu, failed, span, .. } = data;
-        let this = self.clone();
-        let instance = cpu.measure(async move { this.run_instance(request, answer, peak_memory, failed).await });
-        let guest = tokio::task::spawn(tracing::Instrument::instrument(instance, span));
+        // Boxed: the instance's future is a few KiB, which spawning would otherwise copy
+        // several times (into the task cell, its stage, ...).
+        let instance = Box::pin(self.clone().run_instance(request, answer, peak_memory, failed));
+        let guest = tokio::task::spawn(tracing::Instrument::instrument(cpu.measure(instance), span));
         match answered.await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(code)) => Err(NoResponse::ErrorCode(code)),
@@ -138,7 +139,7 @@ impl ServedComponent {
 
     /// The whole life of one request's instance: instantiate, call the handler, run until
     /// the guest is done or its time is up, then log how it ended.
-    async fn run_instance(&self, request: Request, answer: oneshot::Sender<Answer>, peak_memory: Arc<AtomicU64>, failed: Arc<AtomicBool>) -> NoResponse {
+    async fn run_instance(self: Arc<Self>, request: Request, answer: oneshot::Sender<Answer>, peak_memory: Arc<AtomicU64>, failed: Arc<AtomicBool>) -> NoResponse {
         let prepared = &self.prepared;
         let mut store = match prepared.store() {
             Ok(store) => store,
