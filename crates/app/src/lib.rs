@@ -175,6 +175,14 @@ impl LoadedApp {
         let mut staging = None;
         let mut components = BTreeMap::new();
         for (id, c) in &manifest.components {
+            if let Some(first) = c.dependencies.first() {
+                return Err(located(
+                    &manifest,
+                    first.location,
+                    format!("component `{id}` has dependencies (`{}`...): Tessera reads them but does not compose components yet", first.name),
+                    "compose the component ahead of time (e.g. `wac plug`) and point `source` at the result",
+                ));
+            }
             let source = local_source(&manifest, id, &c.source, c.source_location, options)?;
             let bytes = std::fs::read(&source).map_err(|e| {
                 located(

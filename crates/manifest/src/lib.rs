@@ -5,6 +5,7 @@
 
 pub mod allowed_hosts;
 pub mod cron;
+pub mod dependencies;
 mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]

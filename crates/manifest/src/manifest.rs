@@ -1,6 +1,7 @@
 //! `spin.toml` (`spin_manifest_version = 2`): the raw TOML schema and its validation into
 //! [`Manifest`].
 
+use crate::dependencies::{Dependency, DependencyName, DependencySource, INHERIT_KEYS, Inherit, PackageName};
 use crate::error::{ManifestError, SourceFile};
 use crate::routes::{self, Router, RouterBuildError};
 use crate::template::{Template, is_variable_name};
@@ -225,6 +226,8 @@ pub struct Component {
     pub sqlite_databases: Vec<(String, Location)>,
     /// `build`.
     pub build: Option<Build>,
+    /// `dependencies`: what satisfies its imports, in key order.
+    pub dependencies: Vec<Dependency>,
 }
 
 /// One `files` entry.
@@ -403,8 +406,9 @@ struct RawComponent {
     allowed_http_hosts: Unsupported,
     targets: Unsupported,
     tool: Unsupported,
-    dependencies_inherit_configuration: Unsupported,
-    dependencies: Unsupported,
+    dependencies_inherit_configuration: Option<Spanned<bool>>,
+    #[serde(default)]
+    dependencies: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
     profile: Unsupported,
 }
 
@@ -472,6 +476,7 @@ impl Manifest {
             key_value_stores: Vec::new(),
             sqlite_databases: Vec::new(),
             build: None,
+            dependencies: Vec::new(),
         };
         Self {
             path: path.to_path_buf(),
@@ -651,6 +656,7 @@ impl Validator<'_> {
             }
         }
         self.check_routes(&http_base, &http_triggers)?;
+        self.check_component_dependencies(&components)?;
 
         let dir = self
             .src
@@ -677,6 +683,44 @@ impl Validator<'_> {
             command_triggers,
             components,
         })
+    }
+
+    /// `{ component = "id" }` names a component of the app that, as in Spin, has no
+    /// grants or dependencies of its own (they would not apply once it is composed).
+    fn check_component_dependencies(&self, components: &BTreeMap<String, Component>) -> Result<(), ManifestError> {
+        for (id, component) in components {
+            for dependency in &component.dependencies {
+                let DependencySource::Component(other) = &dependency.source else { continue };
+                let key = format!("component.{id}.dependencies.\"{}\"", dependency.name);
+                let Some(target) = components.get(other) else {
+                    let known: Vec<&str> = components.keys().map(String::as_str).collect();
+                    return Err(ManifestError::at(self.src.path(), dependency.location, format!("{key}: the app has no component `{other}`"), &format!("name one of: {}", known.join(", "))));
+                };
+                let mut own = Vec::new();
+                for (has, key) in [
+                    (!target.allowed_outbound_hosts.is_empty(), "allowed_outbound_hosts"),
+                    (!target.dependencies.is_empty(), "dependencies"),
+                    (!target.environment.is_empty(), "environment"),
+                    (!target.files.is_empty(), "files"),
+                    (!target.key_value_stores.is_empty(), "key_value_stores"),
+                    (!target.sqlite_databases.is_empty(), "sqlite_databases"),
+                    (!target.variables.is_empty(), "variables"),
+                ] {
+                    if has {
+                        own.push(key);
+                    }
+                }
+                if !own.is_empty() {
+                    return Err(ManifestError::at(
+                        self.src.path(),
+                        dependency.location,
+                        format!("{key}: component `{other}` cannot be a dependency of `{id}` because it has {} of its own", own.join(", ")),
+                        &format!("a dependency runs with what `{id}` lets it inherit (inherit_configuration); move those keys to `{id}` or drop them from `{other}`"),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A `{{ variable }}` template whose variables are all defined.
@@ -861,8 +905,7 @@ impl Validator<'_> {
         self.unsupported(&c.allowed_http_hosts, &format!("component.{id}.allowed_http_hosts"), "it is deprecated: list the hosts in allowed_outbound_hosts as `https://host`")?;
         self.unsupported(&c.targets, &format!("component.{id}.targets"), "remove it")?;
         self.unsupported(&c.tool, &format!("component.{id}.tool"), "remove it")?;
-        self.unsupported(&c.dependencies_inherit_configuration, &format!("component.{id}.dependencies_inherit_configuration"), "remove it")?;
-        self.unsupported(&c.dependencies, &format!("component.{id}.dependencies"), "compose the component ahead of time (e.g. with `wac plug`)")?;
+        let dependencies = self.dependencies(id, &c.dependencies, c.dependencies_inherit_configuration.as_ref())?;
         self.unsupported(&c.profile, &format!("component.{id}.profile"), "remove it")?;
 
         let source_span = c.source.span();
@@ -948,8 +991,207 @@ impl Validator<'_> {
             allowed_outbound_hosts,
             variables: config,
             build,
+            dependencies,
         })
     }
+
+    /// `[component.<id>.dependencies]` and `dependencies_inherit_configuration`, checked
+    /// as Spin checks them.
+    fn dependencies(
+        &self,
+        id: &str,
+        raw: &BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+        inherit_all: Option<&Spanned<bool>>,
+    ) -> Result<Vec<Dependency>, ManifestError> {
+        let mut dependencies: Vec<(Dependency, Range<usize>)> = Vec::new();
+        for (key, value) in raw {
+            let at = key.span().start..value.span().end;
+            let name = DependencyName::parse(key.get_ref())
+                .map_err(|e| self.err(key.span(), format!("component.{id}.dependencies: {e}"), "name an import: \"ns:pkg\", \"ns:pkg/interface\", \"ns:pkg/interface@1.0.0\" or a plain \"name\""))?;
+            let dependency = self.dependency(id, name, value)?;
+            if let (Some(all), true) = (inherit_all, raw_has(value, "inherit_configuration")) {
+                return Err(self.err(
+                    at,
+                    format!("component `{id}` sets both dependencies_inherit_configuration (line {}) and this dependency's inherit_configuration", self.loc(&all.span()).line),
+                    "they are mutually exclusive: keep dependencies_inherit_configuration for every dependency, or inherit_configuration on each",
+                ));
+            }
+            dependencies.push((dependency, at));
+        }
+        for (i, (this, _)) in dependencies.iter().enumerate() {
+            for (other, at) in &dependencies[i + 1..] {
+                if let Some(why) = conflict(&this.name, &other.name) {
+                    return Err(self.err(
+                        at.clone(),
+                        format!("component.{id}.dependencies: `{}` conflicts with `{}` (line {}): {why}", other.name, this.name, this.location.line),
+                        "keys of one package must name different interfaces or incompatible versions; remove one",
+                    ));
+                }
+            }
+        }
+        let mut dependencies: Vec<Dependency> = dependencies.into_iter().map(|(d, _)| d).collect();
+        if inherit_all.is_some_and(|all| *all.get_ref()) {
+            for d in &mut dependencies {
+                d.inherit = Inherit::Everything;
+            }
+        }
+        Ok(dependencies)
+    }
+
+    fn dependency(&self, id: &str, name: DependencyName, value: &Spanned<toml::Value>) -> Result<Dependency, ManifestError> {
+        let span = value.span();
+        let key = format!("component.{id}.dependencies.\"{name}\"");
+        let location = self.loc(&span);
+        let table = match value.get_ref() {
+            toml::Value::String(version) => {
+                check_version_req(version).map_err(|e| self.err(span.clone(), format!("{key}: {e}"), "write a semver requirement, e.g. \">=0.1.0\" or \"1.2.3\""))?;
+                if let DependencyName::Plain(_) = name {
+                    return Err(self.err(span, format!("{key}: a plain name needs a `package` to fetch"), &format!("write \"{name}\" = {{ version = \"{version}\", package = \"ns:pkg\" }}")));
+                }
+                let source = DependencySource::Registry { version: version.clone(), registry: None, package: None };
+                return Ok(Dependency { name, source, export: None, inherit: Inherit::Nothing, location });
+            }
+            toml::Value::Table(t) => t,
+            _ => return Err(self.err(span, format!("{key} must be a version string or a table"), "write { path = \"dep.wasm\" }, { component = \"other-id\" }, { url, digest } or { version, registry?, package? }")),
+        };
+        let text = |field: &str| -> Result<Option<String>, ManifestError> {
+            match table.get(field) {
+                None => Ok(None),
+                Some(toml::Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
+                Some(_) => Err(self.err(span.clone(), format!("{key}.{field} must be a non-empty string"), &format!("write {field} = \"...\""))),
+            }
+        };
+        let forms = ["path", "url", "component", "version"];
+        let given: Vec<&str> = forms.iter().copied().filter(|f| table.contains_key(*f)).collect();
+        let example = "write { path = \"dep.wasm\" }, { component = \"other-id\" }, { url = \"https://...\", digest = \"sha256:...\" } or { version = \">=0.1.0\" }";
+        let form = match given.as_slice() {
+            [one] => *one,
+            [] => return Err(self.err(span, format!("{key} says neither `path`, `url`, `component` nor `version`"), example)),
+            many => return Err(self.err(span, format!("{key} mixes {}: a dependency has one source", many.join(" and ")), example)),
+        };
+        let allowed: &[&str] = match form {
+            "path" => &["path", "export", "inherit_configuration"],
+            "url" => &["url", "digest", "export", "inherit_configuration"],
+            "component" => &["component", "export", "inherit_configuration"],
+            _ => &["version", "registry", "package", "export", "inherit_configuration"],
+        };
+        if let Some(extra) = table.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(self.err(span, format!("unknown key `{extra}` in {key} (a `{form}` dependency takes {})", allowed.join(", ")), example));
+        }
+        let export = text("export")?;
+        if let (DependencyName::Package(p), Some(export)) = (&name, &export)
+            && p.interface.is_none()
+        {
+            return Err(self.err(span, format!("{key}: a whole package cannot be satisfied from one export (`{export}`)"), &format!("name the interface in the key, e.g. \"{}/interface\", or drop `export`", p.package)));
+        }
+        let source = match form {
+            "path" => DependencySource::Path(PathBuf::from(text("path")?.unwrap_or_default())),
+            "component" => {
+                let other = text("component")?.unwrap_or_default();
+                if !is_component_id(&other) {
+                    return Err(self.err(span, format!("{key}.component `{other}` is not a component id"), "write component = \"other-component\""));
+                }
+                if other == id {
+                    return Err(self.err(span, format!("{key}: component `{id}` cannot depend on itself"), "name another component of the app"));
+                }
+                DependencySource::Component(other)
+            }
+            "url" => {
+                let url = text("url")?.unwrap_or_default();
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(self.err(span, format!("{key}.url `{url}` is not an http(s) URL"), example));
+                }
+                let Some(digest) = text("digest")? else {
+                    return Err(self.err(span, format!("{key}.url needs a `digest`, so the download can be checked"), "add digest = \"sha256:...\" (`sha256sum dep.wasm` prints it)"));
+                };
+                if !is_sha256_digest(&digest) {
+                    return Err(self.err(span, format!("{key}.digest `{digest}` is not `sha256:` and 64 lowercase hex digits"), "copy it from `sha256sum dep.wasm`, prefixed with sha256:"));
+                }
+                DependencySource::Url { url, digest }
+            }
+            _ => {
+                let version = text("version")?.unwrap_or_default();
+                check_version_req(&version).map_err(|e| self.err(span.clone(), format!("{key}.version: {e}"), "write a semver requirement, e.g. \">=0.1.0\""))?;
+                let package = text("package")?;
+                if let Some(p) = &package
+                    && !matches!(DependencyName::parse(p), Ok(DependencyName::Package(PackageName { interface: None, version: None, .. })))
+                {
+                    return Err(self.err(span, format!("{key}.package `{p}` is not `namespace:package`"), "write package = \"ns:pkg\""));
+                }
+                if matches!(name, DependencyName::Plain(_)) && package.is_none() {
+                    return Err(self.err(span, format!("{key}: a plain name needs a `package` to fetch"), "add package = \"ns:pkg\""));
+                }
+                DependencySource::Registry { version, registry: text("registry")?, package }
+            }
+        };
+        let inherit = match table.get("inherit_configuration") {
+            None | Some(toml::Value::Boolean(false)) => Inherit::Nothing,
+            Some(toml::Value::Boolean(true)) => Inherit::Everything,
+            Some(toml::Value::Array(keys)) => {
+                let mut names = Vec::new();
+                for k in keys {
+                    match k.as_str() {
+                        Some(k) if INHERIT_KEYS.contains(&k) => names.push(k.to_string()),
+                        _ => return Err(self.err(span, format!("{key}.inherit_configuration: `{k}` is not a configuration key"), &format!("use true, false or a list of: {}", INHERIT_KEYS.join(", ")))),
+                    }
+                }
+                Inherit::Keys(names)
+            }
+            Some(_) => return Err(self.err(span, format!("{key}.inherit_configuration must be true, false or a list of keys"), &format!("e.g. inherit_configuration = [\"sqlite_databases\"]; keys: {}", INHERIT_KEYS.join(", ")))),
+        };
+        Ok(Dependency { name, source, export, inherit, location })
+    }
+}
+
+fn raw_has(value: &Spanned<toml::Value>, key: &str) -> bool {
+    value.get_ref().as_table().is_some_and(|t| t.contains_key(key))
+}
+
+fn check_version_req(req: &str) -> Result<(), String> {
+    semver::VersionReq::parse(req).map(|_| ()).map_err(|e| format!("`{req}` is not a version requirement ({e})"))
+}
+
+fn is_sha256_digest(digest: &str) -> bool {
+    let hex = digest.strip_prefix("sha256:").unwrap_or("");
+    hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Why two keys of one component would claim the same imports (Spin's disjointness
+/// rule: same package, and neither different interfaces nor incompatible versions).
+fn conflict(a: &DependencyName, b: &DependencyName) -> Option<&'static str> {
+    let (DependencyName::Package(a), DependencyName::Package(b)) = (a, b) else {
+        return None;
+    };
+    if a.package != b.package {
+        return None;
+    }
+    if let (Some(x), Some(y)) = (&a.version, &b.version)
+        && compatible(x) != compatible(y)
+    {
+        return None;
+    }
+    if let (Some(x), Some(y)) = (&a.interface, &b.interface)
+        && x != y
+    {
+        return None;
+    }
+    Some("both match the same imports")
+}
+
+/// A version with what semver lets differ between compatible releases cleared.
+fn compatible(v: &semver::Version) -> semver::Version {
+    let mut v = v.clone();
+    v.build = semver::BuildMetadata::EMPTY;
+    if !v.pre.is_empty() {
+        return v;
+    }
+    if v.major > 0 {
+        v.minor = 0;
+        v.patch = 0;
+    } else if v.minor > 0 {
+        v.patch = 0;
+    }
+    v
 }
 
 /// Labels of stores and databases: lowercase letters, digits, `_` and `-`.

@@ -108,7 +108,6 @@ fn unknown_keys_point_at_the_key() {
 #[test]
 fn unsupported_spin_keys_are_named() {
     assert_error(&with_component("ai_models = [\"llama2-chat\"]\n"), 9, 13, &["component.c.ai_models", "does not support yet"]);
-    assert_error(&with_component("dependencies = { \"a:b/c\" = \"1.0\" }\n"), 9, 16, &["component.c.dependencies", "not support yet"]);
     let mqtt = "spin_manifest_version = 2\n[application]\nname = \"a\"\n[[trigger.mqtt]]\ntopic = \"x\"\ncomponent = \"c\"\n";
     assert_error(mqtt, 4, 1, &["trigger.mqtt", "not support yet"]);
 }
@@ -235,4 +234,80 @@ fn bad_ids_versions_and_syntax() {
 fn a_manifest_with_nothing_to_serve_is_an_error() {
     let err = parse("spin_manifest_version = 2\n[application]\nname = \"a\"\n").unwrap_err();
     assert!(err.to_string().contains("the manifest has no triggers"), "{err}");
+}
+
+const DEPENDENCIES: &str = r#"spin_manifest_version = 2
+[application]
+name = "composed"
+[[trigger.http]]
+route = "/..."
+component = "api"
+[component.api]
+source = "api.wasm"
+sqlite_databases = ["default"]
+dependencies_inherit_configuration = false
+[component.api.dependencies]
+"my:calc" = ">=0.1.0"
+"my:db/store" = { version = "^1.2", registry = "ghcr.io", package = "other:db", export = "other:db/store@1.2.0" }
+"my:log/sink@0.2.0" = { path = "deps/log.wasm" }
+"my:log/sink@1.0.0" = { url = "https://example.com/log.wasm", digest = "sha256:0000000000000000000000000000000000000000000000000000000000000000" }
+"users" = { component = "users", export = "my:users/users" }
+[component.users]
+source = "users.wasm"
+"#;
+
+#[test]
+fn the_five_dependency_forms_are_read_as_spin_reads_them() {
+    use tessera_manifest::dependencies::{DependencyName, DependencySource, Inherit};
+    let m = parse(DEPENDENCIES).unwrap();
+    let deps = &m.components["api"].dependencies;
+    let by_key = |k: &str| deps.iter().find(|d| d.name.to_string() == k).unwrap_or_else(|| panic!("no {k} in {deps:?}"));
+    assert_eq!(deps.len(), 5);
+    assert_eq!(by_key("my:calc").source, DependencySource::Registry { version: ">=0.1.0".into(), registry: None, package: None });
+    let db = by_key("my:db/store");
+    assert_eq!(db.source, DependencySource::Registry { version: "^1.2".into(), registry: Some("ghcr.io".into()), package: Some("other:db".into()) });
+    assert_eq!(db.export.as_deref(), Some("other:db/store@1.2.0"));
+    assert_eq!(by_key("my:log/sink@0.2.0").source, DependencySource::Path("deps/log.wasm".into()));
+    assert!(matches!(&by_key("my:log/sink@1.0.0").source, DependencySource::Url { url, .. } if url == "https://example.com/log.wasm"));
+    let users = by_key("users");
+    assert_eq!(users.name, DependencyName::Plain("users".into()));
+    assert_eq!(users.source, DependencySource::Component("users".into()));
+    assert_eq!((users.location.line, users.location.column), (16, 11));
+    assert!(deps.iter().all(|d| d.inherit == Inherit::Nothing), "deny by default");
+
+    let all = DEPENDENCIES.replace("dependencies_inherit_configuration = false", "dependencies_inherit_configuration = true");
+    assert!(parse(&all).unwrap().components["api"].dependencies.iter().all(|d| d.inherit == Inherit::Everything));
+    let some = with_component("[component.c.dependencies]\n\"my:db\" = { path = \"db.wasm\", inherit_configuration = [\"sqlite_databases\", \"variables\"] }\n");
+    let m = parse(&some).unwrap();
+    assert_eq!(m.components["c"].dependencies[0].inherit, Inherit::Keys(vec!["sqlite_databases".into(), "variables".into()]));
+}
+
+#[test]
+fn bad_dependencies_are_named_at_their_place() {
+    let dep = |line: &str| with_component(&format!("[component.c.dependencies]\n{line}\n"));
+    assert_error(&dep("\"Calc\" = { path = \"x.wasm\" }"), 10, 1, &["`Calc` is neither kebab-case"]);
+    assert_error(&dep("\"my:calc@1.x\" = { path = \"x.wasm\" }"), 10, 1, &["is not a version", "ranges go in the value"]);
+    assert_error(&dep("\"my:calc\" = \"not a version\""), 10, 13, &["is not a version requirement"]);
+    assert_error(&dep("\"calc\" = \"1.0\""), 10, 10, &["a plain name needs a `package`"]);
+    assert_error(&dep("\"my:calc\" = { path = \"x.wasm\", export = \"add\" }"), 10, 13, &["a whole package cannot be satisfied from one export", "my:calc/interface"]);
+    assert_error(&dep("\"my:calc/add\" = { path = \"x.wasm\", component = \"d\" }"), 10, 17, &["mixes path and component"]);
+    assert_error(&dep("\"my:calc/add\" = { }"), 10, 17, &["neither `path`, `url`, `component` nor `version`"]);
+    assert_error(&dep("\"my:calc/add\" = { path = \"x.wasm\", digest = \"sha256:00\" }"), 10, 17, &["unknown key `digest`", "takes path, export, inherit_configuration"]);
+    assert_error(&dep("\"my:calc/add\" = { url = \"https://e.com/x.wasm\" }"), 10, 17, &["needs a `digest`"]);
+    assert_error(&dep("\"my:calc/add\" = { path = \"x.wasm\", inherit_configuration = [\"network\"] }"), 10, 17, &["`\"network\"` is not a configuration key", "allowed_outbound_hosts"]);
+    assert_error(&dep("\"my:calc/add\" = { component = \"c\" }"), 10, 17, &["cannot depend on itself"]);
+    assert_error(&dep("\"my:calc/add\" = { component = \"nope\" }"), 10, 17, &["the app has no component `nope`", "name one of: c"]);
+    // Two keys claiming the same imports.
+    assert_error(&dep("\"my:calc\" = { path = \"a.wasm\" }\n\"my:calc/add\" = { path = \"b.wasm\" }"), 11, 1, &["`my:calc/add` conflicts with `my:calc` (line 10)"]);
+    assert_error(&dep("\"my:calc/add@1.2.0\" = { path = \"a.wasm\" }\n\"my:calc/add@1.3.0\" = { path = \"b.wasm\" }"), 11, 1, &["conflicts with"]);
+    parse(&dep("\"my:calc/add@1.2.0\" = { path = \"a.wasm\" }\n\"my:calc/add@2.0.0\" = { path = \"b.wasm\" }\n\"my:calc/mul\" = { path = \"c.wasm\" }")).expect("different major versions and interfaces are disjoint");
+    // Both ways of inheriting at once.
+    let both = with_component("dependencies_inherit_configuration = true\n[component.c.dependencies]\n\"my:calc/add\" = { path = \"a.wasm\", inherit_configuration = true }\n");
+    assert_error(&both, 11, 1, &["sets both dependencies_inherit_configuration (line 9)", "mutually exclusive"]);
+}
+
+#[test]
+fn a_component_used_as_a_dependency_has_no_grants_of_its_own() {
+    let text = DEPENDENCIES.replace("[component.users]\nsource = \"users.wasm\"\n", "[component.users]\nsource = \"users.wasm\"\nkey_value_stores = [\"default\"]\nallowed_outbound_hosts = [\"https://example.com\"]\n");
+    assert_error(&text, 16, 11, &["component `users` cannot be a dependency of `api` because it has allowed_outbound_hosts, key_value_stores of its own", "inherit_configuration"]);
 }
