@@ -67,6 +67,9 @@ pub struct LoadedComponent {
     pub key_value_stores: Vec<(String, Location)>,
     /// `sqlite_databases` grants, with where each is written.
     pub sqlite_databases: Vec<(String, Location)>,
+    /// Capability imports of its dependencies that the host must refuse (see
+    /// tessera-compose); empty without dependencies.
+    pub denied: Vec<tessera_compose::DeniedImport>,
 }
 
 /// Downloads components whose `source` is a URL or a registry package, verifies them and
@@ -132,6 +135,75 @@ pub fn signature_path(component: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Composes component `id` (its bytes `parent`) with its dependencies, each read from its
+/// file, another component's source or a pinned download, and checked against the trust
+/// policy like any component.
+fn compose_dependencies(
+    manifest: &Manifest,
+    id: &str,
+    component: &tessera_manifest::Component,
+    parent: &[u8],
+    options: &LoadOptions,
+    trust: Option<&TrustPolicy>,
+) -> Result<tessera_compose::Composed> {
+    use tessera_manifest::dependencies::DependencySource;
+    let mut resolved = Vec::new();
+    for dependency in &component.dependencies {
+        let key = &dependency.name;
+        let path = match &dependency.source {
+            DependencySource::Path(path) => manifest.dir.join(path),
+            DependencySource::Component(other) => {
+                let other_component = &manifest.components[other];
+                local_source(manifest, other, &other_component.source, dependency.location, options)?
+            }
+            DependencySource::Url { url, digest } => {
+                let source = ComponentSource::Url { url: url.clone(), digest: digest.clone() };
+                local_source(manifest, id, &source, dependency.location, options)?
+            }
+            DependencySource::Registry { .. } => {
+                return Err(located(
+                    manifest,
+                    dependency.location,
+                    format!("component `{id}`: dependency `{key}` comes from a registry by version requirement, which Tessera does not resolve yet"),
+                    "use { path = \"dep.wasm\" }, { url, digest } or { component = \"other-id\" }",
+                ));
+            }
+        };
+        let bytes = std::fs::read(&path).map_err(|e| {
+            located(manifest, dependency.location, format!("component `{id}`: cannot read dependency `{key}` from `{}`: {e}", path.display()), "build the dependency first, or fix its path")
+        })?;
+        if let Some(policy) = trust {
+            let detached = std::fs::read_to_string(signature_path(&path)).ok();
+            let trusted = policy
+                .check(&bytes, detached.as_deref(), options.artifact_signed_by.as_deref())
+                .map_err(|reason| policy.refusal(&format!("{id}` dependency `{key}"), &path, &reason))?;
+            tracing::info!("dependency `{key}` of component `{id}` is signed by trusted key {} ({})", trusted.key, trusted.how);
+        }
+        resolved.push((dependency, bytes));
+    }
+    let dependencies: Vec<tessera_compose::Dependency<'_>> = resolved
+        .iter()
+        .map(|(d, bytes)| tessera_compose::Dependency { name: &d.name, bytes, export: d.export.as_deref(), inherit: &d.inherit })
+        .collect();
+    let composed = tessera_compose::compose(id, parent, &dependencies).map_err(|e| {
+        use tessera_compose::ComposeError as E;
+        let key = match &e {
+            E::Unmatched { key, .. } | E::MissingExport { key, .. } | E::Mismatch { key, .. } => Some(key.clone()),
+            E::Invalid { what, .. } => what.strip_prefix("dependency `").and_then(|w| w.strip_suffix('`')).map(str::to_string),
+            E::Conflict { keys, .. } => keys.last().cloned(),
+            E::Encode(_) => None,
+        };
+        let at = key
+            .and_then(|k| component.dependencies.iter().find(|d| d.name.to_string() == k))
+            .map_or(component.source_location, |d| d.location);
+        located(manifest, at, format!("component `{id}`: {e}"), "fix the dependency's key, `export` or component so that it provides what the import asks for")
+    })?;
+    for (import, key) in &composed.satisfied {
+        tracing::debug!("component `{id}`: import `{import}` is satisfied by dependency `{key}`");
+    }
+    Ok(composed)
+}
+
 /// An error at a place in the app's manifest.
 pub(crate) fn located(m: &Manifest, at: Location, message: String, hint: &str) -> anyhow::Error {
     ManifestError::at(&m.path, at, message, hint).into()
@@ -175,14 +247,6 @@ impl LoadedApp {
         let mut staging = None;
         let mut components = BTreeMap::new();
         for (id, c) in &manifest.components {
-            if let Some(first) = c.dependencies.first() {
-                return Err(located(
-                    &manifest,
-                    first.location,
-                    format!("component `{id}` has dependencies (`{}`...): Tessera reads them but does not compose components yet", first.name),
-                    "compose the component ahead of time (e.g. `wac plug`) and point `source` at the result",
-                ));
-            }
             let source = local_source(&manifest, id, &c.source, c.source_location, options)?;
             let bytes = std::fs::read(&source).map_err(|e| {
                 located(
@@ -199,6 +263,12 @@ impl LoadedApp {
                     .map_err(|reason| policy.refusal(id, &source, &reason))?;
                 tracing::info!("component `{id}` is signed by trusted key {} ({})", trusted.key, trusted.how);
             }
+            let (bytes, denied) = if c.dependencies.is_empty() {
+                (bytes, Vec::new())
+            } else {
+                let composed = compose_dependencies(&manifest, id, c, &bytes, options, trust.as_ref())?;
+                (composed.bytes, composed.denied)
+            };
             let mounts = files::mounts(&manifest, c, &mut staging)?;
             let mut rendered = Vec::new();
             for (template, at) in &c.allowed_outbound_hosts {
@@ -231,6 +301,7 @@ impl LoadedApp {
                     limits: runtime_config.limits_for(id),
                     key_value_stores: c.key_value_stores.clone(),
                     sqlite_databases: c.sqlite_databases.clone(),
+                    denied,
                 },
             );
         }

@@ -449,17 +449,6 @@ fn up_error(manifest: &str, files: &[(&str, &[u8])]) -> String {
 }
 
 #[test]
-fn dependencies_are_read_and_then_refused_until_composition_lands() {
-    let manifest = "spin_manifest_version = 2\n[application]\nname = \"deps\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n[component.c]\nsource = \"c.wasm\"\n[component.c.dependencies]\n\"my:calc/add\" = { path = \"calc.wasm\" }\n";
-    let e = up_error(manifest, &[]);
-    assert!(e.contains("spin.toml:10:17") && e.contains("component `c` has dependencies (`my:calc/add`...)") && e.contains("does not compose components yet") && e.contains("wac plug"), "{e}");
-    // A mistake in them is named first, at its place.
-    let bad = manifest.replace("{ path = \"calc.wasm\" }", "{ path = \"calc.wasm\", inherit_configuration = [\"network\"] }");
-    let e = up_error(&bad, &[]);
-    assert!(e.contains("spin.toml:10:17") && e.contains("is not a configuration key"), "{e}");
-}
-
-#[test]
 fn components_that_cannot_serve_http_are_refused_at_load() {
     let manifest = "spin_manifest_version = 2\n[application]\nname = \"bad\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n[component.c]\nsource = \"c.wasm\"\n";
     let core_module = b"\0asm\x01\0\0\0";

@@ -133,7 +133,10 @@ impl Executor {
             .component(&self.app, loaded)
             .with_context(|| format!("cannot configure component `{id}`"))?;
         let concurrency = if self.engine.is_concurrent(&component) { Concurrency::On } else { Concurrency::Off };
-        let linker = self.linkers.lock().unwrap_or_else(|e| e.into_inner()).get(&component, concurrency, self.options.link.as_ref())?;
+        let mut linker = self.linkers.lock().unwrap_or_else(|e| e.into_inner()).get(&component, concurrency, self.options.link.as_ref())?;
+        for denied in &loaded.denied {
+            stubs::deny_instance(&mut linker, &component, id, denied)?;
+        }
         let (pre, stubbed) = stubs::instantiate_pre_with_stubs(&linker, &component)
             .with_context(|| format!("component `{id}` imports something Tessera does not provide"))?;
         if !stubbed.is_empty() {

@@ -9,6 +9,8 @@
 //! redefines type aliases such as `headers = fields` inside interfaces that do exist.)
 
 use anyhow::{Result, bail};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tessera_capabilities::InstanceState;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, InstancePre, Linker, ResourceType};
@@ -73,4 +75,95 @@ fn stub_instance(linker: &mut Linker<InstanceState>, component: &Component, name
         }
     }
     Ok(())
+}
+
+/// The type given to resources of denied interfaces; denial never creates one.
+struct DeniedResource;
+
+/// Links the private import `denied.import` of component `id` (a dependency's capability
+/// it may not inherit, see tessera-compose) to functions that refuse every call the way
+/// the interface itself refuses: its `access-denied` error (or `HTTP-request-denied`, or
+/// an `other` error saying why), an empty list, or `none`; a function with no such
+/// answer traps. Each refusal is logged naming the dependency, the interface and the
+/// `inherit_configuration` key that would allow it.
+pub(crate) fn deny_instance(linker: &mut Linker<InstanceState>, component: &Component, id: &str, denied: &tessera_compose::DeniedImport) -> Result<()> {
+    let engine = component.engine();
+    let component_type = component.component_type();
+    let Some((_, item)) = component_type.imports(engine).find(|(n, _)| *n == denied.import) else {
+        return Ok(());
+    };
+    let ComponentItem::ComponentInstance(instance) = item.ty else {
+        bail!("component `{id}`: the denied import `{}` is not an interface", denied.import);
+    };
+    let mut li = linker.instance(&denied.import)?;
+    for (export, item) in instance.exports(engine) {
+        let why = format!(
+            "dependency `{}` of component `{id}` called `{}#{export}`: denied (allow it with inherit_configuration = [\"{}\"] on the dependency)",
+            denied.dependency, denied.interface, denied.inherit_key
+        );
+        let refusals = Arc::new(AtomicU64::new(0));
+        match item.ty {
+            ComponentItem::ComponentFunc(f) if f.async_() => {
+                li.func_new_concurrent(export, move |_, ty, _, results| {
+                    let (why, refusals) = (why.clone(), refusals.clone());
+                    Box::pin(async move { refuse(&why, &refusals, &ty, results) })
+                })?;
+            }
+            ComponentItem::ComponentFunc(_) => {
+                li.func_new(export, move |_, ty, _, results| refuse(&why, &refusals, &ty, results))?;
+            }
+            ComponentItem::Resource(_) => {
+                li.resource(export, ResourceType::host::<DeniedResource>(), |_, _| Ok(()))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Refuses one call. The log gets the 1st, 2nd, 4th, 8th... refusal of each function, so
+/// a dependency calling in a loop cannot flood it.
+fn refuse(why: &str, refusals: &AtomicU64, ty: &wasmtime::component::types::ComponentFunc, results: &mut [wasmtime::component::Val]) -> wasmtime::Result<()> {
+    let n = refusals.fetch_add(1, Ordering::Relaxed) + 1;
+    if n.is_power_of_two() {
+        tracing::warn!("{why}{}", if n > 1 { format!(" ({n} times so far)") } else { String::new() });
+    }
+    let mut types = ty.results();
+    match (types.next(), results.first_mut()) {
+        (Some(result), Some(slot)) => match refusal(&result, why) {
+            Some(value) => {
+                *slot = value;
+                Ok(())
+            }
+            None => Err(wasmtime::format_err!("{why}")),
+        },
+        _ => Err(wasmtime::format_err!("{why}")),
+    }
+}
+
+/// How an interface says no with a value of type `ty`, if it can.
+fn refusal(ty: &wasmtime::component::Type, why: &str) -> Option<wasmtime::component::Val> {
+    use wasmtime::component::{Type, Val};
+    match ty {
+        Type::List(_) => Some(Val::List(Vec::new())),
+        Type::Option(_) => Some(Val::Option(None)),
+        Type::Result(r) => {
+            let error = match r.err()? {
+                Type::Variant(v) => {
+                    let cases: Vec<_> = v.cases().map(|c| (c.name.to_string(), c.ty)).collect();
+                    if let Some((name, _)) = cases.iter().find(|(n, t)| t.is_none() && matches!(n.as_str(), "access-denied" | "HTTP-request-denied")) {
+                        Val::Variant(name.clone(), None)
+                    } else if cases.iter().any(|(n, t)| n == "other" && matches!(t, Some(Type::String))) {
+                        Val::Variant("other".into(), Some(Box::new(Val::String(why.to_string()))))
+                    } else {
+                        return None;
+                    }
+                }
+                Type::Enum(e) => Val::Enum(e.names().find(|n| *n == "access-denied")?.to_string()),
+                _ => return None,
+            };
+            Some(Val::Result(Err(Some(Box::new(error)))))
+        }
+        _ => None,
+    }
 }

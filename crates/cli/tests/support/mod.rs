@@ -58,7 +58,9 @@ impl App {
             .replace("{command_guest}", &guest("command_guest.wasm").display().to_string())
             .replace("{redis_guest}", &guest("redis_guest.wasm").display().to_string())
             .replace("{redis3_guest}", &guest("redis3_guest.wasm").display().to_string())
-            .replace("{cron_guest}", &guest("cron_guest.wasm").display().to_string());
+            .replace("{cron_guest}", &guest("cron_guest.wasm").display().to_string())
+            .replace("{calc_guest}", &guest("calc_guest.wasm").display().to_string())
+            .replace("{calc_user_guest}", &guest("calc_user_guest.wasm").display().to_string());
         std::fs::write(dir.path().join("spin.toml"), manifest).unwrap();
         Self { dir }
     }

@@ -1,0 +1,95 @@
+//! Component dependencies end to end: an HTTP component whose `tessera:calc` import is
+//! satisfied by another component at load, each dependency form, deny by default, and the
+//! errors a user sees.
+
+mod support;
+
+use support::*;
+
+/// `api` (an HTTP component importing `tessera:calc/calculator`) with `GREETING` in its
+/// environment, its dependency written as `DEPENDENCY`.
+const COMPOSED: &str = r#"spin_manifest_version = 2
+[application]
+name = "composed"
+[[trigger.http]]
+route = "/..."
+component = "api"
+[component.api]
+source = "{calc_user_guest}"
+environment = { GREETING = "hello from api" }
+[component.api.dependencies]
+DEPENDENCY
+[component.calc]
+source = "{calc_guest}"
+"#;
+
+fn app_with(dependency: &str) -> App {
+    App::new(&COMPOSED.replace("DEPENDENCY", dependency))
+}
+
+#[test]
+fn a_dependency_satisfies_the_import_in_every_local_form() {
+    for dependency in [
+        r#""tessera:calc" = { path = "calc.wasm" }"#,
+        r#""tessera:calc/calculator" = { component = "calc" }"#,
+        r#""tessera:calc/calculator@0.1.0" = { component = "calc", export = "tessera:calc/calculator@0.1.0" }"#,
+    ] {
+        let app = app_with(dependency);
+        std::fs::copy(guest("calc_guest.wasm"), app.path().join("calc.wasm")).unwrap();
+        let server = app.start(&[]);
+        let r = server.get("/add?a=2&b=40");
+        assert_eq!((r.status, r.body.as_str()), (200, "42\n"), "{dependency}");
+        assert_eq!(server.get("/env").body, "hello from api\n", "the parent keeps its own environment");
+    }
+}
+
+#[test]
+fn a_dependency_gets_no_capability_of_its_parent_unless_it_inherits_it() {
+    let app = app_with(r#""tessera:calc" = { component = "calc" }"#);
+    let server = app.start(&[]);
+    // Denied: the dependency's environment is empty, and the log says how to allow it.
+    assert_eq!(server.get("/greeting").body, "no greeting\n");
+    let log = server.wait_for_log("denied (allow it");
+    assert!(
+        log.contains("dependency `tessera:calc` of component `api` called `wasi:cli/environment@0.2.12#get-environment`: denied (allow it with inherit_configuration = [\"environment\"] on the dependency)"),
+        "{log}"
+    );
+    assert_eq!(server.get("/env").body, "hello from api\n");
+    // A flood of denied calls is refused every time but logged only at powers of two.
+    assert_eq!(server.get("/count-greetings?n=20000").body, "0\n");
+    let log = server.wait_for_log("(16384 times so far)");
+    let lines = log.lines().filter(|l| l.contains("#get-environment`: denied")).count();
+    assert!(lines <= 18, "{lines} log lines for 20,001 denied calls");
+    drop(server);
+
+    for inherit in [r#"inherit_configuration = ["environment"]"#, "inherit_configuration = true"] {
+        let app = app_with(&format!(r#""tessera:calc" = {{ component = "calc", {inherit} }}"#));
+        let server = app.start(&[]);
+        assert_eq!(server.get("/greeting").body, "hello from api\n", "{inherit}");
+    }
+    let all = COMPOSED
+        .replace("[component.api.dependencies]", "dependencies_inherit_configuration = true\n[component.api.dependencies]")
+        .replace("DEPENDENCY", r#""tessera:calc" = { component = "calc" }"#);
+    let server = App::new(&all).start(&[]);
+    assert_eq!(server.get("/greeting").body, "hello from api\n");
+}
+
+fn up_error(dependency: &str) -> String {
+    let app = app_with(dependency);
+    match Server::try_start(app.path(), &[]) {
+        Ok(_) => panic!("tessera up should have refused {dependency}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn dependencies_that_do_not_fit_are_load_errors_at_their_place() {
+    let e = up_error(r#""tessera:calculus" = { component = "calc" }"#);
+    assert!(e.contains("spin.toml:11:22") && e.contains("dependency `tessera:calculus` matches none of the component's imports") && e.contains("tessera:calc/calculator@0.1.0"), "{e}");
+    let e = up_error(r#""tessera:calc/calculator" = { component = "calc", export = "tessera:calc/abacus" }"#);
+    assert!(e.contains("spin.toml:11:29") && e.contains("does not export `tessera:calc/abacus`"), "{e}");
+    let e = up_error(r#""tessera:calc/calculator" = { path = "missing.wasm" }"#);
+    assert!(e.contains("spin.toml:11:29") && e.contains("cannot read dependency `tessera:calc/calculator`"), "{e}");
+    let e = up_error(r#""tessera:calc" = ">=0.1.0""#);
+    assert!(e.contains("spin.toml:11:18") && e.contains("does not resolve yet"), "{e}");
+}

@@ -1,0 +1,37 @@
+//! An HTTP component that imports `tessera:calc/calculator@0.1.0`, for the composition
+//! tests: `/add?a=A&b=B` answers the sum, `/greeting` the dependency's greeting and
+//! `/env` its own `GREETING`, `/count-greetings?n=N` how many of N reads of it the
+//! dependency saw.
+
+wit_bindgen::generate!({ world: "calc-user", path: "../calc-guest/wit" });
+
+use tessera::calc::calculator;
+use wasip2::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+
+wasip2::http::proxy::export!(Guest);
+
+struct Guest;
+
+impl wasip2::exports::http::incoming_handler::Guest for Guest {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let path_and_query = request.path_with_query().unwrap_or_default();
+        let (path, query) = path_and_query.split_once('?').unwrap_or((&path_and_query, ""));
+        let param = |name: &str| -> u32 {
+            query.split('&').find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).and_then(|(_, v)| v.parse().ok())).unwrap_or(0)
+        };
+        let body = match path.rsplit('/').next().unwrap_or("") {
+            "add" => format!("{}\n", calculator::add(param("a"), param("b"))),
+            "greeting" => format!("{}\n", calculator::greeting()),
+            "count-greetings" => format!("{}\n", calculator::count_greetings(param("n"))),
+            "env" => format!("{}\n", std::env::var("GREETING").unwrap_or_else(|_| "no greeting".into())),
+            _ => "try /add?a=1&b=2 or /greeting\n".into(),
+        };
+        let response = OutgoingResponse::new(Fields::new());
+        let outgoing = response.body().expect("body");
+        ResponseOutparam::set(out, Ok(response));
+        let stream = outgoing.write().expect("stream");
+        stream.blocking_write_and_flush(body.as_bytes()).expect("write");
+        drop(stream);
+        OutgoingBody::finish(outgoing, None).expect("finish");
+    }
+}
