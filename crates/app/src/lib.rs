@@ -135,6 +135,15 @@ pub fn signature_path(component: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Composes component `id` of `manifest` with its dependencies as loading does (without
+/// the trust policy), for tools that show the result (`tessera inspect`).
+pub fn compose_component(manifest: &Manifest, id: &str, options: &LoadOptions) -> Result<tessera_compose::Composed> {
+    let component = manifest.components.get(id).with_context(|| format!("the app has no component `{id}`"))?;
+    let source = local_source(manifest, id, &component.source, component.source_location, options)?;
+    let bytes = std::fs::read(&source).with_context(|| format!("component `{id}`: cannot read source `{}`", source.display()))?;
+    compose_dependencies(manifest, id, component, &bytes, options, None)
+}
+
 /// Composes component `id` (its bytes `parent`) with its dependencies, each read from its
 /// file, another component's source or a pinned download, and checked against the trust
 /// policy like any component.

@@ -53,7 +53,13 @@ fn inspect_app(manifest_path: &Path, args: &InspectArgs, keys: &[PublicKey]) -> 
     let fetcher = tessera_registry::SourceCache::new(args.registry.options());
     let mut components = Vec::new();
     for (id, c) in &manifest.components {
-        components.push(inspect_component(Some(c), &fetcher.fetch(id, &c.source)?, keys)?);
+        let mut report = inspect_component(Some(c), &fetcher.fetch(id, &c.source)?, keys)?;
+        if !c.dependencies.is_empty() {
+            let options = tessera_app::LoadOptions { fetcher: Some(std::sync::Arc::new(tessera_registry::SourceCache::new(args.registry.options()))), ..Default::default() };
+            let composed = tessera_app::compose_component(&manifest, id, &options)?;
+            report["dependencies"] = dependency_graph(c, &composed);
+        }
+        components.push(report);
     }
     Ok(json!({ "app": manifest.application.name, "manifest": manifest_path, "components": components }))
 }
@@ -122,6 +128,38 @@ fn inspect_component(component: Option<&Component>, source: &Path, keys: &[Publi
     }))
 }
 
+/// Who satisfies which import, and what each dependency inherits or is refused.
+fn dependency_graph(component: &Component, composed: &tessera_compose::Composed) -> Value {
+    use tessera_manifest::dependencies::{DependencySource, Inherit};
+    let graph: Vec<Value> = component
+        .dependencies
+        .iter()
+        .map(|d| {
+            let key = d.name.to_string();
+            let source = match &d.source {
+                DependencySource::Path(p) => format!("path {}", p.display()),
+                DependencySource::Component(id) => format!("component {id}"),
+                DependencySource::Url { url, .. } => format!("url {url}"),
+                DependencySource::Registry { version, package, .. } => format!("registry {} {version}", package.as_deref().unwrap_or(&key)),
+            };
+            let inherits = match &d.inherit {
+                Inherit::Nothing => json!([]),
+                Inherit::Everything => json!(["everything"]),
+                Inherit::Keys(keys) => json!(keys),
+            };
+            let satisfies: Vec<&str> = composed.satisfied.iter().filter(|(_, k)| *k == key).map(|(i, _)| i.as_str()).collect();
+            let denied: Vec<Value> = composed
+                .denied
+                .iter()
+                .filter(|x| x.dependency == key)
+                .map(|x| json!({ "interface": x.interface, "allowed_by": x.inherit_key }))
+                .collect();
+            json!({ "key": key, "source": source, "export": d.export, "satisfies": satisfies, "inherits": inherits, "denied": denied })
+        })
+        .collect();
+    json!(graph)
+}
+
 fn print_text(report: &Value) {
     if let Some(app) = report["app"].as_str() {
         println!("App `{app}` ({})", report["manifest"].as_str().unwrap_or(""));
@@ -152,6 +190,18 @@ fn print_text(report: &Value) {
         println!("  exports:");
         for e in c["exports"].as_array().into_iter().flatten() {
             println!("    {}", e.as_str().unwrap_or(""));
+        }
+        if let Some(deps) = c["dependencies"].as_array() {
+            println!("  dependencies:");
+            for d in deps {
+                let satisfies: Vec<&str> = d["satisfies"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                println!("    {} ({}) satisfies {}", d["key"].as_str().unwrap_or(""), d["source"].as_str().unwrap_or(""), satisfies.join(", "));
+                let inherits: Vec<&str> = d["inherits"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                println!("      inherits: {}", if inherits.is_empty() { "nothing".to_string() } else { inherits.join(", ") });
+                for x in d["denied"].as_array().into_iter().flatten() {
+                    println!("      denied: {} (inherit_configuration = [\"{}\"] allows it)", x["interface"].as_str().unwrap_or(""), x["allowed_by"].as_str().unwrap_or(""));
+                }
+            }
         }
         println!("  imports:");
         for i in c["imports"].as_array().into_iter().flatten() {

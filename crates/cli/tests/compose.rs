@@ -93,3 +93,22 @@ fn dependencies_that_do_not_fit_are_load_errors_at_their_place() {
     let e = up_error(r#""tessera:calc" = ">=0.1.0""#);
     assert!(e.contains("spin.toml:11:18") && e.contains("does not resolve yet"), "{e}");
 }
+
+#[test]
+fn inspect_shows_who_satisfies_which_import_and_what_each_dependency_may_use() {
+    let app = app_with(r#""tessera:calc" = { component = "calc", inherit_configuration = ["files"] }"#);
+    let out = tessera().arg("inspect").arg("-f").arg(app.path()).arg("--json").output().unwrap();
+    let report: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    let api = report["components"].as_array().unwrap().iter().find(|c| c["id"] == "api").unwrap();
+    let dependency = &api["dependencies"][0];
+    assert_eq!(dependency["key"], "tessera:calc");
+    assert_eq!(dependency["source"], "component calc");
+    assert_eq!(dependency["satisfies"], serde_json::json!(["tessera:calc/calculator@0.1.0"]));
+    assert_eq!(dependency["inherits"], serde_json::json!(["files"]));
+    assert_eq!(dependency["denied"], serde_json::json!([{ "interface": "wasi:cli/environment@0.2.12", "allowed_by": "environment" }]));
+
+    let out = tessera().arg("inspect").arg("-f").arg(app.path()).output().unwrap();
+    let text = ok(&out);
+    assert!(text.contains("tessera:calc (component calc) satisfies tessera:calc/calculator@0.1.0"), "{text}");
+    assert!(text.contains("denied: wasi:cli/environment@0.2.12 (inherit_configuration = [\"environment\"] allows it)"), "{text}");
+}
