@@ -167,7 +167,7 @@ fn compose_dependencies(
             }
             DependencySource::Url { url, digest } => {
                 let source = ComponentSource::Url { url: url.clone(), digest: digest.clone() };
-                local_source(manifest, id, &source, dependency.location, options)?
+                local_source(manifest, &format!("{id}` dependency `{key}"), &source, dependency.location, options)?
             }
             DependencySource::Registry { .. } => {
                 return Err(located(

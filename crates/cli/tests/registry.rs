@@ -243,3 +243,29 @@ fn a_registry_package_source_runs() {
     let err = text(&out.stderr);
     assert!(!out.status.success() && err.contains("acme:hello@9.9.9") && err.contains("acme/hello:9.9.9"), "{err}");
 }
+
+#[test]
+fn a_url_dependency_is_verified_cached_and_a_mismatch_keeps_nothing() {
+    let calc = std::fs::read(guest("calc_guest.wasm")).unwrap();
+    let (url, downloads) = file_server(calc.clone());
+    let with_dependency = |digest: &str| {
+        App::new(&format!(
+            "spin_manifest_version = 2\n[application]\nname = \"composed\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"api\"\n[component.api]\nsource = \"{{calc_user_guest}}\"\n[component.api.dependencies]\n\"tessera:calc\" = {{ url = \"{url}\", digest = \"{digest}\" }}\n"
+        ))
+    };
+    let machine = Machine::new();
+    let good = with_dependency(&digest(&calc));
+    for _ in 0..2 {
+        let server = Server::start_with(machine.command(), good.path(), &[]);
+        assert_eq!(server.get("/add?a=1&b=2").body, "3\n");
+    }
+    assert_eq!(downloads.load(std::sync::atomic::Ordering::SeqCst), 1, "the second start reads the dependency from the cache");
+
+    let wrong = digest(b"something else");
+    let other = Machine::new();
+    let out = other.command().args(["up", "-f"]).arg(with_dependency(&wrong).path()).output().unwrap();
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("spin.toml:10:18: component `api` dependency `tessera:calc`: cannot fetch") && err.contains(&format!("expected {wrong}, downloaded {}", digest(&calc))) && err.contains("nothing was kept"), "{err}");
+    assert_eq!(other.files_in_cache(), Vec::<PathBuf>::new());
+}
