@@ -74,6 +74,23 @@ fn a_dependency_gets_no_capability_of_its_parent_unless_it_inherits_it() {
     assert_eq!(server.get("/greeting").body, "hello from api\n");
 }
 
+#[test]
+fn a_denied_store_answers_the_interface_s_own_access_denied_error() {
+    let granted = |dependency: &str| {
+        App::new(&COMPOSED.replace("environment = {", "key_value_stores = [\"default\"]\nenvironment = {").replace("DEPENDENCY", dependency))
+    };
+    let app = granted(r#""tessera:calc" = { component = "calc" }"#);
+    let server = app.start(&[]);
+    assert_eq!(server.get("/kv").body, "error: access-denied\n", "the parent's store is not the dependency's");
+    let log = server.wait_for_log("fermyon:spin/key-value@2.0.0#[static]store.open`: denied");
+    assert!(log.contains("inherit_configuration = [\"key_value_stores\"]"), "{log}");
+    drop(server);
+
+    let app = granted(r#""tessera:calc" = { component = "calc", inherit_configuration = ["key_value_stores"] }"#);
+    let server = app.start(&[]);
+    assert_eq!(server.get("/kv").body, "stored by the dependency\n", "inherited: it uses the parent's grant");
+}
+
 fn up_error(dependency: &str) -> String {
     let app = app_with(dependency);
     match Server::try_start(app.path(), &[]) {
@@ -105,7 +122,13 @@ fn inspect_shows_who_satisfies_which_import_and_what_each_dependency_may_use() {
     assert_eq!(dependency["source"], "component calc");
     assert_eq!(dependency["satisfies"], serde_json::json!(["tessera:calc/calculator@0.1.0"]));
     assert_eq!(dependency["inherits"], serde_json::json!(["files"]));
-    assert_eq!(dependency["denied"], serde_json::json!([{ "interface": "wasi:cli/environment@0.2.12", "allowed_by": "environment" }]));
+    assert_eq!(
+        dependency["denied"],
+        serde_json::json!([
+            { "interface": "fermyon:spin/key-value@2.0.0", "allowed_by": "key_value_stores" },
+            { "interface": "wasi:cli/environment@0.2.12", "allowed_by": "environment" },
+        ])
+    );
 
     let out = tessera().arg("inspect").arg("-f").arg(app.path()).output().unwrap();
     let text = ok(&out);

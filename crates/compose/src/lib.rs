@@ -323,12 +323,15 @@ mod tests {
         let imports = imports_of(&denied.bytes);
         assert!(!imports.iter().any(|i| i.starts_with("tessera:calc/")), "the import is satisfied: {imports:?}");
         assert_eq!(denied.satisfied, vec![("tessera:calc/calculator@0.1.0".to_string(), "tessera:calc".to_string())]);
-        assert_eq!(denied.denied, vec![DeniedImport { import: "tessera-denied-1".into(), interface: "wasi:cli/environment@0.2.12".into(), dependency: "tessera:calc".into(), inherit_key: "environment" }]);
-        assert!(imports.contains(&"tessera-denied-1".to_string()) && imports.contains(&"wasi:cli/environment@0.2.12".to_string()), "{imports:?}");
+        let deny = |n: usize, interface: &str, inherit_key| DeniedImport { import: format!("tessera-denied-{n}"), interface: interface.into(), dependency: "tessera:calc".into(), inherit_key };
+        assert_eq!(denied.denied, vec![deny(1, "fermyon:spin/key-value@2.0.0", "key_value_stores"), deny(2, "wasi:cli/environment@0.2.12", "environment")]);
+        assert!(imports.contains(&"tessera-denied-2".to_string()) && imports.contains(&"wasi:cli/environment@0.2.12".to_string()), "{imports:?}");
+        assert!(!imports.contains(&"fermyon:spin/key-value@2.0.0".to_string()), "the parent imports no store: {imports:?}");
 
-        let inherited = compose("api", &user, &[Dependency { name: &name, bytes: &calc, export: None, inherit: &Inherit::Keys(vec!["environment".into()]) }]).unwrap();
+        let inherited = compose("api", &user, &[Dependency { name: &name, bytes: &calc, export: None, inherit: &Inherit::Everything }]).unwrap();
         assert!(inherited.denied.is_empty());
-        assert!(!imports_of(&inherited.bytes).iter().any(|i| i.starts_with(DENIED_PREFIX)));
+        let imports = imports_of(&inherited.bytes);
+        assert!(!imports.iter().any(|i| i.starts_with(DENIED_PREFIX)) && imports.contains(&"fermyon:spin/key-value@2.0.0".to_string()), "{imports:?}");
     }
 
     #[test]

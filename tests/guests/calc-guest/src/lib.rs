@@ -1,6 +1,8 @@
 //! A dependency for the composition tests: exports `tessera:calc/calculator@0.1.0`.
 
-wit_bindgen::generate!({ world: "calc", path: "wit" });
+wit_bindgen::generate!({ world: "tessera:calc/calc", path: ["../../../crates/capabilities/wit/deps/fermyon-spin", "wit"], generate_all });
+
+use fermyon::spin::key_value::{Error, Store};
 
 struct Calc;
 
@@ -11,6 +13,21 @@ impl exports::tessera::calc::calculator::Guest for Calc {
 
     fn greeting() -> String {
         std::env::var("GREETING").unwrap_or_else(|_| "no greeting".into())
+    }
+
+    fn kv_roundtrip(key: String, value: String) -> String {
+        let outcome = Store::open("default").and_then(|store| {
+            store.set(&key, value.as_bytes())?;
+            store.get(&key)
+        });
+        match outcome {
+            Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+            Ok(None) => "missing".into(),
+            Err(Error::AccessDenied) => "error: access-denied".into(),
+            Err(Error::NoSuchStore) => "error: no-such-store".into(),
+            Err(Error::StoreTableFull) => "error: store-table-full".into(),
+            Err(Error::Other(e)) => format!("error: {e}"),
+        }
     }
 
     fn count_greetings(n: u32) -> u32 {

@@ -1,9 +1,9 @@
 //! An HTTP component that imports `tessera:calc/calculator@0.1.0`, for the composition
 //! tests: `/add?a=A&b=B` answers the sum, `/greeting` the dependency's greeting and
 //! `/env` its own `GREETING`, `/count-greetings?n=N` how many of N reads of it the
-//! dependency saw.
+//! dependency saw, `/kv` what the dependency gets storing and reading a key.
 
-wit_bindgen::generate!({ world: "calc-user", path: "../calc-guest/wit" });
+wit_bindgen::generate!({ world: "tessera:calc/calc-user", path: ["../../../crates/capabilities/wit/deps/fermyon-spin", "../calc-guest/wit"], generate_all });
 
 use tessera::calc::calculator;
 use wasip2::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
@@ -22,6 +22,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Guest {
         let body = match path.rsplit('/').next().unwrap_or("") {
             "add" => format!("{}\n", calculator::add(param("a"), param("b"))),
             "greeting" => format!("{}\n", calculator::greeting()),
+            "kv" => format!("{}\n", calculator::kv_roundtrip("greeting", "stored by the dependency")),
             "count-greetings" => format!("{}\n", calculator::count_greetings(param("n"))),
             "env" => format!("{}\n", std::env::var("GREETING").unwrap_or_else(|_| "no greeting".into())),
             _ => "try /add?a=1&b=2 or /greeting\n".into(),
