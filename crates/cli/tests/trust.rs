@@ -138,3 +138,25 @@ fn a_signed_registry_artifact_is_trusted_and_a_moved_tag_is_not() {
     let out = up(&Machine::new());
     assert!(!out.status.success() && text(&out.stderr).contains("[trust] refuses component `web`"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_dependency_must_be_signed_by_a_trusted_key_too() {
+    let keys = tempfile::tempdir().unwrap();
+    let trusted = keygen(keys.path(), "trusted", &["-t", "ed25519"]);
+    let app = App::new(
+        "spin_manifest_version = 2\n[application]\nname = \"signed\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"api\"\n[component.api]\nsource = \"api.wasm\"\n[component.api.dependencies]\n\"tessera:calc\" = { path = \"calc.wasm\" }\n",
+    );
+    std::fs::copy(guest("calc_user_guest.wasm"), app.path().join("api.wasm")).unwrap();
+    std::fs::copy(guest("calc_guest.wasm"), app.path().join("calc.wasm")).unwrap();
+    app.write("trust.toml", &format!("[trust]\nkeys = [\"{}\"]\n", trusted.with_extension("pub").display()));
+
+    tessera_ok(app.path(), &["sign", "api.wasm", "--key", trusted.to_str().unwrap()]);
+    let err = up_error(&app);
+    assert!(err.contains("[trust] refuses component `api` dependency `tessera:calc`") && err.contains("it is not signed"), "{err}");
+
+    tessera_ok(app.path(), &["sign", "calc.wasm", "--key", trusted.to_str().unwrap()]);
+    let rc = app.path().join("trust.toml");
+    let server = Server::start(app.path(), &["--runtime-config-file", rc.to_str().unwrap()]);
+    assert_eq!(server.get("/add?a=20&b=22").body, "42\n");
+    assert!(server.log().contains("dependency `tessera:calc` of component `api` is signed by trusted key SHA256:"), "{}", server.log());
+}
