@@ -41,6 +41,8 @@ fi
 if $all; then
   echo "== tests/guests/python-spin (Python Spin SDK)"
   tests/guests/python-spin/build.sh
+  echo "== tests/guests/python-calc (componentize-py)"
+  tests/guests/python-calc/build.sh
   for ex in hello-c hello-python hello-js python-kv; do
     if [ -x "examples/$ex/build.sh" ]; then
       echo "== examples/$ex"

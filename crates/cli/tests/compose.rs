@@ -135,3 +135,26 @@ fn inspect_shows_who_satisfies_which_import_and_what_each_dependency_may_use() {
     assert!(text.contains("tessera:calc (component calc) satisfies tessera:calc/calculator@0.1.0"), "{text}");
     assert!(text.contains("denied: wasi:cli/environment@0.2.12 (inherit_configuration = [\"environment\"] allows it)"), "{text}");
 }
+
+#[test]
+fn a_python_dependency_with_sockets_and_files_loads_and_is_denied_cleanly() {
+    let wasm = repo_root().join("tests/guests/python-calc/calc.wasm");
+    if !wasm.is_file() {
+        if std::env::var_os("CI").is_some() {
+            panic!("{} is missing: CI must build it (scripts/build-guests.sh --all)", wasm.display());
+        }
+        eprintln!("SKIPPED: {} is not built; run tests/guests/python-calc/build.sh", wasm.display());
+        return;
+    }
+    // componentize-py's runtime imports wasi:sockets and wasi:filesystem, whose resources
+    // Spin's deny adapter gives a second identity (spin#2969); here they load.
+    let dependency = format!(r#""tessera:calc" = {{ path = "{}" }}"#, wasm.display());
+    let app = App::new(&COMPOSED.replace("environment = {", "key_value_stores = [\"default\"]\nenvironment = {").replace("DEPENDENCY", &dependency));
+    let server = app.start(&[]);
+    assert_eq!(server.get("/add?a=2&b=40").body, "42\n");
+    assert_eq!(server.get("/greeting").body, "no greeting\n");
+    let kv = server.get("/kv").body;
+    assert!(kv.contains("AccessDenied"), "the store's own access-denied error reaches Python: {kv}");
+    let log = server.wait_for_log("store.open`: denied");
+    assert!(log.contains("called `wasi:cli/environment@0.2.9#get-environment`: denied"), "{log}");
+}

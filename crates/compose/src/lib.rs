@@ -246,9 +246,21 @@ fn instantiate_dependency(
     let package = graph.register_package(package).map_err(|e| ComposeError::Encode(e.to_string()))?;
     let imports: Vec<(String, ItemKind)> = graph.types()[graph[package].ty()].imports.iter().map(|(n, k)| (n.clone(), *k)).collect();
     let instance = graph.instantiate(package);
+    // Interfaces whose resources other imports use (`wasi:sockets/tcp`'s socket, used by
+    // `tcp-create-socket`) stay shared: a private copy would give those resources a second
+    // identity (spin#2969's "resource types are not the same"). Denying the interfaces
+    // that create them is enough.
+    let providers: std::collections::HashSet<_> = imports
+        .iter()
+        .filter_map(|(_, kind)| match kind {
+            ItemKind::Instance(i) => Some(graph.types()[*i].uses.values().map(|u| u.interface).collect::<Vec<_>>()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
     for (name, kind) in imports {
         let Some(inherit_key) = capability_key(&name) else { continue };
-        if inherits(dependency.inherit, inherit_key) {
+        if inherits(dependency.inherit, inherit_key) || matches!(kind, ItemKind::Instance(i) if providers.contains(&i)) {
             continue;
         }
         let private = format!("{DENIED_PREFIX}{}", denied.len() + 1);

@@ -95,6 +95,7 @@ pub(crate) fn deny_instance(linker: &mut Linker<InstanceState>, component: &Comp
     let ComponentItem::ComponentInstance(instance) = item.ty else {
         bail!("component `{id}`: the denied import `{}` is not an interface", denied.import);
     };
+    let shared = resources_of_other_imports(component, &denied.import);
     let mut li = linker.instance(&denied.import)?;
     for (export, item) in instance.exports(engine) {
         let why = format!(
@@ -112,13 +113,34 @@ pub(crate) fn deny_instance(linker: &mut Linker<InstanceState>, component: &Comp
             ComponentItem::ComponentFunc(_) => {
                 li.func_new(export, move |_, ty, _, results| refuse(&why, &refusals, &ty, results))?;
             }
-            ComponentItem::Resource(_) => {
+            // A resource the interface only uses (`descriptor` in `wasi:filesystem/preopens`)
+            // is another import's and is not defined again.
+            ComponentItem::Resource(r) if !shared.contains(&r) => {
                 li.resource(export, ResourceType::host::<DeniedResource>(), |_, _| Ok(()))?;
             }
             _ => {}
         }
     }
     Ok(())
+}
+
+/// The resource types the instances `component` imports, other than `except`, export.
+fn resources_of_other_imports(component: &Component, except: &str) -> Vec<ResourceType> {
+    let engine = component.engine();
+    let mut found = Vec::new();
+    for (name, item) in component.component_type().imports(engine) {
+        if name == except {
+            continue;
+        }
+        if let ComponentItem::ComponentInstance(instance) = item.ty {
+            for (_, export) in instance.exports(engine) {
+                if let ComponentItem::Resource(r) = export.ty {
+                    found.push(r);
+                }
+            }
+        }
+    }
+    found
 }
 
 /// Refuses one call. The log gets the 1st, 2nd, 4th, 8th... refusal of each function, so
