@@ -198,7 +198,7 @@ fn compose_dependencies(
         use tessera_compose::ComposeError as E;
         let key = match &e {
             E::Unmatched { key, .. } | E::MissingExport { key, .. } | E::Mismatch { key, .. } => Some(key.clone()),
-            E::Invalid { what, .. } => what.strip_prefix("dependency `").and_then(|w| w.strip_suffix('`')).map(str::to_string),
+            E::Invalid { dependency, .. } => dependency.clone(),
             E::Conflict { keys, .. } => keys.last().cloned(),
             E::Encode(_) => None,
         };

@@ -60,8 +60,8 @@ pub struct Composed {
 pub enum ComposeError {
     /// A component is not a valid component.
     Invalid {
-        /// `the component` or `dependency "key"`.
-        what: String,
+        /// The dependency's key, or `None` for the component itself.
+        dependency: Option<String>,
         /// The decoder's reason.
         reason: String,
     },
@@ -106,7 +106,8 @@ pub enum ComposeError {
 impl fmt::Display for ComposeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Invalid { what, reason } => write!(f, "{what} is not a usable component: {reason}"),
+            Self::Invalid { dependency: Some(key), reason } => write!(f, "dependency `{key}` is not a usable component: {reason}"),
+            Self::Invalid { dependency: None, reason } => write!(f, "the component is not a usable component: {reason}"),
             Self::Unmatched { key, imports } => {
                 write!(f, "dependency `{key}` matches none of the component's imports ({})", list(imports))
             }
@@ -169,7 +170,7 @@ fn inherits(inherit: &Inherit, key: &str) -> bool {
 pub fn compose(id: &str, parent: &[u8], dependencies: &[Dependency<'_>]) -> Result<Composed, ComposeError> {
     let mut graph = CompositionGraph::new();
     let parent_package = Package::from_bytes(&format!("tessera:{id}"), None, parent.to_vec(), graph.types_mut())
-        .map_err(|e| ComposeError::Invalid { what: format!("component `{id}`"), reason: format!("{e:#}") })?;
+        .map_err(|e| ComposeError::Invalid { dependency: None, reason: format!("{e:#}") })?;
     let parent_package = graph.register_package(parent_package).map_err(|e| ComposeError::Encode(e.to_string()))?;
     let world = graph.types()[graph[parent_package].ty()].clone();
     let imports: Vec<String> = world.imports.keys().cloned().collect();
@@ -242,7 +243,7 @@ fn instantiate_dependency(
 ) -> Result<NodeId, ComposeError> {
     let key = dependency.name.to_string();
     let package = Package::from_bytes(&format!("tessera:dependency-{index}"), None, dependency.bytes.to_vec(), graph.types_mut())
-        .map_err(|e| ComposeError::Invalid { what: format!("dependency `{key}`"), reason: format!("{e:#}") })?;
+        .map_err(|e| ComposeError::Invalid { dependency: Some(key.clone()), reason: format!("{e:#}") })?;
     let package = graph.register_package(package).map_err(|e| ComposeError::Encode(e.to_string()))?;
     let imports: Vec<(String, ItemKind)> = graph.types()[graph[package].ty()].imports.iter().map(|(n, k)| (n.clone(), *k)).collect();
     let instance = graph.instantiate(package);
