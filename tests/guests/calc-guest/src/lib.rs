@@ -30,6 +30,10 @@ impl exports::tessera::calc::calculator::Guest for Calc {
         }
     }
 
+    fn echo(s: String) -> String {
+        s
+    }
+
     fn count_greetings(n: u32) -> u32 {
         // Straight to the WASI call: the standard library reads the environment once.
         (0..n).filter(|_| wasip2::cli::environment::get_environment().iter().any(|(k, _)| k == "GREETING")).count() as u32

@@ -1,7 +1,8 @@
 //! An HTTP component that imports `tessera:calc/calculator@0.1.0`, for the composition
 //! tests: `/add?a=A&b=B` answers the sum, `/greeting` the dependency's greeting and
 //! `/env` its own `GREETING`, `/count-greetings?n=N` how many of N reads of it the
-//! dependency saw, `/kv` what the dependency gets storing and reading a key.
+//! dependency saw, `/kv` what the dependency gets storing and reading a key,
+//! `/echo-loop?n=N&size=S` the time per call of N `echo` calls of S bytes.
 
 wit_bindgen::generate!({ world: "tessera:calc/calc-user", path: ["../../../crates/capabilities/wit/deps/fermyon-spin", "../calc-guest/wit"], generate_all });
 
@@ -22,6 +23,17 @@ impl wasip2::exports::http::incoming_handler::Guest for Guest {
         let body = match path.rsplit('/').next().unwrap_or("") {
             "add" => format!("{}\n", calculator::add(param("a"), param("b"))),
             "greeting" => format!("{}\n", calculator::greeting()),
+            "echo-loop" => {
+                // `n` calls of `echo` with a `size`-byte string, timed in the guest.
+                let (n, text) = (param("n").max(1), "x".repeat(param("size") as usize));
+                let start = wasip2::clocks::monotonic_clock::now();
+                let mut bytes = 0;
+                for _ in 0..n {
+                    bytes += calculator::echo(&text).len();
+                }
+                let elapsed = wasip2::clocks::monotonic_clock::now() - start;
+                format!("{} ns per call ({n} calls, {bytes} bytes back)\n", elapsed / u64::from(n))
+            }
             "kv" => format!("{}\n", calculator::kv_roundtrip("greeting", "stored by the dependency")),
             "count-greetings" => format!("{}\n", calculator::count_greetings(param("n"))),
             "env" => format!("{}\n", std::env::var("GREETING").unwrap_or_else(|_| "no greeting".into())),
