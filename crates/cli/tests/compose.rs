@@ -138,14 +138,7 @@ fn inspect_shows_who_satisfies_which_import_and_what_each_dependency_may_use() {
 
 #[test]
 fn a_python_dependency_with_sockets_and_files_loads_and_is_denied_cleanly() {
-    let wasm = repo_root().join("tests/guests/python-calc/calc.wasm");
-    if !wasm.is_file() {
-        if std::env::var_os("CI").is_some() {
-            panic!("{} is missing: CI must build it (scripts/build-guests.sh --all)", wasm.display());
-        }
-        eprintln!("SKIPPED: {} is not built; run tests/guests/python-calc/build.sh", wasm.display());
-        return;
-    }
+    let Some(wasm) = large_guest("tests/guests/python-calc/calc.wasm", "tests/guests/python-calc/build.sh") else { return };
     // componentize-py's runtime imports wasi:sockets and wasi:filesystem, whose resources
     // Spin's deny adapter gives a second identity (spin#2969); here they load.
     let dependency = format!(r#""tessera:calc" = {{ path = "{}" }}"#, wasm.display());

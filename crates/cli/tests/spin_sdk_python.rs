@@ -8,14 +8,7 @@ use support::*;
 
 #[test]
 fn the_python_spin_sdk_app_runs_and_missing_interfaces_fail_cleanly() {
-    let wasm = repo_root().join("tests/guests/python-spin/app.wasm");
-    if !wasm.is_file() {
-        if std::env::var_os("CI").is_some() {
-            panic!("{} is missing: CI must build it (scripts/build-guests.sh --all)", wasm.display());
-        }
-        eprintln!("SKIPPED: {} is not built; run tests/guests/python-spin/build.sh", wasm.display());
-        return;
-    }
+    let Some(wasm) = large_guest("tests/guests/python-spin/app.wasm", "tests/guests/python-spin/build.sh") else { return };
     let app = App::new(&format!(
         r#"
 spin_manifest_version = 2

@@ -14,6 +14,22 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
+/// A large guest built only by `scripts/build-guests.sh --all` (`rel` from the repository
+/// root, made by the script `build`): its path, or `None` after saying the test is
+/// skipped. In CI a missing one fails the test.
+#[allow(dead_code)]
+pub fn large_guest(rel: &str, build: &str) -> Option<PathBuf> {
+    let wasm = repo_root().join(rel);
+    if wasm.is_file() {
+        return Some(wasm);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{} is missing: CI must build it (scripts/build-guests.sh --all)", wasm.display());
+    }
+    eprintln!("SKIPPED: {} is not built; run {build}", wasm.display());
+    None
+}
+
 /// A guest built by `scripts/build-guests.sh`.
 pub fn guest(file: &str) -> PathBuf {
     let candidates = [
