@@ -1,4 +1,8 @@
-//! Stubs for whole interfaces a component imports but Tessera does not provide yet.
+//! Interfaces whose every call fails: stubs for whole interfaces a component imports but
+//! Tessera does not provide yet, and the refusals that stand for a dependency's denied
+//! capabilities (see tessera-compose). Both are defined by `define_failing_instance`.
+//!
+//! Stubs:
 //!
 //! SDKs import their entire platform world (the Python Spin SDK imports every Spin
 //! interface and three WASI versions), so a component may import interfaces it never
@@ -12,11 +16,8 @@ use anyhow::{Result, bail};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tessera_capabilities::InstanceState;
-use wasmtime::component::types::ComponentItem;
-use wasmtime::component::{Component, InstancePre, Linker, ResourceType};
-
-/// The type given to resources of stubbed interfaces; they can never be created.
-struct StubResource;
+use wasmtime::component::types::{ComponentFunc, ComponentItem};
+use wasmtime::component::{Component, InstancePre, Linker, ResourceType, Val};
 
 /// Pre-instantiates `component`, stubbing interfaces missing from `linker`. Returns the
 /// names of the stubbed interfaces.
@@ -46,39 +47,11 @@ pub(crate) fn instantiate_pre_with_stubs(
 }
 
 fn stub_instance(linker: &mut Linker<InstanceState>, component: &Component, name: &str) -> Result<()> {
-    let engine = component.engine();
-    let component_type = component.component_type();
-    let import = component_type.imports(engine).find(|(n, _)| *n == name);
-    let Some((_, extern_)) = import else {
-        bail!("component imports `{name}`, which is not an interface Tessera can stub");
-    };
-    let ComponentItem::ComponentInstance(instance) = extern_.ty else {
-        bail!("component imports `{name}`, which is not an interface Tessera can stub");
-    };
-    let mut li = linker.instance(name)?;
-    for (export, item) in instance.exports(engine) {
+    define_failing_instance(linker, component, name, |export| {
         let what = format!("`{name}#{export}` is not provided by Tessera yet");
-        match item.ty {
-            ComponentItem::ComponentFunc(f) if f.async_() => {
-                li.func_new_concurrent(export, move |_, _, _, _| {
-                    let what = what.clone();
-                    Box::pin(async move { Err(wasmtime::format_err!("{what}")) })
-                })?;
-            }
-            ComponentItem::ComponentFunc(_) => {
-                li.func_new(export, move |_, _, _, _| Err(wasmtime::format_err!("{what}")))?;
-            }
-            ComponentItem::Resource(_) => {
-                li.resource(export, ResourceType::host::<StubResource>(), |_, _| Ok(()))?;
-            }
-            _ => {}
-        }
-    }
-    Ok(())
+        Arc::new(move |_: &ComponentFunc, _: &mut [Val]| Err(wasmtime::format_err!("{what}")))
+    })
 }
-
-/// The type given to resources of denied interfaces; denial never creates one.
-struct DeniedResource;
 
 /// Links the private import `denied.import` of component `id` (a dependency's capability
 /// it may not inherit, see tessera-compose) to functions that refuse every call the way
@@ -87,36 +60,52 @@ struct DeniedResource;
 /// answer traps. Each refusal is logged naming the dependency, the interface and the
 /// `inherit_configuration` key that would allow it.
 pub(crate) fn deny_instance(linker: &mut Linker<InstanceState>, component: &Component, id: &str, denied: &tessera_compose::DeniedImport) -> Result<()> {
-    let engine = component.engine();
-    let component_type = component.component_type();
-    let Some((_, item)) = component_type.imports(engine).find(|(n, _)| *n == denied.import) else {
-        return Ok(());
-    };
-    let ComponentItem::ComponentInstance(instance) = item.ty else {
-        bail!("component `{id}`: the denied import `{}` is not an interface", denied.import);
-    };
-    let shared = resources_of_other_imports(component, &denied.import);
-    let mut li = linker.instance(&denied.import)?;
-    for (export, item) in instance.exports(engine) {
+    define_failing_instance(linker, component, &denied.import, |export| {
         let why = format!(
             "dependency `{}` of component `{id}` called `{}#{export}`: denied (allow it with inherit_configuration = [\"{}\"] on the dependency)",
             denied.dependency, denied.interface, denied.inherit_key
         );
-        let refusals = Arc::new(AtomicU64::new(0));
+        let refusals = AtomicU64::new(0);
+        Arc::new(move |ty: &ComponentFunc, results: &mut [Val]| refuse(&why, &refusals, ty, results))
+    })
+}
+
+/// What a failing function does with its type and result slots.
+type Answer = Arc<dyn Fn(&ComponentFunc, &mut [Val]) -> wasmtime::Result<()> + Send + Sync>;
+
+/// The type given to resources of failing interfaces; they can never be created.
+struct FailingResource;
+
+/// Defines instance `name`, which `component` imports, in `linker`: each function answers
+/// with `answer(export)`, each resource of its own is a type nothing creates. Resources it
+/// only uses (`descriptor` in `wasi:filesystem/preopens`) are another import's and are not
+/// defined again.
+fn define_failing_instance(linker: &mut Linker<InstanceState>, component: &Component, name: &str, answer: impl Fn(&str) -> Answer) -> Result<()> {
+    let engine = component.engine();
+    let component_type = component.component_type();
+    let Some((_, item)) = component_type.imports(engine).find(|(n, _)| *n == name) else {
+        bail!("component imports `{name}`, which is not an interface Tessera can stub");
+    };
+    let ComponentItem::ComponentInstance(instance) = item.ty else {
+        bail!("component imports `{name}`, which is not an interface Tessera can stub");
+    };
+    let shared = resources_of_earlier_imports(component, name);
+    let mut li = linker.instance(name)?;
+    for (export, item) in instance.exports(engine) {
         match item.ty {
             ComponentItem::ComponentFunc(f) if f.async_() => {
+                let answer = answer(export);
                 li.func_new_concurrent(export, move |_, ty, _, results| {
-                    let (why, refusals) = (why.clone(), refusals.clone());
-                    Box::pin(async move { refuse(&why, &refusals, &ty, results) })
+                    let answer = answer.clone();
+                    Box::pin(async move { answer(&ty, results) })
                 })?;
             }
             ComponentItem::ComponentFunc(_) => {
-                li.func_new(export, move |_, ty, _, results| refuse(&why, &refusals, &ty, results))?;
+                let answer = answer(export);
+                li.func_new(export, move |_, ty, _, results| answer(&ty, results))?;
             }
-            // A resource the interface only uses (`descriptor` in `wasi:filesystem/preopens`)
-            // is another import's and is not defined again.
             ComponentItem::Resource(r) if !shared.contains(&r) => {
-                li.resource(export, ResourceType::host::<DeniedResource>(), |_, _| Ok(()))?;
+                li.resource(export, ResourceType::host::<FailingResource>(), |_, _| Ok(()))?;
             }
             _ => {}
         }
@@ -124,13 +113,14 @@ pub(crate) fn deny_instance(linker: &mut Linker<InstanceState>, component: &Comp
     Ok(())
 }
 
-/// The resource types the instances `component` imports, other than `except`, export.
-fn resources_of_other_imports(component: &Component, except: &str) -> Vec<ResourceType> {
+/// The resource types exported by the instances `component` imports before `name`: a
+/// resource is introduced by the first import that exports it, and later ones only use it.
+fn resources_of_earlier_imports(component: &Component, name: &str) -> Vec<ResourceType> {
     let engine = component.engine();
     let mut found = Vec::new();
-    for (name, item) in component.component_type().imports(engine) {
-        if name == except {
-            continue;
+    for (import, item) in component.component_type().imports(engine) {
+        if import == name {
+            break;
         }
         if let ComponentItem::ComponentInstance(instance) = item.ty {
             for (_, export) in instance.exports(engine) {
@@ -145,7 +135,7 @@ fn resources_of_other_imports(component: &Component, except: &str) -> Vec<Resour
 
 /// Refuses one call. The log gets the 1st, 2nd, 4th, 8th... refusal of each function, so
 /// a dependency calling in a loop cannot flood it.
-fn refuse(why: &str, refusals: &AtomicU64, ty: &wasmtime::component::types::ComponentFunc, results: &mut [wasmtime::component::Val]) -> wasmtime::Result<()> {
+fn refuse(why: &str, refusals: &AtomicU64, ty: &ComponentFunc, results: &mut [Val]) -> wasmtime::Result<()> {
     let n = refusals.fetch_add(1, Ordering::Relaxed) + 1;
     if n.is_power_of_two() {
         tracing::warn!("{why}{}", if n > 1 { format!(" ({n} times so far)") } else { String::new() });
