@@ -49,5 +49,7 @@ if $all; then
       "examples/$ex/build.sh"
     fi
   done
+  echo "== tests/guests/js-calc (componentize-js)"
+  tests/guests/js-calc/build.sh
 fi
 echo "guests built"

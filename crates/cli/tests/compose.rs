@@ -141,13 +141,31 @@ fn a_python_dependency_with_sockets_and_files_loads_and_is_denied_cleanly() {
     let Some(wasm) = large_guest("tests/guests/python-calc/calc.wasm", "tests/guests/python-calc/build.sh") else { return };
     // componentize-py's runtime imports wasi:sockets and wasi:filesystem, whose resources
     // Spin's deny adapter gives a second identity (spin#2969); here they load.
-    let dependency = format!(r#""tessera:calc" = {{ path = "{}" }}"#, wasm.display());
-    let app = App::new(&COMPOSED.replace("environment = {", "key_value_stores = [\"default\"]\nenvironment = {").replace("DEPENDENCY", &dependency));
-    let server = app.start(&[]);
+    let (_app, server) = serve_with_store(&wasm);
     assert_eq!(server.get("/add?a=2&b=40").body, "42\n");
     assert_eq!(server.get("/greeting").body, "no greeting\n");
     let kv = server.get("/kv").body;
     assert!(kv.contains("AccessDenied"), "the store's own access-denied error reaches Python: {kv}");
     let log = server.wait_for_log("store.open`: denied");
     assert!(log.contains("called `wasi:cli/environment@0.2.9#get-environment`: denied"), "{log}");
+}
+
+#[test]
+fn a_javascript_dependency_loads_and_is_denied_cleanly() {
+    let Some(wasm) = large_guest("tests/guests/js-calc/calc.wasm", "tests/guests/js-calc/build.sh") else { return };
+    // componentize-js imports outgoing HTTP and files besides the store.
+    let (_app, server) = serve_with_store(&wasm);
+    assert_eq!(server.get("/add?a=2&b=40").body, "42\n");
+    assert_eq!(server.get("/kv").body, "error: access-denied\n", "the store's own access-denied error reaches JavaScript");
+    let log = server.wait_for_log("store.open`: denied");
+    assert!(log.contains("inherit_configuration = [\"key_value_stores\"]"), "{log}");
+}
+
+/// The app with the `default` store granted to `api` and `wasm` as its dependency, served
+/// (the app's directory lives as long as the returned `App`).
+fn serve_with_store(wasm: &std::path::Path) -> (App, Server) {
+    let dependency = format!(r#""tessera:calc" = {{ path = "{}" }}"#, wasm.display());
+    let app = App::new(&COMPOSED.replace("environment = {", "key_value_stores = [\"default\"]\nenvironment = {").replace("DEPENDENCY", &dependency));
+    let server = app.start(&[]);
+    (app, server)
 }
