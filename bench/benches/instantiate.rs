@@ -78,6 +78,7 @@ fn request_data() -> RequestData {
     RequestData {
         id: 1,
         peak_memory: Default::default(),
+        cpu: Default::default(),
         failed: Default::default(),
         span: tracing::Span::none(),
     }

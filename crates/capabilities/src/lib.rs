@@ -157,12 +157,19 @@ pub fn grant_for_import(interface: &str) -> Option<Grant> {
 /// Capability state of a whole app, built once: backends shared by its components.
 pub struct AppCapabilities {
     registered: capability::AppStates,
+    local_services: outbound_http::LocalServicesSlot,
 }
 
 impl AppCapabilities {
     /// Opens the app's backends and checks every grant names one that exists.
     pub fn configure(app: &LoadedApp) -> Result<Self> {
-        Ok(Self { registered: capability::AppStates::configure(app)? })
+        Ok(Self { registered: capability::AppStates::configure(app)?, local_services: Default::default() })
+    }
+
+    /// Where service-chaining requests of every component go (the HTTP entry point); set
+    /// once, later calls are ignored.
+    pub fn serve_locally(&self, services: std::sync::Weak<dyn outbound_http::LocalServices>) {
+        let _ = self.local_services.set(services);
     }
 
     /// Prepares one component's capabilities.
@@ -173,7 +180,7 @@ impl AppCapabilities {
             max_resource_handles: component.limits.max_resource_handles as usize,
             wasi_cli: wasi_cli::ComponentState::configure(component)?,
             logging: logging::ComponentState::configure(app, component)?,
-            outbound_http: outbound_http::ComponentState::configure(component),
+            outbound_http: outbound_http::ComponentState::configure(component, self.local_services.clone(), app.runtime_config.max_chain_depth),
             registered: self.registered.component(app, component)?,
         })
     }

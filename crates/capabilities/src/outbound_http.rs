@@ -3,23 +3,66 @@
 //! here and every address checked: private, loopback and link-local addresses need a
 //! pattern that names them. Plain HTTP connects to the address that was checked, so a
 //! second DNS answer cannot redirect it.
+//!
+//! Service chaining (Spin's SIP 017): a request to `http://<id>.spin.internal` goes to
+//! component `id`, and one to a relative URL (or `http://self.alt/...`) to the app's own
+//! routes, in process through [`LocalServices`] (the HTTP entry point), never a socket.
+//! The callee runs with its own grants. Each hop nests one level deeper; past
+//! `max_chain_depth` a request fails with `loop-detected`, so a component calling itself
+//! cannot take every instance slot.
 
 use crate::{Concurrency, InstanceState};
 use anyhow::Result;
 use http::uri::Scheme;
 use crate::network::{Denied, OutboundPolicy, display_ip};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
+use futures::future::BoxFuture;
 use tessera_app::LoadedComponent;
 use wasmtime::component::Linker;
-use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks, WasiHttpView};
 
 /// Links the outbound (and types) parts of `wasi:http` 0.2 and 0.3.
 pub fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Result<()> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+    link_relative_urls(linker)?;
     if concurrency == Concurrency::On {
         wasmtime_wasi_http::p3::add_to_linker(linker)?;
     }
+    Ok(())
+}
+
+/// The WASI 0.2 `outgoing-handler` wasmtime-wasi-http defines (newer 0.2 imports resolve to it).
+const OUTGOING_HANDLER_P2: &str = "wasi:http/outgoing-handler@0.2.12";
+
+/// Redefines WASI 0.2 `outgoing-handler.handle` to take relative URLs: wasmtime-wasi-http
+/// cannot build a URI without an authority, so a request without one goes to `self.alt`,
+/// which [`local_target`] reads as the app's own routes (as Spin does).
+fn link_relative_urls(linker: &mut Linker<InstanceState>) -> Result<()> {
+    use wasmtime::component::Resource;
+    use wasmtime_wasi_http::p2::bindings::http::outgoing_handler::Host as _;
+    use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, RequestOptions};
+    use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, HostOutgoingRequest};
+    type Args = (Resource<HostOutgoingRequest>, Option<Resource<RequestOptions>>);
+    type Returns = (Result<Resource<HostFutureIncomingResponse>, ErrorCode>,);
+    linker.allow_shadowing(true);
+    let defined = linker.instance(OUTGOING_HANDLER_P2)?.func_wrap(
+        "handle",
+        |mut store: wasmtime::StoreContextMut<'_, InstanceState>, (request, options): Args| -> wasmtime::Result<Returns> {
+            let mut http = store.data_mut().http();
+            if let Ok(outgoing) = http.table.get_mut(&request)
+                && outgoing.authority.is_none()
+            {
+                outgoing.authority = Some("self.alt".into());
+            }
+            match http.handle(request, options) {
+                Ok(response) => Ok((Ok(response),)),
+                Err(e) => Ok((Err(e.downcast()?),)),
+            }
+        },
+    );
+    linker.allow_shadowing(false);
+    defined?;
     Ok(())
 }
 
@@ -31,6 +74,33 @@ pub fn needs_concurrency(interface: &str) -> bool {
     interface.starts_with("wasi:http/") && interface.contains("@0.3")
 }
 
+/// Where a service-chaining request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalTarget {
+    /// `http://<id>.spin.internal`: component `id`, whatever its route.
+    Component(String),
+    /// A relative URL or `http://self.alt`: the app's routes, as a client would be routed.
+    App,
+}
+
+/// Why a service-chaining request got no response.
+pub type LocalResult = Result<http::Response<WasiBody>, Error>;
+
+/// The app's own HTTP components, reached in process (set by the HTTP entry point).
+pub trait LocalServices: Send + Sync + 'static {
+    /// Serves `request` on `target`, as the callee with its own grants.
+    fn serve(self: Arc<Self>, target: LocalTarget, request: http::Request<WasiBody>) -> BoxFuture<'static, LocalResult>;
+}
+
+/// Where the app's [`LocalServices`] are, once its HTTP entry point exists. Weak: the
+/// entry point owns the components whose instances hold this.
+pub type LocalServicesSlot = Arc<OnceLock<Weak<dyn LocalServices>>>;
+
+/// How many service-chaining hops led to a request, in the extensions of the request a
+/// [`LocalServices`] is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainDepth(pub u32);
+
 /// A component's outbound policy.
 pub struct ComponentState {
     policy: Arc<Policy>,
@@ -39,15 +109,19 @@ pub struct ComponentState {
 struct Policy {
     network: OutboundPolicy,
     max_requests: u32,
+    local: LocalServicesSlot,
+    max_chain_depth: u32,
 }
 
 impl ComponentState {
-    /// Takes the rendered `allowed_outbound_hosts`.
-    pub fn configure(component: &LoadedComponent) -> Self {
+    /// Takes the rendered `allowed_outbound_hosts`; chained requests go to `local`.
+    pub fn configure(component: &LoadedComponent, local: LocalServicesSlot, max_chain_depth: u32) -> Self {
         Self {
             policy: Arc::new(Policy {
                 network: OutboundPolicy::of(component),
                 max_requests: component.limits.max_outbound_requests,
+                local,
+                max_chain_depth,
             }),
         }
     }
@@ -57,6 +131,7 @@ impl ComponentState {
         InstanceHooks {
             policy: self.policy.clone(),
             sent: 0,
+            depth: 0,
         }
     }
 }
@@ -66,6 +141,15 @@ pub struct InstanceHooks {
     policy: Arc<Policy>,
     /// Requests sent so far, against `max_outbound_requests`.
     sent: u32,
+    /// Service-chaining hops that led to this instance.
+    depth: u32,
+}
+
+impl InstanceHooks {
+    /// Records that this instance serves a chained request (see [`ChainDepth`]).
+    pub fn set_chain_depth(&mut self, depth: ChainDepth) {
+        self.depth = depth.0;
+    }
 }
 
 type SendResult = Result<
@@ -96,6 +180,13 @@ impl WasiHttpHooks for InstanceHooks {
             }
             return Box::new(async { Err(Error::HttpRequestDenied) });
         }
+        if let Some(target) = local_target(request.uri()) {
+            let depth = self.depth + 1;
+            return Box::new(tracing::Instrument::in_current_span(async move {
+                let response = policy.chain(target, request, depth).await?;
+                Ok((response, Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>))
+            }));
+        }
         // The future runs in a task of its own: keep the invocation's span for its logs.
         Box::new(tracing::Instrument::in_current_span(async move {
             let request = policy.admit(request).await?;
@@ -108,7 +199,53 @@ impl WasiHttpHooks for InstanceHooks {
     }
 }
 
+/// Whether `uri` is a service-chaining request, and to where. A relative URL arrives
+/// with an empty host (WASI 0.2) or none.
+fn local_target(uri: &http::Uri) -> Option<LocalTarget> {
+    let host = uri.host().unwrap_or("");
+    if host.is_empty() || host.eq_ignore_ascii_case("self.alt") {
+        return Some(LocalTarget::App);
+    }
+    tessera_manifest::allowed_hosts::chaining_target(host).map(|id| LocalTarget::Component(id.to_ascii_lowercase()))
+}
+
 impl Policy {
+    /// Sends a service-chaining request in process, if the allow-list and the depth let it.
+    async fn chain(&self, target: LocalTarget, mut request: http::Request<WasiBody>, depth: u32) -> LocalResult {
+        let component = &self.network.component;
+        let allowed = match &target {
+            LocalTarget::App => self.network.allowed.allows_self(),
+            LocalTarget::Component(id) => {
+                let scheme = request.uri().scheme_str().unwrap_or("http");
+                let port = request.uri().port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+                self.network.allowed.check_name(scheme, &format!("{id}.spin.internal"), port).is_ok()
+            }
+        };
+        if !allowed {
+            let pattern = match &target {
+                LocalTarget::App => "http://self".to_string(),
+                LocalTarget::Component(id) => format!("http://{id}.spin.internal"),
+            };
+            tracing::warn!(
+                "component `{component}` may not call {pattern} (service chaining); to allow it, add \"{pattern}\" to allowed_outbound_hosts in [component.{component}]"
+            );
+            return Err(Error::HttpRequestDenied);
+        }
+        if depth > self.max_chain_depth {
+            tracing::warn!(
+                "component `{component}`'s request is the {depth}th service-chaining hop in a row, over max_chain_depth ({}); refused as a loop (raise max_chain_depth in the runtime config if the chain is meant to be this deep)",
+                self.max_chain_depth
+            );
+            return Err(Error::LoopDetected);
+        }
+        let Some(services) = self.local.get().and_then(Weak::upgrade) else {
+            tracing::warn!("component `{component}` called another component (service chaining), but this app serves no HTTP components");
+            return Err(Error::DestinationNotFound);
+        };
+        request.extensions_mut().insert(ChainDepth(depth));
+        services.serve(target, request).await
+    }
+
     /// Checks the request against the allow-list and the resolved addresses; returns the
     /// request to send (for plain HTTP, addressed to the checked IP).
     async fn admit(

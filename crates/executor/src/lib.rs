@@ -105,6 +105,12 @@ impl Executor {
         &self.app
     }
 
+    /// Sends the service-chaining requests of every component to `services` (the HTTP
+    /// entry point calls this once it exists).
+    pub fn serve_locally(&self, services: std::sync::Weak<dyn tessera_capabilities::outbound_http::LocalServices>) {
+        self.capabilities.serve_locally(services);
+    }
+
     /// The instance slots every entry point of this executor shares.
     pub fn slots(&self) -> &Arc<InstanceSlots> {
         &self.slots

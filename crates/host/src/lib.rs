@@ -56,7 +56,7 @@ impl AppHost {
     pub fn load(engine: &Engine, app: Arc<LoadedApp>) -> Result<Self> {
         let executor = Arc::new(Executor::new(engine, app.clone(), ExecutorOptions::default())?);
         let manifest = &app.manifest;
-        let http = if manifest.http_triggers.is_empty() { None } else { Some(Arc::new(HttpTrigger::new(&executor)?)) };
+        let http = if manifest.http_triggers.is_empty() { None } else { Some(HttpTrigger::new(&executor)?) };
         let redis = RedisTrigger::new(&executor)?;
         let cron = CronTrigger::new(&executor)?;
         let command = match manifest.command_triggers.first() {

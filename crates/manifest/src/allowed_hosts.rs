@@ -125,6 +125,27 @@ impl AllowedHost {
         }
     }
 
+    /// The component a service-chaining pattern names: `x` for `http://x.spin.internal`,
+    /// `*` for `http://*.spin.internal`.
+    pub fn chaining_target(&self) -> Option<&str> {
+        match &self.host {
+            HostPattern::Name(name) => chaining_target(name),
+            HostPattern::Subdomains(domain) if domain == CHAINING_DOMAIN => Some("*"),
+            _ => None,
+        }
+    }
+
+    /// Whether this pattern allows requests to the app itself (`http://self`, or any host).
+    fn allows_self(&self) -> bool {
+        let scheme_fits = self.scheme.as_deref().is_none_or(|s| s == "http" || s == "https");
+        let host_fits = match &self.host {
+            HostPattern::Any => true,
+            HostPattern::Name(name) => name == "self",
+            _ => false,
+        };
+        scheme_fits && host_fits
+    }
+
     /// Whether this pattern names `ip` explicitly, which a private, loopback or link-local
     /// address needs before it may be reached.
     pub fn names_address(&self, ip: IpAddr) -> bool {
@@ -173,6 +194,12 @@ impl AllowedHosts {
         &self.patterns
     }
 
+    /// Whether requests to the app's own routes (a relative URL, or `http://self.alt/...`)
+    /// are allowed: a pattern `http://self` or `https://self` (or one allowing any host).
+    pub fn allows_self(&self) -> bool {
+        self.patterns.iter().any(AllowedHost::allows_self)
+    }
+
     /// Checks a request by name only (before DNS).
     pub fn check_name(&self, scheme: &str, host: &str, port: u16) -> Result<(), Refusal> {
         if self.patterns.iter().any(|p| p.matches(scheme, host, port)) {
@@ -203,6 +230,15 @@ impl AllowedHosts {
             Err(Refusal::RestrictedAddress(ip))
         }
     }
+}
+
+/// The domain of service chaining: `http://<component-id>.spin.internal`.
+pub const CHAINING_DOMAIN: &str = "spin.internal";
+
+/// The component id a service-chaining host names (`x` for `x.spin.internal`).
+pub fn chaining_target(host: &str) -> Option<&str> {
+    let (id, domain) = host.split_once('.')?;
+    (domain.eq_ignore_ascii_case(CHAINING_DOMAIN) && !id.is_empty()).then_some(id)
 }
 
 /// Loopback, private, link-local, unspecified and other non-public addresses.
@@ -323,6 +359,25 @@ mod tests {
 
     fn hosts(p: &[&str]) -> AllowedHosts {
         AllowedHosts::parse(p).unwrap()
+    }
+
+    #[test]
+    fn service_chaining_patterns_name_components_and_self() {
+        let p = |raw: &str| AllowedHost::parse(raw).unwrap();
+        assert_eq!(p("http://backend.spin.internal").chaining_target(), Some("backend"));
+        assert_eq!(p("http://*.spin.internal").chaining_target(), Some("*"));
+        assert_eq!(p("http://spin.internal").chaining_target(), None);
+        assert_eq!(p("https://api.example.com").chaining_target(), None);
+        assert_eq!(chaining_target("a.spin.internal"), Some("a"));
+        assert_eq!(chaining_target("a.b.spin.internal"), None);
+        assert!(hosts(&["http://self"]).allows_self());
+        assert!(hosts(&["https://self"]).allows_self());
+        assert!(hosts(&["*://*:*"]).allows_self());
+        assert!(!hosts(&["redis://self:6379"]).allows_self());
+        assert!(!hosts(&["http://backend.spin.internal", "https://example.com"]).allows_self());
+        let wildcard = hosts(&["http://*.spin.internal"]);
+        assert!(wildcard.check_name("http", "backend.spin.internal", 80).is_ok());
+        assert!(wildcard.check_name("http", "spin.internal", 80).is_err());
     }
 
     #[test]

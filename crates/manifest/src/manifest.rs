@@ -657,6 +657,7 @@ impl Validator<'_> {
         }
         self.check_routes(&http_base, &http_triggers)?;
         self.check_component_dependencies(&components)?;
+        self.check_service_chaining(&components, &http_triggers)?;
 
         let dir = self
             .src
@@ -716,6 +717,43 @@ impl Validator<'_> {
                         dependency.location,
                         format!("{key}: component `{other}` cannot be a dependency of `{id}` because it has {} of its own", own.join(", ")),
                         &format!("a dependency runs with what `{id}` lets it inherit (inherit_configuration); move those keys to `{id}` or drop them from `{other}`"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `http://<id>.spin.internal` in `allowed_outbound_hosts` must name a component with
+    /// an HTTP trigger (templated entries are checked when rendered, at runtime).
+    fn check_service_chaining(&self, components: &BTreeMap<String, Component>, http_triggers: &[HttpTrigger]) -> Result<(), ManifestError> {
+        let served: Vec<&str> = http_triggers
+            .iter()
+            .filter_map(|t| match &t.target {
+                HttpTarget::Component(id) => Some(id.as_str()),
+                HttpTarget::Static(_) => None,
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for (id, component) in components {
+            for (template, at) in &component.allowed_outbound_hosts {
+                if template.variables().next().is_some() {
+                    continue;
+                }
+                let Ok(pattern) = crate::allowed_hosts::AllowedHost::parse(&template.to_string()) else { continue };
+                let Some(target) = pattern.chaining_target() else { continue };
+                if target != "*" && !served.contains(&target) {
+                    let hint = if components.contains_key(target) {
+                        format!("component `{target}` has no [[trigger.http]]: give it one (route = {{ private = true }} serves it only to other components)")
+                    } else {
+                        format!("service chaining reaches the app's HTTP components: {}", if served.is_empty() { "it has none".to_string() } else { served.join(", ") })
+                    };
+                    return Err(ManifestError::at(
+                        self.src.path(),
+                        *at,
+                        format!("component.{id}.allowed_outbound_hosts: `{pattern}` names no HTTP component of this app"),
+                        &hint,
                     ));
                 }
             }

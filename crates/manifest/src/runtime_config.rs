@@ -18,6 +18,7 @@
 //! max_concurrent_requests = 256      # instance slots
 //! max_queued_requests = 1024         # waiting when every slot is busy
 //! queue_timeout = "10s"              # how long one may wait for a slot
+//! max_chain_depth = 10               # service-chaining hops one request may nest
 //!
 //! [[variables_provider]]             # Spin: env (prefix, dotenv_path) or static (values)
 //! type = "static"
@@ -150,6 +151,9 @@ pub struct RuntimeConfig {
     pub max_queued_requests: usize,
     /// How long a request waits for a slot before it gets 503.
     pub queue_timeout: Duration,
+    /// How many service-chaining hops (`http://<id>.spin.internal`, `http://self`) one
+    /// request may nest; a deeper request fails with `loop-detected`.
+    pub max_chain_depth: u32,
     /// How long `up` lets in-flight requests, messages and cron runs finish after SIGTERM
     /// or SIGINT.
     pub shutdown_timeout: Duration,
@@ -178,6 +182,7 @@ impl Default for RuntimeConfig {
             max_concurrent_requests: 256,
             max_queued_requests: 1024,
             queue_timeout: Duration::from_secs(10),
+            max_chain_depth: 10,
             shutdown_timeout: Duration::from_secs(30),
             key_value_stores: BTreeMap::new(),
             sqlite_databases: BTreeMap::new(),
@@ -276,6 +281,7 @@ impl RuntimeConfig {
                 None => defaults.queue_timeout,
                 Some(v) => duration(&src, &v, "queue_timeout")?,
             },
+            max_chain_depth: count(raw.max_chain_depth, defaults.max_chain_depth as usize, "max_chain_depth")?.min(u32::MAX as usize) as u32,
             shutdown_timeout: match raw.shutdown_timeout {
                 None => defaults.shutdown_timeout,
                 Some(v) => duration(&src, &v, "shutdown_timeout")?,
@@ -307,6 +313,7 @@ struct RawRuntimeConfig {
     max_concurrent_requests: Option<Spanned<i64>>,
     max_queued_requests: Option<Spanned<i64>>,
     queue_timeout: Option<Spanned<toml::Value>>,
+    max_chain_depth: Option<Spanned<i64>>,
     shutdown_timeout: Option<Spanned<toml::Value>>,
     #[serde(default)]
     component: BTreeMap<String, RawLimits>,
@@ -464,6 +471,10 @@ mod tests {
         assert_eq!(rc.limits_for("fan-out").max_resource_handles, 64);
         assert_eq!((rc.header_read_timeout, rc.max_request_headers, rc.max_connections), (Duration::from_secs(2), 20, 50));
         assert_eq!(rc.max_wasm_stack, 1 << 20);
+        assert_eq!(parse("max_chain_depth = 3\n").unwrap().max_chain_depth, 3);
+        assert_eq!(RuntimeConfig::default().max_chain_depth, 10);
+        let e = parse("max_chain_depth = 0\n").unwrap_err();
+        assert!(e.to_string().contains("`max_chain_depth` must be at least 1"), "{e}");
         let e = parse("max_outbound_requests = 0\n").unwrap_err();
         assert!(e.to_string().contains("`max_outbound_requests` must be at least 1"), "{e}");
         let e = parse("max_resource_handles = 99999999999\n").unwrap_err();

@@ -17,6 +17,7 @@ use wasmtime::error::Context as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
+use tessera_capabilities::outbound_http::ChainDepth;
 use tessera_capabilities::{Concurrency, InstanceState};
 use tessera_executor::{Failure, PreparedComponent, SharedCpu};
 use tokio::sync::oneshot;
@@ -150,6 +151,9 @@ impl ServedComponent {
             }
         };
         store.data_mut().publish_peak_memory(peak_memory);
+        if let Some(depth) = request.extensions().get::<ChainDepth>() {
+            store.data_mut().outbound.set_chain_depth(*depth);
+        }
         // The request path answers 504 at the timeout; the instance goes a moment later.
         let lifetime = prepared.limits().timeout + EXPIRY_GRACE;
         let run = self.call(&mut store, request, answer);

@@ -23,7 +23,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tessera_executor::{Executor, InstanceSlots, SharedCpu};
-use tessera_manifest::routes::Router;
+use tessera_capabilities::outbound_http::{LocalResult, LocalServices, LocalTarget};
+use tessera_manifest::routes::{RouteMatch, Router};
 use tessera_manifest::{HttpTarget, Route, StaticResponse};
 use tokio::net::TcpListener;
 
@@ -76,8 +77,15 @@ struct ListenerLimits {
 
 impl HttpTrigger {
     /// Prepares (compiles or loads from cache, and pre-instantiates) every component the
-    /// app's HTTP triggers use.
-    pub fn new(executor: &Executor) -> Result<Self> {
+    /// app's HTTP triggers use, and serves the app's service-chaining requests.
+    pub fn new(executor: &Executor) -> Result<Arc<Self>> {
+        let trigger = Arc::new(Self::prepare(executor)?);
+        let weak: std::sync::Weak<dyn LocalServices> = Arc::downgrade(&trigger) as _;
+        executor.serve_locally(weak);
+        Ok(trigger)
+    }
+
+    fn prepare(executor: &Executor) -> Result<Self> {
         let app = executor.app();
         let mut served: BTreeMap<String, Arc<ServedComponent>> = BTreeMap::new();
         let mut targets = Vec::new();
@@ -280,56 +288,84 @@ impl HttpTrigger {
     ) -> hyper::Response<ResponseBody> {
         let start = Instant::now();
         let id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
-        let method = req.method().clone();
-        let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_else(|| "/".into());
-        let log = |status: u16, component: &Arc<str>, cost: Option<&InstanceCost>| AccessLog {
-            id,
-            method: method.clone(),
-            path: path.clone(),
-            status,
-            start,
-            component: component.clone(),
-            peak_memory: cost.map(|c| c.peak_memory.clone()),
-            cpu: cost.map(|c| c.cpu.clone()),
-        };
-        // Answers the host gives itself name no component in the access log.
-        let no_component: Arc<str> = "-".into();
-
         let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
         if header_bytes > self.listener.max_header_size {
             let message = format!("request header section is {header_bytes} bytes, over max_request_header_size ({} bytes)\nrequest id: {id}\n", self.listener.max_header_size);
-            return text(431, &message, Some(log(431, &no_component, None)));
+            return text(431, &message, Some(LogLine::of(id, start, &req).finish(431, &no_component(), None)));
         }
         let Some(matched) = self.router.route(req.uri().path()) else {
-            return text(404, &format!("no route matches {}\n", req.uri().path()), Some(log(404, &no_component, None)));
+            let log = LogLine::of(id, start, &req).finish(404, &no_component(), None);
+            return text(404, &format!("no route matches {}\n", req.uri().path()), Some(log));
         };
-        let target = &self.targets[*matched.target];
-        let (component, served, limits) = match target {
-            Target::Static(s) => return static_response(s, log(s.status_code, &no_component, None)),
-            Target::Component { id, served, limits } => (id, served, *limits),
-        };
-        let (max_body, timeout) = (limits.max_request_body_size, limits.request_timeout);
-
-        if declared_length(req.headers()).is_some_and(|n| n > max_body) {
-            return text(413, &format!("request body larger than max_request_body_size ({max_body} bytes)\nrequest id: {id}\n"), Some(log(413, component, None)));
-        }
-
         let host_header = req
             .headers()
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
             .map(str::to_string)
             .unwrap_or_else(|| local.to_string());
+        let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let full_url = format!("http://{host_header}{path}");
-        let (mut parts, body) = req.into_parts();
-        headers::set_spin_headers(&mut parts.headers, &full_url, &matched, client);
+        let waiting_for_client = Arc::new(AtomicBool::new(false));
+        let request = req.map(|body| body::ClientPaced::new(body, waiting_for_client.clone()).map_err(wasmtime_wasi_http::Error::from));
+        let arrival = Arrival { id, start, client, full_url, waiting_for_client };
+        self.dispatch(arrival, *matched.target, &matched, request).await
+    }
+
+    /// Serves a service-chaining request (see [`LocalServices`]) as the callee, with an
+    /// access-log line of its own.
+    async fn handle_chained(self: Arc<Self>, target: LocalTarget, request: WasiRequest) -> Result<WasiResponse, wasmtime_wasi_http::Error> {
+        let start = Instant::now();
+        let id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        let path = request.uri().path().to_string();
+        let full_url = request.uri().to_string();
+        let arrival = Arrival { id, start, client: CHAINED_CLIENT, full_url, waiting_for_client: Arc::new(AtomicBool::new(false)) };
+        let response = match &target {
+            LocalTarget::App => match self.router.route(&path) {
+                Some(matched) => self.dispatch(arrival, *matched.target, &matched, request).await,
+                None => {
+                    let log = LogLine::of(id, start, &request).finish(404, &no_component(), None);
+                    text(404, &format!("no route matches {path}\n"), Some(log))
+                }
+            },
+            LocalTarget::Component(component) => {
+                let Some(index) = self.targets.iter().position(|t| matches!(t, Target::Component { id, .. } if &**id == component)) else {
+                    tracing::warn!("a service-chaining request names `{component}.spin.internal`, but the app has no HTTP component `{component}`");
+                    return Err(wasmtime_wasi_http::Error::DestinationNotFound);
+                };
+                // Spin's synthetic match: the whole path is the wildcard part.
+                let matched = RouteMatch { target: &(), based_route: "/...", raw_route: "/...", base: self.router.base(), params: Vec::new(), path_info: path.clone() };
+                self.dispatch(arrival, index, &matched, request).await
+            }
+        };
+        Ok(to_wasi(response))
+    }
+
+    /// Runs a request routed (`matched`) to `self.targets[target]`.
+    async fn dispatch<T, B>(&self, arrival: Arrival, target: usize, matched: &RouteMatch<'_, T>, request: http::Request<B>) -> hyper::Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes, Error = wasmtime_wasi_http::Error> + Send + 'static,
+    {
+        let Arrival { id, start, client, full_url, waiting_for_client } = arrival;
+        let line = LogLine::of(id, start, &request);
+        let target = &self.targets[target];
+        let (component, served, limits) = match target {
+            Target::Static(s) => return static_response(s, line.finish(s.status_code, &no_component(), None)),
+            Target::Component { id, served, limits } => (id, served, *limits),
+        };
+        let log = |status: u16, cost: Option<&InstanceCost>| line.finish(status, component, cost);
+        let (max_body, timeout) = (limits.max_request_body_size, limits.request_timeout);
+
+        if declared_length(request.headers()).is_some_and(|n| n > max_body) {
+            return text(413, &format!("request body larger than max_request_body_size ({max_body} bytes)\nrequest id: {id}\n"), Some(log(413, None)));
+        }
+        let (mut parts, body) = request.into_parts();
+        headers::set_spin_headers(&mut parts.headers, &full_url, matched, client);
         if let Ok(uri) = full_url.parse() {
             parts.uri = uri;
         }
-        let waiting_for_client = Arc::new(AtomicBool::new(false));
-        let body = Limited::new(body::ClientPaced::new(body, waiting_for_client.clone()), max_body as usize)
-            .map_err(move |e| match e.downcast::<hyper::Error>() {
-                Ok(h) => wasmtime_wasi_http::Error::from(*h),
+        let body = Limited::new(body, max_body as usize)
+            .map_err(move |e| match e.downcast::<wasmtime_wasi_http::Error>() {
+                Ok(code) => *code,
                 Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max_body)),
             })
             .boxed_unsync();
@@ -339,7 +375,7 @@ impl HttpTrigger {
             Ok(p) => p,
             Err(why) => {
                 tracing::warn!("request {id}: every instance slot is busy and {why:?}: answering 503 (raise max_concurrent_requests or max_queued_requests in the runtime config)");
-                let mut r = text(503, &format!("server busy, try again\nrequest id: {id}\n"), Some(log(503, component, None)));
+                let mut r = text(503, &format!("server busy, try again\nrequest id: {id}\n"), Some(log(503, None)));
                 r.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
                 return r;
             }
@@ -362,22 +398,22 @@ impl HttpTrigger {
                 let max_response = limits.max_response_body_size;
                 if let Some(n) = declared_length(response.headers()).filter(|n| *n > max_response) {
                     tracing::error!("request {id}: component `{component}` answered with a {n}-byte body, over max_response_body_size ({max_response} bytes); answered 502 instead (raise max_response_body_size in the runtime config, globally or under [component.{component}])");
-                    return text(502, &format!("the component's response body ({n} bytes) is over max_response_body_size ({max_response} bytes)\nrequest id: {id}\n"), Some(log(502, component, Some(&cost))));
+                    return text(502, &format!("the component's response body ({n} bytes) is over max_response_body_size ({max_response} bytes)\nrequest id: {id}\n"), Some(log(502, Some(&cost))));
                 }
                 let (parts, body) = response.into_parts();
                 let body = body.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
-                let body = ResponseBody::new(body, Some(permit), Some(log(status, component, Some(&cost))))
+                let body = ResponseBody::new(body, Some(permit), Some(log(status, Some(&cost))))
                     .with_limit(max_response)
                     .failing_with_instance(failed);
                 hyper::Response::from_parts(parts, body)
             }
             None if waiting_for_client.load(Ordering::Relaxed) => {
                 tracing::error!("request {id}: the client did not send the request body within request_timeout ({timeout:?}); answered 408 and stopped the instance");
-                text(408, &format!("the request body did not arrive within request_timeout ({timeout:?})\nrequest id: {id}\n"), Some(log(408, component, Some(&cost))))
+                text(408, &format!("the request body did not arrive within request_timeout ({timeout:?})\nrequest id: {id}\n"), Some(log(408, Some(&cost))))
             }
             None => {
                 tracing::error!("request {id}: component `{component}` did not finish within request_timeout ({timeout:?}); its instance was stopped");
-                text(504, &format!("the component did not answer in time (request_timeout is {timeout:?})\nrequest id: {id}\n"), Some(log(504, component, Some(&cost))))
+                text(504, &format!("the component did not answer in time (request_timeout is {timeout:?})\nrequest id: {id}\n"), Some(log(504, Some(&cost))))
             }
             Some(Err(why)) => {
                 let what = match why {
@@ -386,9 +422,70 @@ impl HttpTrigger {
                 };
                 // The instance's own log line (see component.rs) has the cause and backtrace.
                 tracing::warn!("request {id}: component `{component}` {what}, answered 500: {why}");
-                text(500, &format!("the component {what}\nrequest id: {id}\n"), Some(log(500, component, Some(&cost))))
+                text(500, &format!("the component {what}\nrequest id: {id}\n"), Some(log(500, Some(&cost))))
             }
         }
+    }
+}
+
+/// What the access log says of a request before it is answered.
+struct LogLine {
+    id: u64,
+    start: Instant,
+    method: http::Method,
+    path: String,
+}
+
+impl LogLine {
+    fn of<B>(id: u64, start: Instant, request: &http::Request<B>) -> Self {
+        let path = request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_else(|| "/".into());
+        Self { id, start, method: request.method().clone(), path }
+    }
+
+    /// The line, written when the response is done.
+    fn finish(&self, status: u16, component: &Arc<str>, cost: Option<&InstanceCost>) -> AccessLog {
+        AccessLog {
+            id: self.id,
+            method: self.method.clone(),
+            path: self.path.clone(),
+            status,
+            start: self.start,
+            component: component.clone(),
+            peak_memory: cost.map(|c| c.peak_memory.clone()),
+            cpu: cost.map(|c| c.cpu.clone()),
+        }
+    }
+}
+
+/// A request as it arrived, before it is routed.
+struct Arrival {
+    id: u64,
+    start: Instant,
+    client: SocketAddr,
+    full_url: String,
+    /// Set while the instance waits for the client's body (408 rather than 504).
+    waiting_for_client: Arc<AtomicBool>,
+}
+
+type WasiRequest = http::Request<wasmtime_wasi_http::WasiBody>;
+type WasiResponse = http::Response<wasmtime_wasi_http::WasiBody>;
+
+/// `spin-client-addr` of a service-chaining request, as in Spin.
+const CHAINED_CLIENT: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
+/// Answers the host gives itself name no component in the access log.
+fn no_component() -> Arc<str> {
+    "-".into()
+}
+
+/// A response as the calling guest reads it.
+fn to_wasi(response: hyper::Response<ResponseBody>) -> WasiResponse {
+    response.map(|body| body.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string()))).boxed_unsync())
+}
+
+impl LocalServices for HttpTrigger {
+    fn serve(self: Arc<Self>, target: LocalTarget, request: WasiRequest) -> futures::future::BoxFuture<'static, LocalResult> {
+        Box::pin(self.handle_chained(target, request))
     }
 }
 

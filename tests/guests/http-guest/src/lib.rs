@@ -6,8 +6,10 @@
 //! - `/env`: the environment, one `KEY=value` per line;
 //! - `/read?path=P`: the file at `P`, or 404 with the error;
 //! - `/list?path=P`: the directory entries at `P`;
-//! - `/outbound?url=U`: a GET of `U`, answered with its status and body, or 502 and the
-//!   `wasi:http` error code;
+//! - `/outbound?url=U`: a GET of `U` (a relative `U` has no scheme or authority),
+//!   answered with its status and body, or 502 and the `wasi:http` error code;
+//! - `/loop`: a GET of the relative URL `/loop` (itself, by service chaining), answered
+//!   with what that answered;
 //! - `/connect?addr=A`: opens a TCP connection to `A` (which must fail: no sockets);
 //! - `/echo`: the request body, with its length in `x-body-length`;
 //! - `/memory-bomb`: allocates 1 MiB blocks until it fails;
@@ -76,6 +78,10 @@ impl wasip2::exports::http::incoming_handler::Guest for Guest {
             },
             "outbound" => match fetch(&param("url").unwrap_or_default()) {
                 Ok((status, body)) => (200, vec![("x-upstream-status", status.to_string())], body),
+                Err(e) => (502, vec![], format!("error: {e}\n").into_bytes()),
+            },
+            "loop" => match fetch(path) {
+                Ok((status, body)) => (status, vec![], body),
                 Err(e) => (502, vec![], format!("error: {e}\n").into_bytes()),
             },
             "connect" => match std::net::TcpStream::connect(param("addr").unwrap_or_default()) {
@@ -148,21 +154,26 @@ fn read_body(request: &IncomingRequest) -> Vec<u8> {
 }
 
 fn fetch(url: &str) -> Result<(u16, Vec<u8>), String> {
-    let (scheme, rest) = url.split_once("://").ok_or("url has no scheme")?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
     let request = OutgoingRequest::new(Fields::new());
     request.set_method(&Method::Get).map_err(|_| "method")?;
-    request
-        .set_scheme(Some(&match scheme {
-            "http" => Scheme::Http,
-            "https" => Scheme::Https,
-            other => Scheme::Other(other.to_string()),
-        }))
-        .map_err(|_| "scheme")?;
-    request.set_authority(Some(authority)).map_err(|_| "authority")?;
+    let path = if url.starts_with('/') {
+        url
+    } else {
+        let (scheme, rest) = url.split_once("://").ok_or("url has no scheme")?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        request
+            .set_scheme(Some(&match scheme {
+                "http" => Scheme::Http,
+                "https" => Scheme::Https,
+                other => Scheme::Other(other.to_string()),
+            }))
+            .map_err(|_| "scheme")?;
+        request.set_authority(Some(authority)).map_err(|_| "authority")?;
+        path
+    };
     request.set_path_with_query(Some(path)).map_err(|_| "path")?;
     let pending = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
     pending.subscribe().block();
