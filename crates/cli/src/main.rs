@@ -1,6 +1,7 @@
 //! `tessera`: serve and build Spin-style WebAssembly component apps.
 
 mod build;
+mod compose;
 mod inspect;
 mod log_output;
 mod registry;
@@ -37,6 +38,8 @@ enum Command {
     Build(build::BuildArgs),
     /// Push, pull and log in to OCI registries (like `spin registry`).
     Registry(registry::RegistryArgs),
+    /// Write a component composed with its dependencies to one file any host runs.
+    Compose(compose::ComposeArgs),
     /// Show each component's imports, exports, grants, over-grants, size, digest and signature.
     Inspect(inspect::InspectArgs),
     /// Sign a component, every component of an app, or a registry artifact.
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Build(args) => done(build::run(&args)),
         Command::Registry(args) => done(registry::run(args)),
+        Command::Compose(args) => done(compose::run(args)),
         Command::Inspect(args) => done(inspect::run(args)),
         Command::Sign(args) => done(sign::sign(args)),
         Command::Verify(args) => done(sign::verify(args)),

@@ -91,6 +91,78 @@ fn a_denied_store_answers_the_interface_s_own_access_denied_error() {
     assert_eq!(server.get("/kv").body, "stored by the dependency\n", "inherited: it uses the parent's grant");
 }
 
+/// `tessera compose` on `app` (component `api`) into `out.wasm` beside it; its stdout.
+fn compose_to_file(app: &App) -> (std::path::PathBuf, String) {
+    let output = app.path().join("out.wasm");
+    let out = tessera().args(["compose", "-c", "api", "-o"]).arg(&output).arg("-f").arg(app.path()).output().unwrap();
+    (output, ok(&out))
+}
+
+/// Serves `wasm` alone (no dependencies) as `api`, with the same grants.
+fn serve_alone(wasm: &std::path::Path) -> (App, Server) {
+    let manifest = format!(
+        "spin_manifest_version = 2\n[application]\nname = \"alone\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"api\"\n[component.api]\nsource = \"{}\"\nkey_value_stores = [\"default\"]\nenvironment = {{ GREETING = \"hello from api\" }}\n",
+        wasm.display()
+    );
+    let app = App::new(&manifest);
+    let server = app.start(&[]);
+    (app, server)
+}
+
+#[test]
+fn compose_writes_one_component_that_refuses_like_the_host_without_tessera() {
+    let app = App::new(&COMPOSED.replace("environment = {", "key_value_stores = [\"default\"]\nenvironment = {").replace("DEPENDENCY", r#""tessera:calc" = { component = "calc" }"#));
+    let (output, printed) = compose_to_file(&app);
+    assert!(printed.contains("tessera:calc/calculator@0.1.0 <- tessera:calc"), "{printed}");
+    assert!(printed.contains("denied: wasi:cli/environment@0.2.12 of dependency `tessera:calc` is refused (inherit_configuration = [\"environment\"] allows it)"), "{printed}");
+    // Nothing in it is Tessera's own: no private imports, and the denied store is inside.
+    let out = tessera().arg("inspect").arg("-f").arg(&output).arg("--json").output().unwrap();
+    let report: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    let imports: Vec<&str> = report["components"][0]["imports"].as_array().unwrap().iter().map(|i| i.as_str().unwrap()).collect();
+    assert!(!imports.iter().any(|i| i.starts_with("tessera-denied") || i.starts_with("fermyon:spin/key-value")), "{imports:?}");
+    assert_eq!(report["components"][0]["exports"], serde_json::json!(["wasi:http/incoming-handler@0.2.12"]));
+
+    // Loaded back as a component of its own, with the parent's grants: the dependency
+    // still gets none of them, and its refusals are the interfaces' own.
+    let (_alone, server) = serve_alone(&output);
+    assert_eq!(server.get("/add?a=2&b=40").body, "42\n");
+    assert_eq!(server.get("/greeting").body, "no greeting\n");
+    assert_eq!(server.get("/kv").body, "error: access-denied\n");
+    assert_eq!(server.get("/env").body, "hello from api\n", "the parent keeps its own environment");
+}
+
+#[test]
+fn compose_refuses_what_it_cannot_write_and_leaves_no_partial_file() {
+    let app = app_with(r#""tessera:calc" = { component = "calc" }"#);
+    let missing_dir = app.path().join("no-such-dir/out.wasm");
+    let out = tessera().args(["compose", "-c", "api", "-o"]).arg(&missing_dir).arg("-f").arg(app.path()).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot write to"), "{}", String::from_utf8_lossy(&out.stderr));
+    let target = app.path().join("x.wasm");
+    let out = tessera().args(["compose", "-c", "calc", "-o"]).arg(&target).arg("-f").arg(app.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("component `calc` has no dependencies"), "{err}");
+    let out = tessera().args(["compose", "-c", "nope", "-o"]).arg(&target).arg("-f").arg(app.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("the app has no component `nope`"), "{err}");
+    assert!(!target.exists());
+}
+
+#[test]
+fn a_composed_python_dependency_runs_outside_tessera_s_host_refusals() {
+    let Some(wasm) = large_guest("tests/guests/python-calc/calc.wasm", "tests/guests/python-calc/build.sh") else { return };
+    // Its runtime reads the environment and preopens at start: a stand-in that trapped
+    // would break it; these answer empty lists.
+    let dependency = format!(r#""tessera:calc" = {{ path = "{}" }}"#, wasm.display());
+    let app = App::new(&COMPOSED.replace("environment = {", "key_value_stores = [\"default\"]\nenvironment = {").replace("DEPENDENCY", &dependency));
+    let (output, printed) = compose_to_file(&app);
+    assert!(printed.contains("denied: wasi:filesystem/preopens@0.2.9"), "{printed}");
+    let (_alone, server) = serve_alone(&output);
+    assert_eq!(server.get("/add?a=2&b=40").body, "42\n");
+    assert_eq!(server.get("/greeting").body, "no greeting\n");
+    assert!(server.get("/kv").body.contains("AccessDenied"));
+}
+
 fn up_error(dependency: &str) -> String {
     let app = app_with(dependency);
     match Server::try_start(app.path(), &[]) {

@@ -10,6 +10,10 @@
 //! Imports that carry no authority (`wasi:io`, clocks, random, stdio) stay shared.
 #![deny(missing_docs)]
 
+mod seal;
+
+pub use seal::self_contained;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use tessera_manifest::dependencies::{DependencyName, Inherit};
@@ -345,6 +349,12 @@ mod tests {
         assert!(inherited.denied.is_empty());
         let imports = imports_of(&inherited.bytes);
         assert!(!imports.iter().any(|i| i.starts_with(DENIED_PREFIX)) && imports.contains(&"fermyon:spin/key-value@2.0.0".to_string()), "{imports:?}");
+
+        // For other hosts the denied imports are satisfied inside; the parent's stay.
+        let sealed = imports_of(&self_contained(&denied).unwrap());
+        assert!(!sealed.iter().any(|i| i.starts_with(DENIED_PREFIX) || i.starts_with("fermyon:spin/key-value")), "{sealed:?}");
+        assert!(sealed.contains(&"wasi:cli/environment@0.2.12".to_string()), "{sealed:?}");
+        assert_eq!(self_contained(&inherited).unwrap(), inherited.bytes, "nothing denied, nothing to add");
     }
 
     #[test]
