@@ -144,6 +144,14 @@ pub fn compose_component(manifest: &Manifest, id: &str, options: &LoadOptions) -
     compose_dependencies(manifest, id, component, &bytes, options, None)
 }
 
+/// Component `id` composed with its dependencies as one component any host runs (denied
+/// capabilities satisfied inside it, see `tessera_compose::self_contained`): what
+/// `tessera registry push` publishes for a component with dependencies, as Spin does.
+pub fn compose_for_other_hosts(manifest: &Manifest, id: &str, options: &LoadOptions) -> Result<Vec<u8>> {
+    let composed = compose_component(manifest, id, options)?;
+    tessera_compose::self_contained(&composed).with_context(|| format!("component `{id}` cannot be composed for other hosts"))
+}
+
 /// Composes component `id` (its bytes `parent`) with its dependencies, each read from its
 /// file, another component's source or a pinned download, and checked against the trust
 /// policy like any component.

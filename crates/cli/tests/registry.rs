@@ -269,3 +269,76 @@ fn a_url_dependency_is_verified_cached_and_a_mismatch_keeps_nothing() {
     assert!(err.contains("spin.toml:10:18: component `api` dependency `tessera:calc`: cannot fetch") && err.contains(&format!("expected {wrong}, downloaded {}", digest(&calc))) && err.contains("nothing was kept"), "{err}");
     assert_eq!(other.files_in_cache(), Vec::<PathBuf>::new());
 }
+
+/// `api` importing `tessera:calc`, satisfied by component `calc`, with a store granted.
+const COMPOSED_APP: &str = r#"spin_manifest_version = 2
+[application]
+name = "composed"
+[[trigger.http]]
+route = "/..."
+component = "api"
+[component.api]
+source = "{calc_user_guest}"
+key_value_stores = ["default"]
+environment = { GREETING = "hello from api" }
+[component.api.dependencies]
+"tessera:calc" = { component = "calc" }
+[component.calc]
+source = "{calc_guest}"
+"#;
+
+#[test]
+fn an_app_with_dependencies_is_pushed_composed_and_runs_from_its_reference() {
+    let Some(registry) = Registry::start(None) else { return };
+    let app = App::new(COMPOSED_APP);
+    let reference = format!("{}/tessera/composed:v1", registry.host());
+    ok(&Machine::new().run(&["registry", "push", &reference, "-f", app.path().to_str().unwrap(), "-k"]));
+
+    // As Spin pushes it: one component holding its dependency, no dependencies left.
+    let puller = Machine::new();
+    let manifest = PathBuf::from(ok(&puller.run(&["registry", "pull", &reference, "-k"])).trim());
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(!text.contains("dependencies"), "{text}");
+    let pulled = std::fs::read(manifest.parent().unwrap().join("api.wasm")).unwrap();
+    assert_ne!(pulled, std::fs::read(guest("calc_user_guest.wasm")).unwrap(), "the pushed component is the composed one");
+
+    let server = Machine::new().serve(&reference);
+    assert_eq!(server.get("/add?a=2&b=40").body, "42\n");
+    // The dependency still gets nothing of its parent's.
+    assert_eq!(server.get("/greeting").body, "no greeting\n");
+    assert_eq!(server.get("/kv").body, "error: access-denied\n");
+    assert_eq!(server.get("/env").body, "hello from api\n");
+}
+
+#[test]
+fn an_artifact_with_locked_dependencies_runs_composed_at_load() {
+    let Some(registry) = Registry::start(None) else { return };
+    let (api, calc) = (std::fs::read(guest("calc_user_guest.wasm")).unwrap(), std::fs::read(guest("calc_guest.wasm")).unwrap());
+    // What a Spin that did not compose at push wrote: the dependency as a locked source.
+    let locked = serde_json::json!({
+        "spin_lock_version": 0,
+        "metadata": { "name": "deps" },
+        "triggers": [ { "id": "t", "trigger_type": "http", "trigger_config": { "route": "/...", "component": "api" } } ],
+        "components": [ {
+            "id": "api",
+            "source": { "content_type": "application/wasm", "digest": digest(&api) },
+            "env": { "GREETING": "hello from api" },
+            "dependencies": { "tessera:calc": {
+                "source": { "content_type": "application/wasm", "digest": digest(&calc) },
+                "export": null,
+                "inherit": { "Some": ["environment"] }
+            } }
+        } ]
+    })
+    .to_string();
+    push_raw(
+        &registry,
+        "spin/deps",
+        "v1",
+        ("application/vnd.oci.image.config.v1+json", b"{}"),
+        &[("application/vnd.wasm.content.layer.v1+wasm", &api), ("application/vnd.wasm.content.layer.v1+wasm", &calc), ("application/vnd.fermyon.spin.application.v1+config", locked.as_bytes())],
+    );
+    let server = Machine::new().serve(&format!("{}/spin/deps:v1", registry.host()));
+    assert_eq!(server.get("/add?a=2&b=40").body, "42\n");
+    assert_eq!(server.get("/greeting").body, "hello from api\n", "inherit = Some([environment]) is kept");
+}

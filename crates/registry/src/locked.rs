@@ -83,12 +83,41 @@ pub struct LockedComponent {
     /// Component variables (templates over application variables).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
-    /// Component dependencies (composition); not supported by Tessera yet.
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
-    pub dependencies: Map<String, Value>,
+    /// Component dependencies, by manifest key. Tessera (like Spin since 3.x) pushes
+    /// components composed, so this is empty in what it writes; older artifacts have them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dependencies: BTreeMap<String, LockedDependency>,
     /// Features this component needs from its host.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub host_requirements: Map<String, Value>,
+}
+
+/// A dependency as Spin locks it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockedDependency {
+    /// Its component's bytes.
+    pub source: LockedSource,
+    /// The export to use, if not the import's own name.
+    #[serde(default)]
+    pub export: Option<String>,
+    /// What of its parent's configuration it may use.
+    #[serde(default)]
+    pub inherit: LockedInherit,
+}
+
+/// `inherit_configuration` as Spin locks it (`"All"` or `{ "Some": [keys] }`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum LockedInherit {
+    /// Everything.
+    All,
+    /// These keys only (none: deny all).
+    Some(Vec<String>),
+}
+
+impl Default for LockedInherit {
+    fn default() -> Self {
+        Self::Some(Vec::new())
+    }
 }
 
 /// Where a component's bytes are.
@@ -137,8 +166,10 @@ pub struct LockedWithBlobs {
 }
 
 impl LockedApp {
-    /// Locks the app of `manifest`: reads every component and file it names.
-    pub fn from_manifest(manifest: &Manifest, sources: &dyn SourceFetcher) -> Result<LockedWithBlobs> {
+    /// Locks the app of `manifest`: reads every component and file it names. A component
+    /// with dependencies is locked composed with them (as Spin pushes it), so any host runs
+    /// it without a composer.
+    pub fn from_manifest(manifest: &Manifest, sources: std::sync::Arc<dyn SourceFetcher>) -> Result<LockedWithBlobs> {
         let mut metadata = Map::new();
         let app = &manifest.application;
         metadata.insert("name".into(), app.name.clone().into());
@@ -198,9 +229,13 @@ impl LockedApp {
         let mut file_blobs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         let mut components = Vec::new();
         for (id, c) in &manifest.components {
-            let path = sources.fetch(id, &c.source)?;
-            let bytes = std::fs::read(&path)
-                .with_context(|| format!("component `{id}`: cannot read source {}; build it first (`tessera build`)", path.display()))?;
+            let bytes = if c.dependencies.is_empty() {
+                let path = sources.fetch(id, &c.source)?;
+                std::fs::read(&path).with_context(|| format!("component `{id}`: cannot read source {}; build it first (`tessera build`)", path.display()))?
+            } else {
+                let options = tessera_app::LoadOptions { fetcher: Some(sources.clone()), ..Default::default() };
+                tessera_app::compose_for_other_hosts(manifest, id, &options)?
+            };
             let digest = digest_of(&bytes);
             let mut metadata = Map::new();
             if let Some(d) = &c.description {
@@ -239,7 +274,7 @@ impl LockedApp {
                 env: c.environment.clone(),
                 files,
                 config: c.variables.iter().map(|(k, t)| (k.clone(), t.to_string())).collect(),
-                dependencies: Map::new(),
+                dependencies: BTreeMap::new(),
                 host_requirements: Map::new(),
             });
             blobs.push((digest, bytes));
@@ -353,11 +388,32 @@ impl LockedApp {
 
         let mut components = toml::Table::new();
         for c in &self.components {
-            if !c.dependencies.is_empty() {
-                bail!("component `{}` has dependencies (component composition), which Tessera does not support yet", c.id);
-            }
             check_id(&c.id)?;
             let mut table = toml::Table::new();
+            if !c.dependencies.is_empty() {
+                let mut dependencies = toml::Table::new();
+                for (n, (key, dependency)) in c.dependencies.iter().enumerate() {
+                    let digest = dependency.source.content.digest.as_deref().with_context(|| format!("component `{}`: dependency `{key}` has no source digest", c.id))?;
+                    let file = format!("{}-dependency-{}.wasm", c.id, n + 1);
+                    std::fs::write(dir.join(&file), blob(digest)?).with_context(|| format!("cannot write {}", dir.join(&file).display()))?;
+                    let mut entry = toml::Table::new();
+                    entry.insert("path".into(), file.into());
+                    if let Some(export) = &dependency.export {
+                        entry.insert("export".into(), export.clone().into());
+                    }
+                    match &dependency.inherit {
+                        LockedInherit::All => {
+                            entry.insert("inherit_configuration".into(), true.into());
+                        }
+                        LockedInherit::Some(keys) if !keys.is_empty() => {
+                            entry.insert("inherit_configuration".into(), toml::Value::try_from(keys)?);
+                        }
+                        LockedInherit::Some(_) => {}
+                    }
+                    dependencies.insert(key.clone(), entry.into());
+                }
+                table.insert("dependencies".into(), dependencies.into());
+            }
             let source_digest = c.source.content.digest.as_deref().with_context(|| format!("component `{}` has no source digest", c.id))?;
             let wasm = dir.join(format!("{}.wasm", c.id));
             std::fs::write(&wasm, blob(source_digest)?).with_context(|| format!("cannot write {}", wasm.display()))?;

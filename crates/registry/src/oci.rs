@@ -81,7 +81,7 @@ pub struct Pushed {
 /// Pushes the app of `manifest_path` to `reference` in Spin 4.1's layout.
 pub async fn push(reference: &Reference, manifest_path: &Path, options: &RegistryOptions) -> Result<Pushed> {
     let manifest = Manifest::from_file(manifest_path)?;
-    let locked = LockedApp::from_manifest(&manifest, &crate::SourceCache::new(options.clone()))?;
+    let locked = LockedApp::from_manifest(&manifest, std::sync::Arc::new(crate::SourceCache::new(options.clone())))?;
     let locked_json = serde_json::to_vec_pretty(&locked.locked)?;
     let mut layers = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
