@@ -152,9 +152,9 @@ pub fn compose_for_other_hosts(manifest: &Manifest, id: &str, options: &LoadOpti
     tessera_compose::self_contained(&composed).with_context(|| format!("component `{id}` cannot be composed for other hosts"))
 }
 
-/// Composes component `id` (its bytes `parent`) with its dependencies, each read from its
-/// file, another component's source or a pinned download, and checked against the trust
-/// policy like any component.
+/// Composes component `id` (its bytes `parent`) with its dependencies, then wraps it in
+/// its HTTP middleware; each is read from its file, another component's source or a
+/// pinned download, and checked against the trust policy like any component.
 fn compose_dependencies(
     manifest: &Manifest,
     id: &str,
@@ -163,62 +163,96 @@ fn compose_dependencies(
     options: &LoadOptions,
     trust: Option<&TrustPolicy>,
 ) -> Result<tessera_compose::Composed> {
-    use tessera_manifest::dependencies::DependencySource;
     let mut resolved = Vec::new();
     for dependency in &component.dependencies {
-        let key = &dependency.name;
-        let path = match &dependency.source {
-            DependencySource::Path(path) => manifest.dir.join(path),
-            DependencySource::Component(other) => {
-                let other_component = &manifest.components[other];
-                local_source(manifest, other, &other_component.source, dependency.location, options)?
-            }
-            DependencySource::Url { url, digest } => {
-                let source = ComponentSource::Url { url: url.clone(), digest: digest.clone() };
-                local_source(manifest, &format!("{id}` dependency `{key}"), &source, dependency.location, options)?
-            }
-            DependencySource::Registry { .. } => {
-                return Err(located(
-                    manifest,
-                    dependency.location,
-                    format!("component `{id}`: dependency `{key}` comes from a registry by version requirement, which Tessera does not resolve yet"),
-                    "use { path = \"dep.wasm\" }, { url, digest } or { component = \"other-id\" }",
-                ));
-            }
-        };
-        let bytes = std::fs::read(&path).map_err(|e| {
-            located(manifest, dependency.location, format!("component `{id}`: cannot read dependency `{key}` from `{}`: {e}", path.display()), "build the dependency first, or fix its path")
-        })?;
-        if let Some(policy) = trust {
-            let detached = std::fs::read_to_string(signature_path(&path)).ok();
-            let trusted = policy
-                .check(&bytes, detached.as_deref(), options.artifact_signed_by.as_deref())
-                .map_err(|reason| policy.refusal(&format!("{id}` dependency `{key}"), &path, &reason))?;
-            tracing::info!("dependency `{key}` of component `{id}` is signed by trusted key {} ({})", trusted.key, trusted.how);
-        }
-        resolved.push((dependency, bytes));
+        resolved.push((dependency, read_dependency(manifest, id, &dependency.name.to_string(), dependency, options, trust)?));
     }
     let dependencies: Vec<tessera_compose::Dependency<'_>> = resolved
         .iter()
         .map(|(d, bytes)| tessera_compose::Dependency { name: &d.name, bytes, export: d.export.as_deref(), inherit: &d.inherit })
         .collect();
-    let composed = tessera_compose::compose(id, parent, &dependencies).map_err(|e| {
+    let locate = |e: tessera_compose::ComposeError, entries: &[(String, Location)]| {
         use tessera_compose::ComposeError as E;
         let key = match &e {
             E::Unmatched { key, .. } | E::MissingExport { key, .. } | E::Mismatch { key, .. } => Some(key.clone()),
             E::Invalid { dependency, .. } => dependency.clone(),
             E::Conflict { keys, .. } => keys.last().cloned(),
+            E::Middleware { key, .. } => key.clone(),
             E::Encode(_) => None,
         };
-        let at = key
-            .and_then(|k| component.dependencies.iter().find(|d| d.name.to_string() == k))
-            .map_or(component.source_location, |d| d.location);
-        located(manifest, at, format!("component `{id}`: {e}"), "fix the dependency's key, `export` or component so that it provides what the import asks for")
-    })?;
+        let at = key.and_then(|k| entries.iter().find(|(name, _)| *name == k)).map_or(component.source_location, |(_, at)| *at);
+        let hint = match e {
+            tessera_compose::ComposeError::Middleware { key: None, .. } => "build the component as a WASI 0.3 handler (e.g. wasip3's `http::service::export!`), or drop the trigger's middleware",
+            tessera_compose::ComposeError::Middleware { .. } => "point the entry at a middleware component (the wasi:http/middleware world)",
+            _ => "fix the dependency's key, `export` or component so that it provides what the import asks for",
+        };
+        located(manifest, at, format!("component `{id}`: {e}"), hint)
+    };
+    let mut composed = if dependencies.is_empty() {
+        tessera_compose::Composed { bytes: parent.to_vec(), denied: Vec::new(), satisfied: Vec::new() }
+    } else {
+        let entries: Vec<(String, Location)> = component.dependencies.iter().map(|d| (d.name.to_string(), d.location)).collect();
+        tessera_compose::compose(id, parent, &dependencies).map_err(|e| locate(e, &entries))?
+    };
+    if !component.middleware.is_empty() {
+        let mut layers = Vec::new();
+        for (i, layer) in component.middleware.iter().enumerate() {
+            layers.push((layer, read_dependency(manifest, id, &format!("middleware[{i}]"), layer, options, trust)?));
+        }
+        let middleware: Vec<tessera_compose::Dependency<'_>> = layers
+            .iter()
+            .map(|(d, bytes)| tessera_compose::Dependency { name: &d.name, bytes, export: None, inherit: &d.inherit })
+            .collect();
+        let entries: Vec<(String, Location)> = component.middleware.iter().enumerate().map(|(i, d)| (format!("middleware[{i}]"), d.location)).collect();
+        let wrapped = tessera_compose::wrap_in_middleware(id, &composed.bytes, composed.denied, &middleware).map_err(|e| locate(e, &entries))?;
+        composed = tessera_compose::Composed { satisfied: [composed.satisfied, wrapped.satisfied].concat(), ..wrapped };
+    }
     for (import, key) in &composed.satisfied {
-        tracing::debug!("component `{id}`: import `{import}` is satisfied by dependency `{key}`");
+        tracing::debug!("component `{id}`: import `{import}` is satisfied by `{key}`");
     }
     Ok(composed)
+}
+
+/// The bytes of dependency (or middleware) `key`, checked against the trust policy.
+fn read_dependency(
+    manifest: &Manifest,
+    id: &str,
+    key: &str,
+    dependency: &tessera_manifest::dependencies::Dependency,
+    options: &LoadOptions,
+    trust: Option<&TrustPolicy>,
+) -> Result<Vec<u8>> {
+    use tessera_manifest::dependencies::DependencySource;
+    let path = match &dependency.source {
+        DependencySource::Path(path) => manifest.dir.join(path),
+        DependencySource::Component(other) => {
+            let other_component = &manifest.components[other];
+            local_source(manifest, other, &other_component.source, dependency.location, options)?
+        }
+        DependencySource::Url { url, digest } => {
+            let source = ComponentSource::Url { url: url.clone(), digest: digest.clone() };
+            local_source(manifest, &format!("{id}` dependency `{key}"), &source, dependency.location, options)?
+        }
+        DependencySource::Registry { .. } => {
+            return Err(located(
+                manifest,
+                dependency.location,
+                format!("component `{id}`: dependency `{key}` comes from a registry by version requirement, which Tessera does not resolve yet"),
+                "use { path = \"dep.wasm\" }, { url, digest } or { component = \"other-id\" }",
+            ));
+        }
+    };
+    let bytes = std::fs::read(&path).map_err(|e| {
+        located(manifest, dependency.location, format!("component `{id}`: cannot read dependency `{key}` from `{}`: {e}", path.display()), "build the dependency first, or fix its path")
+    })?;
+    if let Some(policy) = trust {
+        let detached = std::fs::read_to_string(signature_path(&path)).ok();
+        let trusted = policy
+            .check(&bytes, detached.as_deref(), options.artifact_signed_by.as_deref())
+            .map_err(|reason| policy.refusal(&format!("{id}` dependency `{key}"), &path, &reason))?;
+        tracing::info!("dependency `{key}` of component `{id}` is signed by trusted key {} ({})", trusted.key, trusted.how);
+    }
+    Ok(bytes)
 }
 
 /// An error at a place in the app's manifest.
@@ -280,7 +314,7 @@ impl LoadedApp {
                     .map_err(|reason| policy.refusal(id, &source, &reason))?;
                 tracing::info!("component `{id}` is signed by trusted key {} ({})", trusted.key, trusted.how);
             }
-            let (bytes, denied) = if c.dependencies.is_empty() {
+            let (bytes, denied) = if c.dependencies.is_empty() && c.middleware.is_empty() {
                 (bytes, Vec::new())
             } else {
                 let composed = compose_dependencies(&manifest, id, c, &bytes, options, trust.as_ref())?;

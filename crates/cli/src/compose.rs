@@ -27,10 +27,10 @@ pub fn run(args: ComposeArgs) -> Result<()> {
     let id = match args.component {
         Some(id) => id,
         None => {
-            let composed: Vec<&String> = manifest.components.iter().filter(|(_, c)| !c.dependencies.is_empty()).map(|(id, _)| id).collect();
+            let composed: Vec<&String> = manifest.components.iter().filter(|(_, c)| !c.dependencies.is_empty() || !c.middleware.is_empty()).map(|(id, _)| id).collect();
             match composed.as_slice() {
                 [one] => one.to_string(),
-                [] => bail!("no component of this app has dependencies; name one with -c ID to write it as it is"),
+                [] => bail!("no component of this app has dependencies or middleware: each source is already a whole program"),
                 many => bail!("several components have dependencies ({}); name one with -c ID", many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
             }
         }
@@ -40,7 +40,7 @@ pub fn run(args: ComposeArgs) -> Result<()> {
         ..Default::default()
     };
     let component = manifest.components.get(&id).with_context(|| format!("the app has no component `{id}`"))?;
-    if component.dependencies.is_empty() {
+    if component.dependencies.is_empty() && component.middleware.is_empty() {
         bail!("component `{id}` has no dependencies: its source is already the whole program");
     }
     let composed = tessera_app::compose_component(&manifest, &id, &options)?;

@@ -103,6 +103,15 @@ pub enum ComposeError {
         /// Why, from the type checker.
         reason: String,
     },
+    /// HTTP middleware cannot wrap the handler, or a layer is not middleware.
+    Middleware {
+        /// `middleware[i]`, or `None` for the handler itself.
+        key: Option<String>,
+        /// What it imports.
+        imports: Vec<String>,
+        /// What it exports.
+        exports: Vec<String>,
+    },
     /// The composed result could not be encoded.
     Encode(String),
 }
@@ -124,6 +133,17 @@ impl fmt::Display for ComposeError {
             Self::Mismatch { key, import, export, reason } => {
                 write!(f, "dependency `{key}`: its export `{export}` does not fit the component's import `{import}`: {reason}")
             }
+            Self::Middleware { key: None, exports, .. } => write!(
+                f,
+                "middleware wraps {MIDDLEWARE_INTERFACE} handlers (WASI 0.3, as in Spin), and the component exports {}",
+                list(exports)
+            ),
+            Self::Middleware { key: Some(key), imports, exports } => write!(
+                f,
+                "{key} is not HTTP middleware: it must import and export {MIDDLEWARE_INTERFACE} (it imports {}; it exports {})",
+                list(imports),
+                list(exports)
+            ),
             Self::Encode(reason) => write!(f, "the composed component could not be encoded: {reason}"),
         }
     }
@@ -211,7 +231,7 @@ pub fn compose(id: &str, parent: &[u8], dependencies: &[Dependency<'_>]) -> Resu
         let instance = match instances[i] {
             Some(node) => node,
             None => {
-                let node = instantiate_dependency(&mut graph, i, dependency, &mut denied)?;
+                let node = instantiate_dependency(&mut graph, i, key.clone(), dependency, &mut denied)?;
                 instances[i] = Some(node);
                 node
             }
@@ -237,15 +257,62 @@ pub fn compose(id: &str, parent: &[u8], dependencies: &[Dependency<'_>]) -> Resu
     Ok(Composed { bytes, denied, satisfied })
 }
 
+/// The interface HTTP middleware imports (the next handler) and exports.
+pub const MIDDLEWARE_INTERFACE: &str = "wasi:http/handler@0.3.0";
+
+/// Wraps `handler` (component `id`, already composed with its dependencies, whose denied
+/// imports are `denied`) in `middleware`, outermost first, as Spin chains it: each
+/// middleware's `wasi:http/handler@0.3.0` import is the next one's export, the last one's
+/// is the handler's, and the result exports the outermost's. Middleware is denied its
+/// parent's capabilities like any dependency; its refusals are named `middleware[i]`.
+pub fn wrap_in_middleware(id: &str, handler: &[u8], denied: Vec<DeniedImport>, middleware: &[Dependency<'_>]) -> Result<Composed, ComposeError> {
+    let mut graph = CompositionGraph::new();
+    let package = Package::from_bytes(&format!("tessera:{id}"), None, handler.to_vec(), graph.types_mut())
+        .map_err(|e| ComposeError::Invalid { dependency: None, reason: format!("{e:#}") })?;
+    let package = graph.register_package(package).map_err(|e| ComposeError::Encode(e.to_string()))?;
+    let exports: Vec<String> = graph.types()[graph[package].ty()].exports.keys().cloned().collect();
+    if !exports.iter().any(|e| e == MIDDLEWARE_INTERFACE) {
+        return Err(ComposeError::Middleware { key: None, imports: Vec::new(), exports });
+    }
+    let mut denied = denied;
+    let handler = graph.instantiate(package);
+    let mut next = graph.alias_instance_export(handler, MIDDLEWARE_INTERFACE).map_err(|e| ComposeError::Encode(error_chain(&e)))?;
+    let mut satisfied = Vec::new();
+    for (i, layer) in middleware.iter().enumerate().rev() {
+        let key = format!("middleware[{i}]");
+        let instance = instantiate_dependency(&mut graph, i, key.clone(), layer, &mut denied)?;
+        let (imports, exports) = world_of(&graph, instance);
+        if !imports.iter().any(|n| n == MIDDLEWARE_INTERFACE) || !exports.iter().any(|n| n == MIDDLEWARE_INTERFACE) {
+            return Err(ComposeError::Middleware { key: Some(key), imports, exports });
+        }
+        graph.set_instantiation_argument(instance, MIDDLEWARE_INTERFACE, next).map_err(|e| ComposeError::Mismatch {
+            key: key.clone(),
+            import: MIDDLEWARE_INTERFACE.into(),
+            export: format!("the {} of the next layer", MIDDLEWARE_INTERFACE),
+            reason: error_chain(&e),
+        })?;
+        next = graph.alias_instance_export(instance, MIDDLEWARE_INTERFACE).map_err(|_| ComposeError::MissingExport {
+            key: key.clone(),
+            export: MIDDLEWARE_INTERFACE.into(),
+            exports: exports_of(&graph, instance),
+        })?;
+        satisfied.push((format!("{MIDDLEWARE_INTERFACE} (wraps {})", if i + 1 == middleware.len() { format!("component {id}") } else { format!("middleware[{}]", i + 1) }), key));
+    }
+    satisfied.reverse();
+    graph.export(next, MIDDLEWARE_INTERFACE).map_err(|e| ComposeError::Encode(error_chain(&e)))?;
+    let bytes = graph.encode(EncodeOptions::default()).map_err(|e| ComposeError::Encode(error_chain(&e)))?;
+    Ok(Composed { bytes, denied, satisfied })
+}
+
 /// Instantiates dependency `index`, giving each capability import it may not inherit a
 /// private import of its own.
 fn instantiate_dependency(
     graph: &mut CompositionGraph,
     index: usize,
+    key: String,
     dependency: &Dependency<'_>,
     denied: &mut Vec<DeniedImport>,
 ) -> Result<NodeId, ComposeError> {
-    let key = dependency.name.to_string();
     let package = Package::from_bytes(&format!("tessera:dependency-{index}"), None, dependency.bytes.to_vec(), graph.types_mut())
         .map_err(|e| ComposeError::Invalid { dependency: Some(key.clone()), reason: format!("{e:#}") })?;
     let package = graph.register_package(package).map_err(|e| ComposeError::Encode(e.to_string()))?;
@@ -285,6 +352,17 @@ fn instantiate_dependency(
         denied.push(DeniedImport { import: private, interface: name, dependency: key.clone(), inherit_key });
     }
     Ok(instance)
+}
+
+/// The imports and exports of an instance's package.
+fn world_of(graph: &CompositionGraph, instance: NodeId) -> (Vec<String>, Vec<String>) {
+    match graph[instance].package() {
+        Some(package) => {
+            let world = &graph.types()[graph[package].ty()];
+            (world.imports.keys().cloned().collect(), world.exports.keys().cloned().collect())
+        }
+        None => (Vec::new(), Vec::new()),
+    }
 }
 
 fn exports_of(graph: &CompositionGraph, instance: NodeId) -> Vec<String> {

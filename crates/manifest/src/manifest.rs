@@ -228,7 +228,14 @@ pub struct Component {
     pub build: Option<Build>,
     /// `dependencies`: what satisfies its imports, in key order.
     pub dependencies: Vec<Dependency>,
+    /// HTTP middleware around it, outermost first (from its trigger's
+    /// `dependencies.middleware`; a component two triggers share with different
+    /// middleware is split into one per trigger, as Spin does).
+    pub middleware: Vec<Dependency>,
 }
+
+/// The interface a middleware imports (the next handler) and exports.
+pub const MIDDLEWARE_INTERFACE: &str = "wasi:http/handler@0.3.0";
 
 /// One `files` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -370,7 +377,14 @@ struct RawHttpTrigger {
     static_response: Option<Spanned<RawStaticResponse>>,
     executor: Option<Spanned<toml::Value>>,
     components: Unsupported,
-    dependencies: Unsupported,
+    dependencies: Option<Spanned<RawTriggerDependencies>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTriggerDependencies {
+    #[serde(default)]
+    middleware: Vec<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -477,6 +491,7 @@ impl Manifest {
             sqlite_databases: Vec::new(),
             build: None,
             dependencies: Vec::new(),
+            middleware: Vec::new(),
         };
         Self {
             path: path.to_path_buf(),
@@ -612,8 +627,7 @@ impl Validator<'_> {
             self.unsupported(&triggers.mqtt, "trigger.mqtt", not_yet)?;
             self.unsupported(&triggers.sqs, "trigger.sqs", not_yet)?;
             for (index, trigger) in triggers.http.into_iter().enumerate() {
-                let t = self.http_trigger(index, trigger, &mut components, &variables)?;
-                http_triggers.push(t);
+                http_triggers.push(self.http_trigger(index, trigger, &mut components, &variables)?);
             }
             for (index, trigger) in triggers.redis.into_iter().enumerate() {
                 let span = trigger.span();
@@ -645,6 +659,15 @@ impl Validator<'_> {
                 command_triggers.push(CommandTrigger { id, component, location: self.loc(&span) });
             }
         }
+        let others: Vec<String> = redis_triggers
+            .iter()
+            .map(|t: &RedisTrigger| t.component.clone())
+            .chain(cron_triggers.iter().map(|t: &CronTrigger| t.component.clone()))
+            .chain(command_triggers.iter().map(|t: &CommandTrigger| t.component.clone()))
+            .collect();
+        let others: Vec<&str> = others.iter().map(String::as_str).collect();
+        self.attach_middleware(&mut http_triggers, &mut components, &others)?;
+        let http_triggers: Vec<HttpTrigger> = http_triggers.into_iter().map(|(t, _)| t).collect();
         if http_triggers.is_empty() && redis_triggers.is_empty() && cron_triggers.is_empty() && command_triggers.is_empty() {
             return Err(ManifestError::whole_file(self.src.path(), "the manifest has no triggers: nothing to run")
                 .with_hint("add [[trigger.http]] with a route and a component (or a redis, cron or command trigger)"));
@@ -690,9 +713,10 @@ impl Validator<'_> {
     /// grants or dependencies of its own (they would not apply once it is composed).
     fn check_component_dependencies(&self, components: &BTreeMap<String, Component>) -> Result<(), ManifestError> {
         for (id, component) in components {
-            for dependency in &component.dependencies {
+            let middleware = component.middleware.iter().enumerate().map(|(i, d)| (format!("the middleware[{i}] of component `{id}`"), d));
+            let dependencies = component.dependencies.iter().map(|d| (format!("component.{id}.dependencies.\"{}\"", d.name), d));
+            for (key, dependency) in dependencies.chain(middleware) {
                 let DependencySource::Component(other) = &dependency.source else { continue };
-                let key = format!("component.{id}.dependencies.\"{}\"", dependency.name);
                 let Some(target) = components.get(other) else {
                     let known: Vec<&str> = components.keys().map(String::as_str).collect();
                     return Err(ManifestError::at(self.src.path(), dependency.location, format!("{key}: the app has no component `{other}`"), &format!("name one of: {}", known.join(", "))));
@@ -797,11 +821,10 @@ impl Validator<'_> {
         trigger: Spanned<RawHttpTrigger>,
         components: &mut BTreeMap<String, Component>,
         variables: &BTreeMap<String, Variable>,
-    ) -> Result<HttpTrigger, ManifestError> {
+    ) -> Result<(HttpTrigger, Vec<Dependency>), ManifestError> {
         let span = trigger.span();
         let t = trigger.into_inner();
         self.unsupported(&t.components, "trigger.http.components", "use a single `component`")?;
-        self.unsupported(&t.dependencies, "trigger.http.dependencies", "remove it")?;
         if let Some(exec) = &t.executor {
             let kind = exec.get_ref().get("type").and_then(|v| v.as_str());
             if kind != Some("http") {
@@ -830,7 +853,58 @@ impl Validator<'_> {
             }
             (Some(c), None) => HttpTarget::Component(self.trigger_component(&id, "http", Some(c), span.clone(), components, variables)?),
         };
-        Ok(HttpTrigger { id, route, target, location: route_loc })
+        let middleware = match (t.dependencies, &target) {
+            (None, _) => Vec::new(),
+            (Some(d), HttpTarget::Static(_)) => return Err(self.err(d.span(), "a static response has no handler for middleware to wrap", "remove dependencies, or serve a component")),
+            (Some(d), HttpTarget::Component(primary)) => self.middleware(primary, &d.into_inner().middleware)?,
+        };
+        Ok((HttpTrigger { id, route, target, location: route_loc }, middleware))
+    }
+
+    /// `dependencies.middleware = [...]` of an HTTP trigger: entries of the dependency
+    /// forms, outermost first, each importing and exporting `wasi:http/handler@0.3.0`.
+    fn middleware(&self, primary: &str, entries: &[Spanned<toml::Value>]) -> Result<Vec<Dependency>, ManifestError> {
+        let mut middleware = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let key = format!("trigger.http.dependencies.middleware[{i}]");
+            if !entry.get_ref().is_table() {
+                return Err(self.err(entry.span(), format!("{key} must be a table"), "write { component = \"auth\" }, { path = \"mw.wasm\" } or { url, digest }"));
+            }
+            if entry.get_ref().get("export").is_some() {
+                return Err(self.err(entry.span(), format!("{key}: a middleware takes no `export`"), &format!("middleware is chained through {MIDDLEWARE_INTERFACE}; remove `export`")));
+            }
+            let name = DependencyName::parse(MIDDLEWARE_INTERFACE).expect("a valid interface name");
+            middleware.push(self.dependency(primary, &key, name, entry)?);
+        }
+        Ok(middleware)
+    }
+
+    /// Moves each HTTP trigger's middleware to its component, splitting a component that
+    /// other triggers also use into one of its own for this trigger (`<id>-<trigger id>`).
+    fn attach_middleware(&self, triggers: &mut [(HttpTrigger, Vec<Dependency>)], components: &mut BTreeMap<String, Component>, others: &[&str]) -> Result<(), ManifestError> {
+        let uses = |id: &str, triggers: &[(HttpTrigger, Vec<Dependency>)]| {
+            triggers.iter().filter(|(t, _)| matches!(&t.target, HttpTarget::Component(c) if c == id)).count() + others.iter().filter(|o| **o == id).count()
+        };
+        for i in 0..triggers.len() {
+            if triggers[i].1.is_empty() {
+                continue;
+            }
+            let HttpTarget::Component(primary) = triggers[i].0.target.clone() else { continue };
+            let id = if uses(&primary, triggers) > 1 {
+                let split = format!("{primary}-{}", triggers[i].0.id);
+                if components.contains_key(&split) {
+                    return Err(ManifestError::at(self.src.path(), triggers[i].0.location, format!("component `{primary}` needs a copy of its own for this trigger's middleware, but `{split}` is taken"), "give the trigger another `id`"));
+                }
+                let copy = components[&primary].clone();
+                components.insert(split.clone(), copy);
+                triggers[i].0.target = HttpTarget::Component(split.clone());
+                split
+            } else {
+                primary
+            };
+            components.get_mut(&id).expect("the trigger's component exists").middleware = std::mem::take(&mut triggers[i].1);
+        }
+        Ok(())
     }
 
     /// The component a trigger names: an id of a defined component, or an inline table,
@@ -1030,6 +1104,7 @@ impl Validator<'_> {
             variables: config,
             build,
             dependencies,
+            middleware: Vec::new(),
         })
     }
 
@@ -1046,7 +1121,8 @@ impl Validator<'_> {
             let at = key.span().start..value.span().end;
             let name = DependencyName::parse(key.get_ref())
                 .map_err(|e| self.err(key.span(), format!("component.{id}.dependencies: {e}"), "name an import: \"ns:pkg\", \"ns:pkg/interface\", \"ns:pkg/interface@1.0.0\" or a plain \"name\""))?;
-            let dependency = self.dependency(id, name, value)?;
+            let key = format!("component.{id}.dependencies.\"{name}\"");
+            let dependency = self.dependency(id, &key, name, value)?;
             if let (Some(all), true) = (inherit_all, raw_has(value, "inherit_configuration")) {
                 return Err(self.err(
                     at,
@@ -1076,9 +1152,8 @@ impl Validator<'_> {
         Ok(dependencies)
     }
 
-    fn dependency(&self, id: &str, name: DependencyName, value: &Spanned<toml::Value>) -> Result<Dependency, ManifestError> {
+    fn dependency(&self, id: &str, key: &str, name: DependencyName, value: &Spanned<toml::Value>) -> Result<Dependency, ManifestError> {
         let span = value.span();
-        let key = format!("component.{id}.dependencies.\"{name}\"");
         let location = self.loc(&span);
         let table = match value.get_ref() {
             toml::Value::String(version) => {

@@ -229,7 +229,7 @@ impl LockedApp {
         let mut file_blobs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         let mut components = Vec::new();
         for (id, c) in &manifest.components {
-            let bytes = if c.dependencies.is_empty() {
+            let bytes = if c.dependencies.is_empty() && c.middleware.is_empty() {
                 let path = sources.fetch(id, &c.source)?;
                 std::fs::read(&path).with_context(|| format!("component `{id}`: cannot read source {}; build it first (`tessera build`)", path.display()))?
             } else {

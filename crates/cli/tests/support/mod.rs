@@ -68,6 +68,7 @@ impl App {
             .replace("{http_guest}", &guest("http_guest.wasm").display().to_string())
             .replace("{hostile_guest}", &guest("hostile_guest.wasm").display().to_string())
             .replace("{p3_guest}", &guest("p3_guest.wasm").display().to_string())
+            .replace("{middleware_guest}", &guest("middleware_guest.wasm").display().to_string())
             .replace("{spin_guest}", &guest("spin_guest.wasm").display().to_string())
             .replace("{spin3_guest}", &guest("spin3_guest.wasm").display().to_string())
             .replace("{wasi_guest}", &guest("wasi_guest.wasm").display().to_string())
@@ -324,11 +325,13 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&
         Err(e) => panic!("{method} {url}: {e}"),
     };
     let status = resp.status();
-    let headers = resp
-        .headers_names()
+    // A header sent several times comes back once, its values joined by ", ".
+    let mut names = resp.headers_names();
+    names.dedup();
+    let headers = names
         .into_iter()
         .map(|n| {
-            let v = resp.header(&n).unwrap_or_default().to_string();
+            let v = resp.all(&n).join(", ");
             (n, v)
         })
         .collect();

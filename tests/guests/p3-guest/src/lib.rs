@@ -1,6 +1,7 @@
 //! A WASI 0.3 (`wasi:http/handler@0.3.0`) component: answers with its method, path and
 //! the `spin-path-info` header, to show the handler and Spin headers reach it. A path
-//! ending in `/trap` panics instead, one ending in `/spin` loops forever.
+//! ending in `/trap` panics instead, one ending in `/spin` loops forever; one ending in
+//! `/chain` answers the `x-chain` values the request arrived with (middleware order).
 
 use wasip3::http::types::{ErrorCode, Fields, Request, Response};
 use wasip3::{wit_bindgen, wit_future, wit_stream};
@@ -28,7 +29,12 @@ impl wasip3::exports::http::handler::Guest for Handler {
             .first()
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_default();
-        let text = format!("hello from WASI 0.3: path={path} path-info={info}\n");
+        let text = if path.ends_with("/chain") {
+            let chain: Vec<String> = request.get_headers().get("x-chain").iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+            format!("handler saw x-chain={}\n", chain.join(","))
+        } else {
+            format!("hello from WASI 0.3: path={path} path-info={info}\n")
+        };
         let (mut body_tx, body_rx) = wit_stream::new();
         let (trailers_tx, trailers_rx) = wit_future::new(|| Ok(None));
         let (response, _result) = Response::new(Fields::new(), Some(body_rx), trailers_rx);
