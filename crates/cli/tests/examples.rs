@@ -121,3 +121,45 @@ fn rust_sqlite_keeps_todos_in_the_default_database() {
     assert_eq!(server.get("/todos").body, "", "a new database file");
     assert!(dir.path().join("data/todos.db").is_file());
 }
+
+#[test]
+fn users_api_is_a_rust_api_on_a_python_database_that_survives_a_restart() {
+    let Some(db) = built("users-api", "db/db.wasm") else { return };
+    let api = repo_root().join("examples/users-api/api/target/wasm32-wasip2/release/users_api.wasm");
+    assert!(api.is_file(), "run scripts/build-guests.sh first: {} is missing", api.display());
+    // The example's manifest as it is, its sources found where they were built.
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = std::fs::read_to_string(repo_root().join("examples/users-api/spin.toml"))
+        .unwrap()
+        .replace("api/target/wasm32-wasip2/release/users_api.wasm", &api.display().to_string())
+        .replace("db/db.wasm", &db.display().to_string());
+    std::fs::write(dir.path().join("spin.toml"), manifest).unwrap();
+    let json = [("content-type", "application/json")];
+    let server = Server::start(dir.path(), &[]);
+    let r = request("POST", &server.url("/users"), &json, Some(br#"{"email": "ada@example.com"}"#));
+    assert_eq!((r.status, r.body.as_str(), r.header("location")), (201, r#"{"id":1}"#, Some("/users/1")));
+    let r = request("POST", &server.url("/users"), &json, Some(br#"{"email": "ada@example.com"}"#));
+    assert_eq!((r.status, r.body.as_str()), (400, r#"{"error":"`ada@example.com` is taken"}"#));
+    let r = request("POST", &server.url("/users"), &json, Some(br#"{"email": "not an address"}"#));
+    assert_eq!(r.status, 400);
+    assert_eq!(server.get("/users/2").status, 404);
+    drop(server);
+
+    let server = Server::start(dir.path(), &[]);
+    let r = server.get("/users/1");
+    assert_eq!(r.status, 200);
+    let user: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!((user["id"].as_u64(), user["email"].as_str()), (Some(1), Some("ada@example.com")));
+    assert!(user["created_at"].as_str().is_some_and(|t| t.len() == 20 && t.ends_with('Z')), "{user}");
+    assert!(dir.path().join(".spin/sqlite_db.db").is_file(), "the parent's default database");
+
+    // Without the inherited grant the Python database gets SQLite's own access-denied.
+    drop(server);
+    let manifest = std::fs::read_to_string(dir.path().join("spin.toml")).unwrap().replace(", inherit_configuration = [\"sqlite_databases\"]", "");
+    std::fs::write(dir.path().join("spin.toml"), manifest).unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let r = server.get("/users/1");
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("the database is unavailable") && r.body.contains("AccessDenied"), "{}", r.body);
+    server.wait_for_log("inherit_configuration = [\"sqlite_databases\"]");
+}

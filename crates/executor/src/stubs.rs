@@ -134,21 +134,24 @@ fn resources_of_earlier_imports(component: &Component, name: &str) -> Vec<Resour
 }
 
 /// Refuses one call. The log gets the 1st, 2nd, 4th, 8th... refusal of each function, so
-/// a dependency calling in a loop cannot flood it.
+/// a dependency calling in a loop cannot flood it: as a warning when the dependency sees
+/// an error or a trap, as information when it sees nothing there (an empty environment or
+/// list of preopens, which language runtimes read on every call).
 fn refuse(why: &str, refusals: &AtomicU64, ty: &ComponentFunc, results: &mut [Val]) -> wasmtime::Result<()> {
+    let answer = ty.results().next().and_then(|result| refusal(&result, why));
     let n = refusals.fetch_add(1, Ordering::Relaxed) + 1;
     if n.is_power_of_two() {
-        tracing::warn!("{why}{}", if n > 1 { format!(" ({n} times so far)") } else { String::new() });
+        let times = if n > 1 { format!(" ({n} times so far)") } else { String::new() };
+        match &answer {
+            Some(Val::List(_) | Val::Option(_)) => tracing::info!("{why}{times}"),
+            _ => tracing::warn!("{why}{times}"),
+        }
     }
-    let mut types = ty.results();
-    match (types.next(), results.first_mut()) {
-        (Some(result), Some(slot)) => match refusal(&result, why) {
-            Some(value) => {
-                *slot = value;
-                Ok(())
-            }
-            None => Err(wasmtime::format_err!("{why}")),
-        },
+    match (answer, results.first_mut()) {
+        (Some(value), Some(slot)) => {
+            *slot = value;
+            Ok(())
+        }
         _ => Err(wasmtime::format_err!("{why}")),
     }
 }
