@@ -163,3 +163,18 @@ fn users_api_is_a_rust_api_on_a_python_database_that_survives_a_restart() {
     assert!(r.body.contains("the database is unavailable") && r.body.contains("AccessDenied"), "{}", r.body);
     server.wait_for_log("inherit_configuration = [\"sqlite_databases\"]");
 }
+
+#[test]
+fn calculator_is_a_javascript_front_end_calling_rust() {
+    let Some(_) = built("calculator", "frontend/frontend.wasm") else { return };
+    let calculator = repo_root().join("examples/calculator/calculator/target/wasm32-wasip2/release/calculator.wasm");
+    assert!(calculator.is_file(), "run scripts/build-guests.sh first: {} is missing", calculator.display());
+    let server = serve_example("calculator");
+    assert_eq!(server.get("/add?a=2&b=40").body, "42\n");
+    assert_eq!(server.get("/add?a=-5&b=3").body, "-2\n");
+    assert_eq!(server.get("/multiply?a=6&b=7").body, "42\n");
+    // The calculator's `result` error crosses as an exception with its message.
+    let r = server.get("/multiply?a=65536&b=65536");
+    assert_eq!((r.status, r.body.as_str()), (422, "65536 × 65536 does not fit in 32 bits\n"));
+    assert_eq!(server.get("/add?a=x&b=1").status, 400);
+}
