@@ -23,7 +23,7 @@ rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add was
 echo "== test guests"
 (cd tests/guests && cargo build --locked --target wasm32-wasip2 --release -q)
 
-for ex in spin-rust-router rust-sqlite users-api/api calculator/calculator; do
+for ex in spin-rust-router rust-sqlite users-api/api calculator/calculator http-middleware/auth; do
   echo "== examples/$ex"
   (cd "examples/$ex" && cargo build --locked --target wasm32-wasip2 --release -q)
 done
@@ -51,6 +51,8 @@ if $all; then
   done
   echo "== examples/users-api/db (componentize-py)"
   examples/users-api/db/build.sh
+  echo "== examples/http-middleware/app (Python Spin SDK)"
+  examples/http-middleware/app/build.sh
   echo "== examples/calculator/frontend (componentize-js)"
   examples/calculator/frontend/build.sh
   echo "== tests/guests/js-calc (componentize-js)"

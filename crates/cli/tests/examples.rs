@@ -178,3 +178,33 @@ fn calculator_is_a_javascript_front_end_calling_rust() {
     assert_eq!((r.status, r.body.as_str()), (422, "65536 × 65536 does not fit in 32 bits\n"));
     assert_eq!(server.get("/add?a=x&b=1").status, 400);
 }
+
+#[test]
+fn http_middleware_lets_only_bearers_of_the_token_reach_the_python_app() {
+    let Some(_) = built("http-middleware", "app/app.wasm") else { return };
+    let auth = repo_root().join("examples/http-middleware/auth/target/wasm32-wasip2/release/auth_middleware.wasm");
+    assert!(auth.is_file(), "run scripts/build-guests.sh first: {} is missing", auth.display());
+    let server = serve_example("http-middleware");
+    let r = server.get("/hi");
+    assert_eq!((r.status, r.body.as_str(), r.header("www-authenticate")), (401, "missing or wrong bearer token\n", Some("Bearer")));
+    let r = request("GET", &server.url("/hi"), &[("authorization", "Bearer let-me-in")], None);
+    assert_eq!((r.status, r.body.as_str()), (200, "Hello, authenticated caller! You asked for /hi\n"));
+    let r = request("GET", &server.url("/hi"), &[("authorization", "Bearer guess"), ("x-authenticated", "yes")], None);
+    assert_eq!(r.status, 401, "a forged mark does not get past the middleware");
+    drop(server);
+
+    // Without the inherited environment the middleware has no token: it refuses everyone.
+    let dir = tempfile::tempdir().unwrap();
+    let example = repo_root().join("examples/http-middleware");
+    let manifest = std::fs::read_to_string(example.join("spin.toml"))
+        .unwrap()
+        .replace(", inherit_configuration = [\"environment\"]", "")
+        .replace("source = \"app/", &format!("source = \"{}/app/", example.display()))
+        .replace("source = \"auth/", &format!("source = \"{}/auth/", example.display()));
+    std::fs::write(dir.path().join("spin.toml"), manifest).unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let r = request("GET", &server.url("/hi"), &[("authorization", "Bearer let-me-in")], None);
+    assert_eq!(r.status, 401);
+    let log = server.wait_for_log("get-environment`: denied");
+    assert!(log.contains("dependency `middleware[0]` of component `hello`") && log.contains("inherit_configuration = [\"environment\"]"), "{log}");
+}
