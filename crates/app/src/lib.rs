@@ -233,13 +233,16 @@ fn read_dependency(
             let source = ComponentSource::Url { url: url.clone(), digest: digest.clone() };
             local_source(manifest, &format!("{id}` dependency `{key}"), &source, dependency.location, options)?
         }
-        DependencySource::Registry { .. } => {
-            return Err(located(
-                manifest,
-                dependency.location,
-                format!("component `{id}`: dependency `{key}` comes from a registry by version requirement, which Tessera does not resolve yet"),
-                "use { path = \"dep.wasm\" }, { url, digest } or { component = \"other-id\" }",
-            ));
+        DependencySource::Registry { version, registry, package } => {
+            let package = match (package, &dependency.name) {
+                (Some(p), _) => p.clone(),
+                (None, tessera_manifest::dependencies::DependencyName::Package(p)) => p.package.clone(),
+                (None, tessera_manifest::dependencies::DependencyName::Plain(_)) => {
+                    return Err(located(manifest, dependency.location, format!("component `{id}`: dependency `{key}` names no package to fetch"), "add package = \"ns:pkg\""));
+                }
+            };
+            let source = ComponentSource::Package { registry: registry.clone(), package, version: version.clone() };
+            local_source(manifest, &format!("{id}` dependency `{key}"), &source, dependency.location, options)?
         }
     };
     let bytes = std::fs::read(&path).map_err(|e| {

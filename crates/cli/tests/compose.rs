@@ -180,7 +180,7 @@ fn dependencies_that_do_not_fit_are_load_errors_at_their_place() {
     let e = up_error(r#""tessera:calc/calculator" = { path = "missing.wasm" }"#);
     assert!(e.contains("spin.toml:11:29") && e.contains("cannot read dependency `tessera:calc/calculator`"), "{e}");
     let e = up_error(r#""tessera:calc" = ">=0.1.0""#);
-    assert!(e.contains("spin.toml:11:18") && e.contains("does not resolve yet"), "{e}");
+    assert!(e.contains("spin.toml:11:18") && e.contains("no registry for package `tessera:calc`: add registry = "), "{e}");
 }
 
 #[test]

@@ -342,3 +342,39 @@ fn an_artifact_with_locked_dependencies_runs_composed_at_load() {
     assert_eq!(server.get("/add?a=2&b=40").body, "42\n");
     assert_eq!(server.get("/greeting").body, "hello from api\n", "inherit = Some([environment]) is kept");
 }
+
+#[test]
+fn a_registry_dependency_resolves_its_version_requirement_to_the_highest_match() {
+    let Some(registry) = Registry::start(None) else { return };
+    let calc = std::fs::read(guest("calc_guest.wasm")).unwrap();
+    for tag in ["0.1.0", "0.2.0", "1.0.0", "not-a-version"] {
+        push_raw(&registry, "tessera/calc", tag, ("application/vnd.wasm.config.v0+json", b"{}"), &[("application/wasm", &calc)]);
+    }
+    let with_dependency = |dependency: &str| {
+        App::new(&format!(
+            "spin_manifest_version = 2\n[application]\nname = \"composed\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"api\"\n[component.api]\nsource = \"{{calc_user_guest}}\"\n[component.api.dependencies]\n{dependency}\n"
+        ))
+    };
+    let machine = Machine::new();
+    let app = with_dependency(&format!("\"tessera:calc\" = {{ version = \">=0.1.0, <1.0.0\", registry = \"{}\" }}", registry.host()));
+    let server = Server::start_with(machine.command(), app.path(), &["-k"]);
+    assert_eq!(server.get("/add?a=2&b=40").body, "42\n");
+    assert!(server.stderr.lock().unwrap().contains("package tessera:calc: >=0.1.0, <1.0.0 resolves to 0.2.0"), "{}", server.stderr.lock().unwrap());
+    drop(server);
+
+    // The short form takes its registry from the wkg config, as Spin's does.
+    let config = app.path().join("wkg.toml");
+    std::fs::write(&config, format!("default_registry = \"{}\"\n", registry.host())).unwrap();
+    let short = with_dependency("\"tessera:calc\" = \"^0.1\"");
+    let mut command = machine.command();
+    command.env("WKG_CONFIG_FILE", &config);
+    let server = Server::start_with(command, short.path(), &["-k"]);
+    assert_eq!(server.get("/add?a=1&b=2").body, "3\n");
+    assert!(server.stderr.lock().unwrap().contains("^0.1 resolves to 0.1.0"));
+    drop(server);
+
+    let none = with_dependency(&format!("\"tessera:calc\" = {{ version = \">=2\", registry = \"{}\" }}", registry.host()));
+    let out = machine.command().args(["up", "-k", "-f"]).arg(none.path()).output().unwrap();
+    let err = text(&out.stderr);
+    assert!(!out.status.success() && err.contains("spin.toml:10:18") && err.contains("no version of tessera:calc meets `>=2` (published: "), "{err}");
+}

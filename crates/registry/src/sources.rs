@@ -44,8 +44,9 @@ impl SourceCache {
             }
             ComponentSource::Package { registry, package, version } => {
                 let blobs = self.blobs()?;
-                let reference = self.package_reference(registry.as_deref(), package, version).await?;
                 let client = self.options.client();
+                let version = &self.resolve_version(&client, registry.as_deref(), package, version).await?;
+                let reference = self.package_reference(registry.as_deref(), package, version).await?;
                 let auth = auth_for(&reference);
                 let (image, _) = client
                     .pull_image_manifest(&reference, &auth)
@@ -59,6 +60,32 @@ impl SourceCache {
                 fetch_layer(&client, &blobs, &reference, layer).await?;
                 Ok(blobs.path(&layer.digest)?)
             }
+        }
+    }
+
+    /// `version` itself when it is exact (`1.2.3`); for a requirement (`>=0.1.0`, `^1`, as
+    /// dependencies give them) the highest published version that meets it, read from the
+    /// package's tags.
+    async fn resolve_version(&self, client: &oci_client::Client, registry: Option<&str>, package: &str, version: &str) -> Result<String> {
+        if semver::Version::parse(version).is_ok() {
+            return Ok(version.to_string());
+        }
+        let requirement = semver::VersionReq::parse(version).with_context(|| format!("`{version}` is neither a version nor a version requirement"))?;
+        let reference = self.package_reference(registry, package, "latest").await?;
+        let tags = client
+            .list_tags(&reference, &auth_for(&reference), None, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot list the versions of {package} at {}/{}: {e}", reference.registry(), reference.repository()))?;
+        let best = tags.tags.iter().filter_map(|t| semver::Version::parse(t).ok()).filter(|v| requirement.matches(v)).max();
+        match best {
+            Some(v) => {
+                tracing::info!("package {package}: {version} resolves to {v}");
+                Ok(v.to_string())
+            }
+            None => bail!(
+                "no version of {package} meets `{version}` (published: {})",
+                if tags.tags.is_empty() { "none".to_string() } else { tags.tags.join(", ") }
+            ),
         }
     }
 

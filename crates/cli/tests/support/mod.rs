@@ -120,6 +120,8 @@ pub fn cache_dir() -> PathBuf {
 pub fn tessera() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
     cmd.env("RUST_LOG", "warn,tessera=info").env_remove("RUST_BACKTRACE");
+    // No wkg config of the machine's: a package registry is only what a test names.
+    cmd.env("WKG_CONFIG_FILE", "/nonexistent/tessera-tests/wkg-config.toml");
     cmd
 }
 
