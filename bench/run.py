@@ -37,7 +37,7 @@ NATIVE_SUBSCRIBER = ROOT / "target/release/native-subscriber"
 COMMAND_GUEST = ROOT / "tests/guests/target/wasm32-wasip2/release/command_guest.wasm"
 REDIS_GUEST = ROOT / "tests/guests/target/wasm32-wasip2/release/redis_guest.wasm"
 HOLD_OPEN = ROOT / "target/release/hold-open"
-SCENARIOS = ["hello", "instantiate", "startup", "python", "idle", "concurrent", "kv", "cpu", "run", "redis"]
+SCENARIOS = ["hello", "instantiate", "startup", "python", "idle", "concurrent", "kv", "cpu", "run", "redis", "compose"]
 
 # Targets from issue 4, checked in the results table.
 TARGET_VS_WASMTIME = 4.0
@@ -485,6 +485,88 @@ def scenario_run(args, results):
         shutil.rmtree(cache, ignore_errors=True)
 
 
+GUESTS = ROOT / "tests/guests/target/wasm32-wasip2/release"
+CALL_SIZES = [20, 2048, 20480]
+
+COMPOSE_APP = """spin_manifest_version = 2
+[application]
+name = "composed"
+[[trigger.http]]
+route = "/..."
+component = "api"
+[[trigger.http]]
+route = "/svc/..."
+component = "echo"
+[component.api]
+source = "{guests}/calc_user_guest.wasm"
+allowed_outbound_hosts = ["http://echo.spin.internal", "http://127.0.0.1:*"]
+[component.api.dependencies]
+"tessera:calc" = {{ path = "{guests}/calc_guest.wasm" }}
+[component.echo]
+source = "{guests}/http_guest.wasm"
+"""
+
+
+def guest_ns_per_call(port, path):
+    """The guest's own timing of a loop of calls: `N ns per call (...)`."""
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    m = re.search(rb"(\d+) ns per call", data)
+    if not m:
+        raise RuntimeError(f"{path}: {data[-300:]!r}")
+    return int(m.group(1))
+
+
+def scenario_compose(args, results):
+    """Composition: one cross-component call through a composed import against the same
+    call made as an in-process HTTP hop (service chaining) and as a loopback HTTP request,
+    each timed by the calling guest over a loop; the composed app's req/s against
+    `wasmtime serve` on `tessera compose`'s output; load time with the cache cold and warm."""
+    out = {"calls": {}, "load": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        app = Path(tmp) / "app"
+        app.mkdir()
+        (app / "spin.toml").write_text(COMPOSE_APP.format(guests=GUESTS))
+        # Each hop loop sends thousands of requests from one instance.
+        rc = Path(tmp) / "runtime-config.toml"
+        rc.write_text("max_outbound_requests = 1000000\n")
+        cache = Path(tmp) / "cache"
+        # Load time: the composed component compiled (cold), then from the compile cache.
+        for label in ("cold", "warm"):
+            port = free_port()
+            with tessera(app, port, cache) as t:
+                t.wait_ready("/add?a=1&b=2")
+                t.log.seek(0)
+                text = t.log.read().decode(errors="replace")
+            m = re.search(r"component `api` \(([\d.]+ [kM]B)\) (compiled in|loaded from the compile cache in) ([\d.]+) ms", text)
+            out["load"][label] = {"ms": float(m.group(3)), "how": m.group(2), "size": m.group(1)} if m else {"ms": None, "how": text[-300:]}
+        port = free_port()
+        with tessera(app, port, cache, runtime_config=rc) as t:
+            t.wait_ready("/add?a=1&b=2")
+            for size in CALL_SIZES:
+                n_call, n_hop = 200_000 if size < 10_000 else 20_000, 2_000
+                row = {}
+                for name, path in (
+                    ("composed import", f"/echo-loop?n={n_call}&size={size}"),
+                    ("service chaining (in process)", f"/hop-loop?n={n_hop}&size={size}&to=http://echo.spin.internal/echo"),
+                    ("loopback HTTP", f"/hop-loop?n={n_hop}&size={size}&to=http://127.0.0.1:{port}/svc/echo"),
+                ):
+                    runs = [guest_ns_per_call(port, path) for _ in range(max(3, args.rounds))]
+                    row[name] = {"ns": statistics.median(runs), "raw_ns": runs}
+                    log(f"compose: {size} B, {name}: {statistics.median(runs)} ns per call {runs}")
+                out["calls"][size] = row
+        composed = Path(tmp) / "composed.wasm"
+        run([TESSERA, "compose", "-f", app, "-c", "api", "-o", composed])
+        with tessera(app, free_port(), cache) as t, wasmtime_serve(composed, free_port()) as w:
+            for s in (t, w):
+                s.wait_ready("/add?a=1&b=2")
+            out["rps"] = alternate([t, w], "/add?a=1&b=2", args.duration, args.rounds)
+    results["compose"] = out
+
+
 def redis_publish(port, channel, messages):
     """Publishes every message on `channel`, pipelined; returns the subscribers of the last."""
     with socket.create_connection(("127.0.0.1", port)) as s:
@@ -563,6 +645,37 @@ source = "{REDIS_GUEST}"
         shutil.rmtree(work, ignore_errors=True)
 
 
+def report_compose(c, targets):
+    lines = ["## Composition: a call across components", "",
+             "`tests/guests/calc-user-guest` calls `echo: func(s: string) -> string` of its dependency "
+             "(`tests/guests/calc-guest`, composed at load) in a loop and times it with the monotonic clock "
+             "(`/echo-loop?n=N&size=S`); the same exchange as HTTP (`/hop-loop`: a POST of S bytes answered "
+             "with them) goes to `http_guest` by service chaining (`http://echo.spin.internal`, in process) "
+             "and over a loopback socket to the same Tessera. ns per call, median of runs [runs].", "",
+             "| size | composed import | service chaining | loopback HTTP | loopback ÷ import |",
+             "| ---: | ---: | ---: | ---: | ---: |"]
+    for size, row in c["calls"].items():
+        imp, hop, loop = (row[k]["ns"] for k in ("composed import", "service chaining (in process)", "loopback HTTP"))
+        raw = lambda k: row[k]["raw_ns"]
+        lines.append(f"| {int(size):,} B | {imp:,} {raw('composed import')} | {hop:,} {raw('service chaining (in process)')} | {loop:,} {raw('loopback HTTP')} | {loop / imp:,.0f}x |")
+        if int(size) == 20:
+            targets.append(("one composed call at 20 B < 200 ns", f"{imp} ns", imp < 200))
+            targets.append(("composed call ≥ 100x cheaper than a loopback HTTP hop (20 B)", f"{loop / imp:,.0f}x", loop / imp >= 100))
+    lines.append("")
+    r = c["rps"]
+    t, w = r["tessera"]["rps"], r["wasmtime serve"]["rps"]
+    lines += ["Requests/s of the composed app (`GET /add?a=1&b=2`, one call across) against `wasmtime serve` "
+              "on `tessera compose`'s output:", "",
+              "| host | req/s | p50 ms | p99 ms |", "| --- | ---: | ---: | ---: |"]
+    for name, x in r.items():
+        lines.append(f"| {name} | {x['rps']:.0f} {x['raw_rps']} | {x['p50_ms']:.3f} | {x['p99_ms']:.3f} |")
+    lines += ["", f"Tessera ÷ `wasmtime serve`: {t / w:.2f}x.", ""]
+    load = c["load"]
+    lines += ["Load of the composed component (" + str(load["cold"].get("size", "?")) + "), as `tessera up` logs it: "
+              f"cache cold {load['cold']['ms']} ms ({load['cold']['how']}), warm {load['warm']['ms']} ms ({load['warm']['how']}).", ""]
+    return lines
+
+
 def verdict(ok):
     return "met" if ok else "**missed**"
 
@@ -594,6 +707,8 @@ def report(results, meta, argv):
             targets.append((f"{guest} hello throughput ≥ {TARGET_VS_WASMTIME:.0f}x wasmtime serve", f"{vs_w:.2f}x", vs_w >= TARGET_VS_WASMTIME))
             targets.append((f"{guest} hello throughput ≥ {TARGET_VS_NATIVE:.0%} of native hyper", f"{vs_n:.0%}", vs_n >= TARGET_VS_NATIVE))
         lines.append("")
+    if "compose" in results:
+        lines += report_compose(results["compose"], targets)
     if "instantiate" in results:
         lines += ["## Instantiation per request (in process, criterion)", "",
                   f"`{results['instantiate']['command']}`: a pre-instantiated component to a ready instance "
