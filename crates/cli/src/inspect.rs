@@ -54,7 +54,7 @@ fn inspect_app(manifest_path: &Path, args: &InspectArgs, keys: &[PublicKey]) -> 
     let mut components = Vec::new();
     for (id, c) in &manifest.components {
         let mut report = inspect_component(Some(c), &fetcher.fetch(id, &c.source)?, keys)?;
-        if !c.dependencies.is_empty() {
+        if !c.dependencies.is_empty() || !c.middleware.is_empty() {
             let options = tessera_app::LoadOptions { fetcher: Some(std::sync::Arc::new(tessera_registry::SourceCache::new(args.registry.options()))), ..Default::default() };
             let composed = tessera_app::compose_component(&manifest, id, &options)?;
             report["dependencies"] = dependency_graph(c, &composed);
@@ -131,11 +131,11 @@ fn inspect_component(component: Option<&Component>, source: &Path, keys: &[Publi
 /// Who satisfies which import, and what each dependency inherits or is refused.
 fn dependency_graph(component: &Component, composed: &tessera_compose::Composed) -> Value {
     use tessera_manifest::dependencies::{DependencySource, Inherit};
-    let graph: Vec<Value> = component
-        .dependencies
-        .iter()
-        .map(|d| {
-            let key = d.name.to_string();
+    let dependencies = component.dependencies.iter().map(|d| (d.name.to_string(), d));
+    let middleware = component.middleware.iter().enumerate().map(|(i, d)| (format!("middleware[{i}]"), d));
+    let graph: Vec<Value> = dependencies
+        .chain(middleware)
+        .map(|(key, d)| {
             let source = match &d.source {
                 DependencySource::Path(p) => format!("path {}", p.display()),
                 DependencySource::Component(id) => format!("component {id}"),

@@ -67,3 +67,13 @@ fn middleware_that_does_not_fit_is_a_load_error_at_its_place() {
     let e = load_error(&WRAPPED.replace("{ component = \"mw\" }", "{ component = \"nope\" }"));
     assert!(e.contains("the middleware[1] of component") && e.contains("the app has no component `nope`"), "{e}");
 }
+
+#[test]
+fn inspect_shows_the_middleware_chain() {
+    let app = wrapped();
+    let out = tessera().arg("inspect").arg("-f").arg(app.path()).output().unwrap();
+    let text = ok(&out);
+    assert!(text.contains("middleware[0] (path mw.wasm) satisfies wasi:http/handler@0.3.0 (wraps middleware[1])"), "{text}");
+    assert!(text.contains("middleware[1] (component mw) satisfies wasi:http/handler@0.3.0 (wraps component web-trigger-2)"), "{text}");
+    assert!(text.contains("denied: wasi:cli/environment@0.2.6 (inherit_configuration = [\"environment\"] allows it)"), "{text}");
+}
