@@ -672,23 +672,16 @@ def report_compose(c, targets):
             targets.append(("one composed call at 20 B < 200 ns", f"{imp} ns", imp < 200))
             targets.append(("composed call ≥ 100x cheaper than a loopback HTTP hop (20 B)", f"{loop / imp:,.0f}x", loop / imp >= 100))
     lines.append("")
-    r = c["rps"]
-    t, w = r["tessera"]["rps"], r["wasmtime serve"]["rps"]
-    lines += ["Requests/s of the composed app (`GET /add?a=1&b=2`, one call across) against `wasmtime serve` "
-              "on `tessera compose`'s output:", "",
-              "| host | req/s | p50 ms | p99 ms |", "| --- | ---: | ---: | ---: |"]
-    for name, x in r.items():
-        lines.append(f"| {name} | {x['rps']:.0f} {x['raw_rps']} | {x['p50_ms']:.3f} | {x['p99_ms']:.3f} |")
-    lines += ["", f"Tessera ÷ `wasmtime serve`: {t / w:.2f}x.", ""]
+    def versus_wasmtime(title, r):
+        rows = [title, "", "| host | req/s | p50 ms | p99 ms |", "| --- | ---: | ---: | ---: |"]
+        rows += [f"| {name} | {x['rps']:.0f} {x['raw_rps']} | {x['p50_ms']:.3f} | {x['p99_ms']:.3f} |" for name, x in r.items()]
+        return rows + ["", f"Tessera ÷ `wasmtime serve`: {r['tessera']['rps'] / r['wasmtime serve']['rps']:.2f}x.", ""]
+
+    lines += versus_wasmtime("Requests/s of the composed app (`GET /add?a=1&b=2`, one call across) against `wasmtime serve` "
+                             "on `tessera compose`'s output:", c["rps"])
     if "polyglot_rps" in c:
-        r = c["polyglot_rps"]
-        t, w = r["tessera"]["rps"], r["wasmtime serve"]["rps"]
-        lines += ["The polyglot example `examples/calculator` (a JavaScript front end calling the Rust calculator, "
-                  "`GET /add?a=1&b=2`), the same way:", "",
-                  "| host | req/s | p50 ms | p99 ms |", "| --- | ---: | ---: | ---: |"]
-        for name, x in r.items():
-            lines.append(f"| {name} | {x['rps']:.0f} {x['raw_rps']} | {x['p50_ms']:.3f} | {x['p99_ms']:.3f} |")
-        lines += ["", f"Tessera ÷ `wasmtime serve`: {t / w:.2f}x.", ""]
+        lines += versus_wasmtime("The polyglot example `examples/calculator` (a JavaScript front end calling the Rust calculator, "
+                                 "`GET /add?a=1&b=2`), the same way:", c["polyglot_rps"])
     load = c["load"]
     lines += ["Load of the composed component (" + str(load["cold"].get("size", "?")) + "), as `tessera up` logs it: "
               f"cache cold {load['cold']['ms']} ms ({load['cold']['how']}), warm {load['warm']['ms']} ms ({load['warm']['how']}).", ""]
