@@ -126,34 +126,9 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
         }
         None => None,
     };
-    runtime.block_on(async move {
-        // Signals are caught before serving starts, so an early SIGTERM still drains.
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-        let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-        print_triggers(&host, listener.as_ref().and_then(|l| l.local_addr().ok()));
-        let serving = host.serve(listener, threads)?;
-        let signal = tokio::select! {
-            _ = interrupt.recv() => "SIGINT",
-            _ = terminate.recv() => "SIGTERM",
-        };
-        println!("Shutting down ({signal}): finishing in-flight work for up to {shutdown_timeout:?} (a second signal stops at once)");
-        let _ = std::io::stdout().flush();
-        tokio::select! {
-            report = serving.drain(shutdown_timeout) => {
-                if report.open_connections > 0 || report.unfinished_tasks > 0 {
-                    tracing::warn!(
-                        "shutdown_timeout ({shutdown_timeout:?}) passed with {} connection(s) and {} Redis/cron task(s) unfinished; they were cut off (raise shutdown_timeout in the runtime config)",
-                        report.open_connections, report.unfinished_tasks
-                    );
-                } else {
-                    tracing::info!("drained in {:.1} ms", report.elapsed.as_secs_f64() * 1000.0);
-                }
-                Ok(ExitCode::SUCCESS)
-            }
-            _ = interrupt.recv() => Ok(ExitCode::from(130)),
-            _ = terminate.recv() => Ok(ExitCode::from(143)),
-        }
-    })
+    let addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+    let code = host.serve_until_signal(&runtime, listener, threads, shutdown_timeout, |host| print_triggers(host, addr))?;
+    Ok(ExitCode::from(code))
 }
 
 /// Whether `path` is a component file rather than a manifest.

@@ -5,6 +5,7 @@
 //! here, before anything is served); [`AppHost::serve`] starts the HTTP, Redis and cron
 //! triggers on one executor (one set of backends, one pool of instance slots);
 //! [`Serving::drain`] stops taking work and waits for what is in flight;
+//! [`AppHost::serve_until_signal`] does all of it until SIGTERM or SIGINT;
 //! [`AppHost::run_command`] runs a `[[trigger.command]]` app once.
 #![deny(missing_docs)]
 
@@ -143,6 +144,51 @@ impl AppHost {
             tasks.push(tokio::spawn(self.cron.run(self.executor.clone(), stopped.clone())));
         }
         Ok(Serving { stop, addr, http: self.http, tasks, _executor: self.executor })
+    }
+}
+
+impl AppHost {
+    /// Serves the app on `runtime` until SIGTERM or SIGINT, then drains in-flight work for
+    /// up to `shutdown_timeout`: what `tessera up` and the containerd shim do. `announce`
+    /// runs once the signals are caught and before serving starts (an early SIGTERM still
+    /// drains). Returns the exit code: 0 when drained (also when the deadline cut work
+    /// off, which is logged), 130 or 143 when a second signal stops it at once.
+    pub fn serve_until_signal(
+        self,
+        runtime: &tokio::runtime::Runtime,
+        listener: Option<std::net::TcpListener>,
+        threads: usize,
+        shutdown_timeout: Duration,
+        announce: impl FnOnce(&AppHost),
+    ) -> Result<u8> {
+        use tokio::signal::unix::{SignalKind, signal};
+        runtime.block_on(async move {
+            let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+            let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+            announce(&self);
+            let serving = self.serve(listener, threads)?;
+            let signal = tokio::select! {
+                _ = interrupt.recv() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+            };
+            println!("Shutting down ({signal}): finishing in-flight work for up to {shutdown_timeout:?} (a second signal stops at once)");
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+            tokio::select! {
+                report = serving.drain(shutdown_timeout) => {
+                    if report.open_connections > 0 || report.unfinished_tasks > 0 {
+                        tracing::warn!(
+                            "shutdown_timeout ({shutdown_timeout:?}) passed with {} connection(s) and {} Redis/cron task(s) unfinished; they were cut off (raise shutdown_timeout in the runtime config)",
+                            report.open_connections, report.unfinished_tasks
+                        );
+                    } else {
+                        tracing::info!("drained in {:.1} ms", report.elapsed.as_secs_f64() * 1000.0);
+                    }
+                    Ok(0)
+                }
+                _ = interrupt.recv() => Ok(130),
+                _ = terminate.recv() => Ok(143),
+            }
+        })
     }
 }
 
