@@ -1,0 +1,174 @@
+//! `containerd-shim-tessera-v1`: runs a Spin app in a container as `tessera up` would, for
+//! containerd (`ctr run --runtime io.containerd.tessera.v1`) and Kubernetes (a RuntimeClass
+//! whose handler is `tessera`). runwasi's `containerd-shim-wasm` does the shim protocol and
+//! the container (namespaces, cgroups, the root file system); this file turns what the
+//! container gives into an app and hands it to the host library:
+//!
+//! - a Spin OCI artifact (the locked app layer, one layer per component and per file) is
+//!   written out as an app directory, the way `tessera registry pull` does it;
+//! - an image of one `application/wasm` component is served on `/...`;
+//! - otherwise the root file system's `/spin.toml` is the app (`FROM scratch`, `COPY . /`).
+//!
+//! SpinKube's contract: the listen address is `SPIN_HTTP_LISTEN_ADDR` (default
+//! `0.0.0.0:80`), the runtime config `/runtime-config.toml` when present, `SPIN_VARIABLE_*`
+//! from the container's environment. SIGTERM drains in-flight work; the exit status says why
+//! the app stopped.
+
+use anyhow::{Context as _, Result};
+use containerd_shim_wasm::sandbox::Sandbox;
+use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source, WasmLayer};
+use containerd_shim_wasm::shim::{Cli, Shim, Version, version};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tessera_app::{LoadOptions, LoadedApp};
+use tessera_engine::Engine;
+use tessera_host::AppHost;
+use tessera_manifest::Manifest;
+use tessera_registry::{CNCF_WASM_LAYER, DATA_LAYER, LOCKED_APP, WASM_LAYER};
+
+/// Where SpinKube puts the runtime config.
+const RUNTIME_CONFIG: &str = "/runtime-config.toml";
+/// SpinKube's default listen address.
+const DEFAULT_LISTEN: &str = "0.0.0.0:80";
+
+struct TesseraShim;
+
+#[derive(Default)]
+struct TesseraSandbox;
+
+impl Shim for TesseraShim {
+    type Sandbox = TesseraSandbox;
+
+    fn name() -> &'static str {
+        "tessera"
+    }
+
+    fn version() -> Version {
+        version!()
+    }
+
+    fn supported_layers_types() -> &'static [&'static str] {
+        &[WASM_LAYER, DATA_LAYER, LOCKED_APP, CNCF_WASM_LAYER, "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm"]
+    }
+}
+
+impl Sandbox for TesseraSandbox {
+    /// Any image: one without wasm layers is an app in its root file system.
+    async fn can_handle(&self, _ctx: &impl RuntimeContext) -> Result<()> {
+        Ok(())
+    }
+
+    async fn run_wasi(&self, ctx: &impl RuntimeContext) -> Result<i32> {
+        // The container's environment is not the process's: apply it (listen address,
+        // SPIN_VARIABLE_*, RUST_LOG) before anything reads it.
+        for entry in ctx.envs() {
+            if let Some((key, value)) = entry.split_once('=') {
+                // SAFETY: the app's threads start later, in `serve`.
+                unsafe { std::env::set_var(key, value) };
+            }
+        }
+        init_tracing();
+        let app = match ctx.entrypoint().source {
+            Source::Oci(layers) => AppSource::from_layers(layers)?,
+            Source::File(_) => AppSource::RootFs(tessera_manifest::find_manifest(Path::new("/"))?),
+        };
+        // The host runs its own runtimes; this future only waits for it.
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::Builder::new().name("tessera-app".into()).spawn(move || drop(done.send(serve(app))))?;
+        let code = result.recv().context("the app's thread ended without an exit code")??;
+        Ok(code)
+    }
+}
+
+/// Where the app comes from, made ready to load.
+enum AppSource {
+    /// `spin.toml` in the root file system.
+    RootFs(PathBuf),
+    /// An app written out of image layers into a directory, removed when the app ends.
+    Written(PathBuf, #[allow(dead_code)] tempfile::TempDir),
+}
+
+impl AppSource {
+    /// The app of a Spin OCI artifact, or of a single-component image.
+    fn from_layers(layers: &[WasmLayer]) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("tessera-app-").tempdir().context("cannot make a directory for the app")?;
+        let by_type = |media_type: &str| layers.iter().find(|l| l.config.media_type().to_string() == media_type);
+        if let Some(locked) = by_type(LOCKED_APP) {
+            let locked = tessera_registry::locked::LockedApp::from_json(&locked.layer)?;
+            let manifest = locked.materialize(dir.path(), |digest| {
+                layers
+                    .iter()
+                    .find(|l| l.config.digest().to_string() == digest)
+                    .map(|l| l.layer.clone())
+                    .with_context(|| format!("the image has no layer {digest} that its locked app names"))
+            })?;
+            return Ok(Self::Written(manifest, dir));
+        }
+        let component = layers
+            .iter()
+            .find(|l| l.layer.starts_with(b"\0asm"))
+            .context("the image holds no Spin app: neither a locked app layer nor a component")?;
+        let path = dir.path().join("app.wasm");
+        std::fs::write(&path, &component.layer)?;
+        Ok(Self::Written(path, dir))
+    }
+
+    fn manifest(&self) -> Result<Manifest> {
+        Ok(match self {
+            Self::RootFs(path) => Manifest::from_file(path)?,
+            Self::Written(path, _) if path.extension().is_some_and(|e| e == "wasm") => Manifest::for_component(path),
+            Self::Written(path, _) => Manifest::from_file(path)?,
+        })
+    }
+}
+
+/// Loads and serves the app until SIGTERM; its exit code.
+fn serve(app: AppSource) -> Result<i32> {
+    let manifest = app.manifest()?;
+    let runtime_config = Path::new(RUNTIME_CONFIG);
+    let options = LoadOptions {
+        runtime_config_file: runtime_config.is_file().then(|| runtime_config.to_path_buf()),
+        // The app's directory may be a read-only layer or a temporary one: state goes to
+        // .spin in the container's working directory, as for a pulled app.
+        state_dir: Some(PathBuf::from(".spin")),
+        ..Default::default()
+    };
+    let app = LoadedApp::from_manifest(manifest, &options)?;
+    app.create_dirs()?;
+    let shutdown_timeout = app.runtime_config.shutdown_timeout;
+    let settings = tessera_host::engine_settings(&app, tessera_engine::CompileCache::default_dir());
+    let engine = Engine::new(&settings)?;
+    let host = AppHost::load(&engine, Arc::new(app))?;
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let runtime = host.runtime(threads)?;
+    if host.is_command() {
+        return runtime.block_on(host.run_command(&[]));
+    }
+    let listener = match host.http() {
+        Some(_) => {
+            let address = std::env::var("SPIN_HTTP_LISTEN_ADDR").unwrap_or_else(|_| DEFAULT_LISTEN.to_string());
+            let listener = std::net::TcpListener::bind(&address).with_context(|| format!("cannot listen on {address} (SPIN_HTTP_LISTEN_ADDR)"))?;
+            Some(listener)
+        }
+        None => None,
+    };
+    let addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+    let code = host.serve_until_signal(&runtime, listener, threads, shutdown_timeout, |_| {
+        if let Some(addr) = addr {
+            println!("Serving http://{addr}");
+        }
+    })?;
+    Ok(i32::from(code))
+}
+
+/// Tessera's log lines on the container's stderr. Only the subscriber is set: the shim
+/// library owns the `log` logger of the process.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,tessera=info"));
+    let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).with_target(false).compact().finish();
+    let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
+fn main() {
+    TesseraShim::run(None);
+}

@@ -1,0 +1,158 @@
+//! The shim under a real containerd (Debian's), started by the test as root with its own
+//! root, state and socket directories: an image whose root file system holds `spin.toml`
+//! and its component is imported with `ctr image import`, run with `ctr run --runtime
+//! io.containerd.tessera.v1 --net-host`, answers requests, and drains on SIGTERM.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// containerd, or `None` (loudly) outside CI when it cannot run here.
+struct Containerd {
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Containerd {
+    fn start() -> Option<Self> {
+        let root = unsafe { geteuid() } == 0;
+        let installed = Command::new("containerd").arg("--version").output().is_ok_and(|o| o.status.success());
+        if !root || !installed {
+            let why = if root { "containerd is not installed" } else { "the test is not root" };
+            if std::env::var_os("CI").is_some() {
+                panic!("{why}: CI must run the shim's tests (.ci/run installs containerd and runs as root)");
+            }
+            eprintln!("SKIPPED: {why}");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(
+            d.join("config.toml"),
+            format!(
+                "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n[grpc]\n  address = \"{0}/containerd.sock\"\n",
+                d.display()
+            ),
+        )
+        .unwrap();
+        // containerd finds `containerd-shim-tessera-v1` on its PATH.
+        let shim_dir = Path::new(env!("CARGO_BIN_EXE_containerd-shim-tessera-v1")).parent().unwrap().to_path_buf();
+        let path = format!("{}:{}", shim_dir.display(), std::env::var("PATH").unwrap_or_default());
+        let log = std::fs::File::create(d.join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(d.join("config.toml"))
+            .env("PATH", path)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let this = Self { dir, child };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !this.ctr(&["version"]).status.success() {
+            assert!(Instant::now() < deadline, "containerd did not start: {}", this.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(this)
+    }
+
+    fn ctr_command(&self) -> Command {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address").arg(self.dir.path().join("containerd.sock"));
+        cmd
+    }
+
+    fn ctr(&self, args: &[&str]) -> std::process::Output {
+        self.ctr_command().args(args).output().unwrap()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+    }
+
+    /// Builds an image of `app`'s files as its root file system and imports it as `name`.
+    fn import_rootfs_image(&self, app: &Path, name: &str) {
+        let tar = self.dir.path().join("image.tar");
+        let made = Command::new("python3").arg(repo_root().join("crates/shim/tests/make_image.py")).arg(app).arg(name).arg(&tar).status().unwrap();
+        assert!(made.success());
+        let out = self.ctr(&["image", "import", "--all-platforms", tar.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+unsafe extern "C" {
+    fn geteuid() -> u32;
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    Some((status, text.split("\r\n\r\n").nth(1).unwrap_or("").to_string()))
+}
+
+#[test]
+fn a_root_file_system_app_serves_under_ctr_run_and_drains_on_sigterm() {
+    let Some(containerd) = Containerd::start() else { return };
+    let app = tempfile::tempdir().unwrap();
+    std::fs::copy(repo_root().join("examples/hello-rust/hello_rust.wasm"), app.path().join("hello_rust.wasm")).unwrap();
+    std::fs::write(
+        app.path().join("spin.toml"),
+        "spin_manifest_version = 2\n[application]\nname = \"hello\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"hello\"\n[component.hello]\nsource = \"hello_rust.wasm\"\n",
+    )
+    .unwrap();
+    containerd.import_rootfs_image(app.path(), "docker.io/tessera/hello:rootfs");
+    let port = free_port();
+    let listen = format!("SPIN_HTTP_LISTEN_ADDR=127.0.0.1:{port}");
+    // The shim library keeps container state outside containerd's root: a unique id.
+    let id = format!("hello-{}-{port}", std::process::id());
+    let output = containerd.dir.path().join("task.out");
+    let file = std::fs::File::create(&output).unwrap();
+    let mut run = containerd
+        .ctr_command()
+        .args(["run", "--rm", "--runtime", "io.containerd.tessera.v1", "--net-host", "--env", &listen, "docker.io/tessera/hello:rootfs", &id, "/"])
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let task_output = || std::fs::read_to_string(&output).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let answer = loop {
+        if let Some(answer) = get(port, "/hello") {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "no answer on port {port}: {}\n{}", task_output(), containerd.log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(answer.0, 200);
+    // The body arrives chunked.
+    assert!(answer.1.contains("Hello from Tessera! You asked for /hello\n"), "{}", answer.1);
+
+    let killed = containerd.ctr(&["task", "kill", "--signal", "SIGTERM", &id]);
+    assert!(killed.status.success(), "{}", String::from_utf8_lossy(&killed.stderr));
+    let status = run.wait().unwrap();
+    let printed = task_output();
+    assert!(printed.contains("Shutting down (SIGTERM)") && printed.contains("GET /hello 200"), "{printed}");
+    assert!(status.success(), "the task exits 0 after draining: {status:?}\n{printed}");
+}
