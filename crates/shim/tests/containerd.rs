@@ -111,48 +111,85 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, text.split("\r\n\r\n").nth(1).unwrap_or("").to_string()))
 }
 
+/// A task of the shim serving an app image, with its output in a file.
+struct Task<'a> {
+    containerd: &'a Containerd,
+    id: String,
+    port: u16,
+    run: Child,
+    output: PathBuf,
+}
+
+impl<'a> Task<'a> {
+    /// Imports an image of `wasm` (as `source`) with `manifest` as its `spin.toml` and runs
+    /// it until it answers `ready`.
+    fn start(containerd: &'a Containerd, wasm: &Path, source: &str, manifest: &str, ready: &str) -> Self {
+        let app = tempfile::tempdir().unwrap();
+        std::fs::copy(wasm, app.path().join(source)).unwrap();
+        std::fs::write(app.path().join("spin.toml"), manifest).unwrap();
+        let port = free_port();
+        // The shim library keeps container state outside containerd's root: unique names.
+        let id = format!("app-{}-{port}", std::process::id());
+        let image = format!("docker.io/tessera/{id}:rootfs");
+        containerd.import_rootfs_image(app.path(), &image);
+        let listen = format!("SPIN_HTTP_LISTEN_ADDR=127.0.0.1:{port}");
+        let output = containerd.dir.path().join(format!("{id}.out"));
+        let file = std::fs::File::create(&output).unwrap();
+        let run = containerd
+            .ctr_command()
+            .args(["run", "--rm", "--runtime", "io.containerd.tessera.v1", "--net-host", "--env", &listen, &image, &id, "/"])
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let task = Self { containerd, id, port, run, output };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while get(port, ready).is_none() {
+            assert!(Instant::now() < deadline, "no answer on port {port}: {}\n{}", task.output(), containerd.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        task
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.output).unwrap_or_default()
+    }
+
+    /// `ctr task kill` with SIGTERM; the task's exit status and output.
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let killed = self.containerd.ctr(&["task", "kill", "--signal", "SIGTERM", &self.id]);
+        assert!(killed.status.success(), "{}", String::from_utf8_lossy(&killed.stderr));
+        let status = self.run.wait().unwrap();
+        (status, self.output())
+    }
+}
+
+const ONE_COMPONENT: &str = "spin_manifest_version = 2\n[application]\nname = \"app\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"app\"\n[component.app]\nsource = \"app.wasm\"\n";
+
 #[test]
 fn a_root_file_system_app_serves_under_ctr_run_and_drains_on_sigterm() {
     let Some(containerd) = Containerd::start() else { return };
-    let app = tempfile::tempdir().unwrap();
-    std::fs::copy(repo_root().join("examples/hello-rust/hello_rust.wasm"), app.path().join("hello_rust.wasm")).unwrap();
-    std::fs::write(
-        app.path().join("spin.toml"),
-        "spin_manifest_version = 2\n[application]\nname = \"hello\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"hello\"\n[component.hello]\nsource = \"hello_rust.wasm\"\n",
-    )
-    .unwrap();
-    containerd.import_rootfs_image(app.path(), "docker.io/tessera/hello:rootfs");
-    let port = free_port();
-    let listen = format!("SPIN_HTTP_LISTEN_ADDR=127.0.0.1:{port}");
-    // The shim library keeps container state outside containerd's root: a unique id.
-    let id = format!("hello-{}-{port}", std::process::id());
-    let output = containerd.dir.path().join("task.out");
-    let file = std::fs::File::create(&output).unwrap();
-    let mut run = containerd
-        .ctr_command()
-        .args(["run", "--rm", "--runtime", "io.containerd.tessera.v1", "--net-host", "--env", &listen, "docker.io/tessera/hello:rootfs", &id, "/"])
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let task_output = || std::fs::read_to_string(&output).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let answer = loop {
-        if let Some(answer) = get(port, "/hello") {
-            break answer;
-        }
-        assert!(Instant::now() < deadline, "no answer on port {port}: {}\n{}", task_output(), containerd.log());
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(answer.0, 200);
+    let task = Task::start(&containerd, &repo_root().join("examples/hello-rust/hello_rust.wasm"), "app.wasm", ONE_COMPONENT, "/hello");
+    let (status, body) = get(task.port, "/hello").unwrap();
     // The body arrives chunked.
-    assert!(answer.1.contains("Hello from Tessera! You asked for /hello\n"), "{}", answer.1);
-
-    let killed = containerd.ctr(&["task", "kill", "--signal", "SIGTERM", &id]);
-    assert!(killed.status.success(), "{}", String::from_utf8_lossy(&killed.stderr));
-    let status = run.wait().unwrap();
-    let printed = task_output();
+    assert!(status == 200 && body.contains("Hello from Tessera! You asked for /hello\n"), "{status} {body}");
+    let (status, printed) = task.terminate();
     assert!(printed.contains("Shutting down (SIGTERM)") && printed.contains("GET /hello 200"), "{printed}");
     assert!(status.success(), "the task exits 0 after draining: {status:?}\n{printed}");
+}
+
+#[test]
+fn a_trap_and_a_memory_bomb_do_not_end_the_task() {
+    let Some(containerd) = Containerd::start() else { return };
+    let guest = repo_root().join("tests/guests/target/wasm32-wasip2/release/http_guest.wasm");
+    assert!(guest.is_file(), "run scripts/build-guests.sh first: {} is missing", guest.display());
+    let task = Task::start(&containerd, &guest, "app.wasm", ONE_COMPONENT, "/hello");
+    assert_eq!(get(task.port, "/trap").map(|(s, _)| s), Some(500));
+    assert_eq!(get(task.port, "/memory-bomb").map(|(s, _)| s), Some(500));
+    let (status, body) = get(task.port, "/hello").unwrap();
+    assert!(status == 200 && body.contains("Hello from Tessera"), "{status} {body}");
+    let (status, printed) = task.terminate();
+    assert!(printed.contains("GET /trap 500") && printed.contains("GET /memory-bomb 500"), "{printed}");
+    assert!(status.success(), "{status:?}\n{printed}");
 }
