@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tessera_app::LoadedApp;
+use tessera_manifest::RuntimeConfig;
 use std::path::PathBuf;
 use tessera_engine::{Engine, EngineSettings};
 use tessera_executor::{Executor, ExecutorOptions, LoadReport};
@@ -26,16 +27,21 @@ use tokio::sync::watch;
 /// instances still finishing (a 504's grace period) after their slot was handed on, and
 /// memory for its largest `max_instance_memory`.
 pub fn engine_settings(app: &LoadedApp, cache_dir: Option<PathBuf>) -> EngineSettings {
-    let rc = &app.runtime_config;
-    let largest_memory = app
-        .components
-        .values()
-        .map(|c| c.limits.max_instance_memory)
-        .max()
-        .unwrap_or(rc.limits.max_instance_memory);
+    let largest_memory = app.components.values().map(|c| c.limits.max_instance_memory).max();
+    settings_for(&app.runtime_config, largest_memory, cache_dir)
+}
+
+/// The engine of an app whose runtime config is `runtime_config` and whose components
+/// use the config's own limits: what code is compiled for before the app is known (the
+/// containerd shim's precompile hook).
+pub fn engine_settings_for(runtime_config: &RuntimeConfig, cache_dir: Option<PathBuf>) -> EngineSettings {
+    settings_for(runtime_config, None, cache_dir)
+}
+
+fn settings_for(rc: &RuntimeConfig, largest_memory: Option<u64>, cache_dir: Option<PathBuf>) -> EngineSettings {
     EngineSettings {
         max_instances: (rc.max_concurrent_requests + (rc.max_concurrent_requests / 8).max(16)).min(u32::MAX as usize) as u32,
-        max_instance_memory: largest_memory,
+        max_instance_memory: largest_memory.unwrap_or(rc.limits.max_instance_memory),
         cache_dir,
         max_wasm_stack: rc.max_wasm_stack as usize,
         consume_fuel: false,

@@ -12,7 +12,7 @@
 //! SpinKube's contract: the listen address is `SPIN_HTTP_LISTEN_ADDR` (default
 //! `0.0.0.0:80`), the runtime config `/runtime-config.toml` when present, `SPIN_VARIABLE_*`
 //! from the container's environment. SIGTERM drains in-flight work; the exit status says why
-//! the app stopped.
+//! the app stopped ([`Stop`]), and a failure to start is written to the task's stderr.
 
 use anyhow::{Context as _, Result};
 use containerd_shim_wasm::sandbox::Sandbox;
@@ -20,6 +20,7 @@ use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source, WasmLayer};
 use containerd_shim_wasm::shim::{Cli, Shim, Version, version};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tessera_engine::EngineSettings;
 use tessera_app::{LoadOptions, LoadedApp};
 use tessera_engine::Engine;
 use tessera_host::AppHost;
@@ -30,6 +31,8 @@ use tessera_registry::{CNCF_WASM_LAYER, DATA_LAYER, LOCKED_APP, WASM_LAYER};
 const RUNTIME_CONFIG: &str = "/runtime-config.toml";
 /// SpinKube's default listen address.
 const DEFAULT_LISTEN: &str = "0.0.0.0:80";
+
+mod precompile;
 
 struct TesseraShim;
 
@@ -45,6 +48,10 @@ impl Shim for TesseraShim {
 
     fn version() -> Version {
         version!()
+    }
+
+    async fn compiler() -> Option<impl containerd_shim_wasm::shim::Compiler> {
+        Some(precompile::Precompiler)
     }
 
     fn supported_layers_types() -> &'static [&'static str] {
@@ -68,16 +75,84 @@ impl Sandbox for TesseraSandbox {
             }
         }
         init_tracing();
-        let app = match ctx.entrypoint().source {
-            Source::Oci(layers) => AppSource::from_layers(layers)?,
-            Source::File(_) => AppSource::RootFs(tessera_manifest::find_manifest(Path::new("/"))?),
-        };
-        // The host runs its own runtimes; this future only waits for it.
-        let (done, result) = std::sync::mpsc::channel();
-        std::thread::Builder::new().name("tessera-app".into()).spawn(move || drop(done.send(serve(app))))?;
-        let code = result.recv().context("the app's thread ended without an exit code")??;
-        Ok(code)
+        match start(ctx) {
+            Ok(code) => Ok(code),
+            Err(Failure { stop, error }) => {
+                // The task's stderr is what `kubectl logs` and `ctr run` show.
+                eprintln!("Error: {error:#}");
+                Ok(stop as i32)
+            }
+        }
     }
+}
+
+/// Why the app stopped, as the task's exit status. A command app's own exit code is passed
+/// through; a second SIGTERM or SIGINT during the drain gives 143 or 130.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+enum Stop {
+    /// The app could not be loaded: its image, manifest, runtime config, a component, or a
+    /// `[trust]` refusal (the task's log says which, and how to fix it).
+    LoadFailed = 1,
+    /// The listen address (`SPIN_HTTP_LISTEN_ADDR`) cannot be bound: taken by another
+    /// container of the pod, or not an address of the node.
+    CannotListen = 2,
+}
+
+/// A failure to start, with the exit status it gives.
+struct Failure {
+    stop: Stop,
+    error: anyhow::Error,
+}
+
+trait StopsWith<T> {
+    fn stops_with(self, stop: Stop) -> Result<T, Failure>;
+}
+
+impl<T, E: Into<anyhow::Error>> StopsWith<T> for Result<T, E> {
+    fn stops_with(self, stop: Stop) -> Result<T, Failure> {
+        self.map_err(|e| Failure { stop, error: e.into() })
+    }
+}
+
+/// Makes the app out of what the container gives and serves it on its own thread (the
+/// host runs its own runtimes; the shim library's future only waits for it).
+fn start(ctx: &impl RuntimeContext) -> Result<i32, Failure> {
+    let mut cache_dir = tessera_engine::CompileCache::default_dir();
+    let app = match ctx.entrypoint().source {
+        Source::Oci(layers) => {
+            let mut layers = layers.to_vec();
+            // A container of an artifact has no home of its own: the compiled code the
+            // precompile hook stored goes into a compile cache of this container.
+            let dir = cache_dir.get_or_insert_with(|| scratch_dir().join("tessera-cache")).clone();
+            for layer in &mut layers {
+                if precompile::unpack(layer, &dir).stops_with(Stop::LoadFailed)? {
+                    tracing::info!("layer {} was compiled by an earlier container", layer.config.digest());
+                }
+            }
+            AppSource::from_layers(&layers).stops_with(Stop::LoadFailed)?
+        }
+        Source::File(_) => AppSource::RootFs(tessera_manifest::find_manifest(Path::new("/")).stops_with(Stop::LoadFailed)?),
+    };
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("tessera-app".into())
+        .spawn(move || drop(done.send(serve(app, cache_dir))))
+        .stops_with(Stop::LoadFailed)?;
+    result.recv().context("the app's thread ended without an exit code").stops_with(Stop::LoadFailed)?
+}
+
+/// A writable directory for what the shim writes: `$TMPDIR`, else `/tmp`, made when the
+/// image has none (an artifact's container starts from an empty root file system).
+fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir();
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+/// The engine the precompile hook compiles for: an app with the default runtime config.
+fn default_engine_settings() -> EngineSettings {
+    tessera_host::engine_settings_for(&tessera_manifest::RuntimeConfig::default(), None)
 }
 
 /// Where the app comes from, made ready to load.
@@ -91,7 +166,7 @@ enum AppSource {
 impl AppSource {
     /// The app of a Spin OCI artifact, or of a single-component image.
     fn from_layers(layers: &[WasmLayer]) -> Result<Self> {
-        let dir = tempfile::Builder::new().prefix("tessera-app-").tempdir().context("cannot make a directory for the app")?;
+        let dir = tempfile::Builder::new().prefix("tessera-app-").tempdir_in(scratch_dir()).context("cannot make a directory for the app")?;
         let by_type = |media_type: &str| layers.iter().find(|l| l.config.media_type().to_string() == media_type);
         if let Some(locked) = by_type(LOCKED_APP) {
             let locked = tessera_registry::locked::LockedApp::from_json(&locked.layer)?;
@@ -123,8 +198,7 @@ impl AppSource {
 }
 
 /// Loads and serves the app until SIGTERM; its exit code.
-fn serve(app: AppSource) -> Result<i32> {
-    let manifest = app.manifest()?;
+fn serve(app: AppSource, cache_dir: Option<PathBuf>) -> Result<i32, Failure> {
     let runtime_config = Path::new(RUNTIME_CONFIG);
     let options = LoadOptions {
         runtime_config_file: runtime_config.is_file().then(|| runtime_config.to_path_buf()),
@@ -133,31 +207,38 @@ fn serve(app: AppSource) -> Result<i32> {
         state_dir: Some(PathBuf::from(".spin")),
         ..Default::default()
     };
-    let app = LoadedApp::from_manifest(manifest, &options)?;
-    app.create_dirs()?;
-    let shutdown_timeout = app.runtime_config.shutdown_timeout;
-    let settings = tessera_host::engine_settings(&app, tessera_engine::CompileCache::default_dir());
-    let engine = Engine::new(&settings)?;
-    let host = AppHost::load(&engine, Arc::new(app))?;
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let runtime = host.runtime(threads)?;
+    let load = || -> Result<(AppHost, tokio::runtime::Runtime, usize, std::time::Duration)> {
+        let app = LoadedApp::from_manifest(app.manifest()?, &options)?;
+        app.create_dirs()?;
+        let shutdown_timeout = app.runtime_config.shutdown_timeout;
+        let engine = Engine::new(&tessera_host::engine_settings(&app, cache_dir))?;
+        let host = AppHost::load(&engine, Arc::new(app))?;
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let runtime = host.runtime(threads)?;
+        Ok((host, runtime, threads, shutdown_timeout))
+    };
+    let (host, runtime, threads, shutdown_timeout) = load().stops_with(Stop::LoadFailed)?;
     if host.is_command() {
-        return runtime.block_on(host.run_command(&[]));
+        return runtime.block_on(host.run_command(&[])).stops_with(Stop::LoadFailed);
     }
     let listener = match host.http() {
         Some(_) => {
             let address = std::env::var("SPIN_HTTP_LISTEN_ADDR").unwrap_or_else(|_| DEFAULT_LISTEN.to_string());
-            let listener = std::net::TcpListener::bind(&address).with_context(|| format!("cannot listen on {address} (SPIN_HTTP_LISTEN_ADDR)"))?;
+            let listener = std::net::TcpListener::bind(&address)
+                .with_context(|| format!("cannot listen on {address} (SPIN_HTTP_LISTEN_ADDR): give each app container of the pod its own port"))
+                .stops_with(Stop::CannotListen)?;
             Some(listener)
         }
         None => None,
     };
     let addr = listener.as_ref().and_then(|l| l.local_addr().ok());
-    let code = host.serve_until_signal(&runtime, listener, threads, shutdown_timeout, |_| {
-        if let Some(addr) = addr {
-            println!("Serving http://{addr}");
-        }
-    })?;
+    let code = host
+        .serve_until_signal(&runtime, listener, threads, shutdown_timeout, |_| {
+            if let Some(addr) = addr {
+                println!("Serving http://{addr}");
+            }
+        })
+        .stops_with(Stop::LoadFailed)?;
     Ok(i32::from(code))
 }
 
