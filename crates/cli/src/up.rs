@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use tessera_app::{LoadOptions, LoadedApp};
-use tessera_engine::{CompileCache, CompiledFrom, Engine};
+use tessera_engine::{CompileCache, Engine};
 use tessera_host::AppHost;
 use tessera_manifest::{Manifest, RuntimeConfig, find_manifest};
 
@@ -96,18 +96,7 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
     let shutdown_timeout = rc.shutdown_timeout;
     let engine = Engine::new(&settings)?;
     let host = AppHost::load(&engine, Arc::new(app))?;
-    for load in host.load_reports() {
-        let how = match load.from {
-            CompiledFrom::Cache => "loaded from the compile cache",
-            CompiledFrom::Source => "compiled",
-        };
-        tracing::info!(
-            "component `{}` ({:.1} MB) {how} in {:.1} ms",
-            load.id,
-            load.size as f64 / 1e6,
-            load.elapsed.as_secs_f64() * 1000.0
-        );
-    }
+    host.log_loads();
 
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let runtime = host.runtime(threads)?;

@@ -87,6 +87,17 @@ impl AppHost {
         &self.loads
     }
 
+    /// Logs how each component was loaded: compiled, or from the compile cache, and how long it took.
+    pub fn log_loads(&self) {
+        for load in &self.loads {
+            let how = match load.from {
+                tessera_engine::CompiledFrom::Cache => "loaded from the compile cache",
+                tessera_engine::CompiledFrom::Source => "compiled",
+            };
+            tracing::info!("component `{}` ({:.1} MB) {how} in {:.1} ms", load.id, load.size as f64 / 1e6, load.elapsed.as_secs_f64() * 1000.0);
+        }
+    }
+
     /// The HTTP trigger, when the app has HTTP routes.
     pub fn http(&self) -> Option<&Arc<HttpTrigger>> {
         self.http.as_ref()

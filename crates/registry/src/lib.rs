@@ -15,6 +15,6 @@ pub use signatures::{ArtifactSignature, sign_artifact, verify_artifact};
 pub use sources::SourceCache;
 
 pub use oci::{
-    CNCF_WASM_LAYER, DATA_LAYER, LOCKED_APP, Pulled, Pushed, RegistryOptions, WASM_LAYER, auth_for, login,
-    parse_reference, pull, push,
+    Artifact, CNCF_WASM_LAYER, DATA_LAYER, LOCKED_APP, Pulled, Pushed, RegistryOptions, WASM_LAYER, artifact, auth_for,
+    login, parse_reference, pull, push,
 };

@@ -78,8 +78,20 @@ pub struct Pushed {
     pub bytes: usize,
 }
 
-/// Pushes the app of `manifest_path` to `reference` in Spin 4.1's layout.
-pub async fn push(reference: &Reference, manifest_path: &Path, options: &RegistryOptions) -> Result<Pushed> {
+/// A Spin OCI artifact: what `push` uploads.
+pub struct Artifact {
+    /// One layer per distinct component and file, then the locked app.
+    pub layers: Vec<ImageLayer>,
+    /// The image config (`architecture: wasm`).
+    pub config: Config,
+    /// The image manifest naming them.
+    pub manifest: OciImageManifest,
+}
+
+/// The artifact of the app at `manifest_path`, laid out as `spin registry push` does:
+/// one `+wasm` layer per distinct component, one `+data` layer per distinct file, the
+/// locked app, and a config whose architecture is `wasm`.
+pub fn artifact(manifest_path: &Path, options: &RegistryOptions) -> Result<Artifact> {
     let manifest = Manifest::from_file(manifest_path)?;
     let locked = LockedApp::from_manifest(&manifest, std::sync::Arc::new(crate::SourceCache::new(options.clone())))?;
     let locked_json = serde_json::to_vec_pretty(&locked.locked)?;
@@ -115,7 +127,13 @@ pub async fn push(reference: &Reference, manifest_path: &Path, options: &Registr
     if let Some(d) = &app.description {
         annotations.insert("org.opencontainers.image.description".to_string(), d.clone());
     }
-    let image_manifest = OciImageManifest::build(&layers, &config, Some(annotations));
+    let manifest = OciImageManifest::build(&layers, &config, Some(annotations));
+    Ok(Artifact { layers, config, manifest })
+}
+
+/// Pushes the app of `manifest_path` to `reference` in Spin 4.1's layout.
+pub async fn push(reference: &Reference, manifest_path: &Path, options: &RegistryOptions) -> Result<Pushed> {
+    let Artifact { layers, config, manifest: image_manifest } = artifact(manifest_path, options)?;
     let bytes: usize = layers.iter().map(|l| l.data.len()).sum();
     let count = layers.len();
     let client = options.client();

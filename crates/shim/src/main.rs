@@ -127,7 +127,7 @@ fn start(ctx: &impl RuntimeContext) -> Result<i32, Failure> {
             let dir = cache_dir.get_or_insert_with(|| scratch_dir().join("tessera-cache")).clone();
             for layer in &mut layers {
                 if precompile::unpack(layer, &dir).stops_with(Stop::LoadFailed)? {
-                    tracing::info!("layer {} was compiled by an earlier container", layer.config.digest());
+                    tracing::info!("layer {}: compiled code from containerd's content store", layer.config.digest());
                 }
             }
             AppSource::from_layers(&layers).stops_with(Stop::LoadFailed)?
@@ -213,6 +213,7 @@ fn serve(app: AppSource, cache_dir: Option<PathBuf>) -> Result<i32, Failure> {
         let shutdown_timeout = app.runtime_config.shutdown_timeout;
         let engine = Engine::new(&tessera_host::engine_settings(&app, cache_dir))?;
         let host = AppHost::load(&engine, Arc::new(app))?;
+        host.log_loads();
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let runtime = host.runtime(threads)?;
         Ok((host, runtime, threads, shutdown_timeout))
@@ -245,7 +246,7 @@ fn serve(app: AppSource, cache_dir: Option<PathBuf>) -> Result<i32, Failure> {
 /// Tessera's log lines on the container's stderr. Only the subscriber is set: the shim
 /// library owns the `log` logger of the process.
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,tessera=info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,tessera=info,containerd_shim_tessera_v1=info"));
     let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).with_target(false).compact().finish();
     let _ = tracing::subscriber::set_global_default(subscriber);
 }

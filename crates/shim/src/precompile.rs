@@ -32,7 +32,14 @@ impl Compiler for Precompiler {
         let mut out = Vec::with_capacity(layers.len());
         for layer in layers {
             let is_component = layer.layer.starts_with(b"\0asm") && !tessera_engine::is_core_module(&layer.layer);
-            out.push(if is_component { Some(precompile(&layer.layer).with_context(|| format!("cannot precompile layer {}", layer.config.digest()))?) } else { None });
+            // Every layer is stored, files and the locked app as they are: the shim library
+            // compiles again for every pod while any layer of the image has no stored form.
+            let stored = if is_component {
+                precompile(&layer.layer).with_context(|| format!("cannot precompile layer {}", layer.config.digest()))?
+            } else {
+                envelope("", &layer.layer, &[])
+            };
+            out.push(Some(stored));
         }
         Ok(out)
     }
@@ -46,19 +53,25 @@ fn precompile(component: &[u8]) -> Result<Vec<u8>> {
     Engine::new(&settings)?.load_component("layer", component, tessera_capabilities::needs_concurrency)?;
     let entry = std::fs::read_dir(dir.path())?.next().context("the compile cache wrote no entry")??;
     let name = entry.file_name().into_string().map_err(|_| anyhow::anyhow!("the compile cache wrote a file name that is not UTF-8"))?;
-    let compiled = std::fs::read(entry.path())?;
-    let mut layer = Vec::with_capacity(MAGIC.len() + 12 + name.len() + component.len() + compiled.len());
+    Ok(envelope(&name, component, &std::fs::read(entry.path())?))
+}
+
+/// A stored layer: the original bytes and, for a component, its compile-cache entry
+/// `name` holding `compiled` (both empty otherwise).
+fn envelope(name: &str, original: &[u8], compiled: &[u8]) -> Vec<u8> {
+    let mut layer = Vec::with_capacity(MAGIC.len() + 12 + name.len() + original.len() + compiled.len());
     layer.extend_from_slice(MAGIC);
     layer.extend_from_slice(&(name.len() as u32).to_le_bytes());
     layer.extend_from_slice(name.as_bytes());
-    layer.extend_from_slice(&(component.len() as u64).to_le_bytes());
-    layer.extend_from_slice(component);
-    layer.extend_from_slice(&compiled);
-    Ok(layer)
+    layer.extend_from_slice(&(original.len() as u64).to_le_bytes());
+    layer.extend_from_slice(original);
+    layer.extend_from_slice(compiled);
+    layer
 }
 
-/// A layer as the app needs it: a precompiled one goes back to its original component,
-/// and its compiled code is written into `cache_dir`. Returns whether it was precompiled.
+/// A layer as the app needs it: a stored one goes back to its original bytes, and a
+/// component's compiled code is written into `cache_dir`. Returns whether compiled code
+/// was written.
 pub fn unpack(layer: &mut WasmLayer, cache_dir: &Path) -> Result<bool> {
     if !layer.precompiled {
         return Ok(false);
@@ -66,15 +79,18 @@ pub fn unpack(layer: &mut WasmLayer, cache_dir: &Path) -> Result<bool> {
     let Some((name, original, compiled)) = split(&layer.layer) else {
         bail!("layer {} was precompiled by another shim; remove the image's precompiled content or pull it again", layer.config.digest());
     };
+    let had_code = !name.is_empty();
     // Only a plain file name may be written into the cache.
-    if name.contains('/') || name.starts_with('.') {
+    if had_code && (name.contains('/') || name.starts_with('.')) {
         bail!("layer {} names an invalid compile-cache entry `{name}`", layer.config.digest());
     }
-    std::fs::create_dir_all(cache_dir).with_context(|| format!("cannot create the compile cache {}", cache_dir.display()))?;
-    std::fs::write(cache_dir.join(name), compiled).with_context(|| format!("cannot write the compile cache {}", cache_dir.display()))?;
+    if had_code {
+        std::fs::create_dir_all(cache_dir).with_context(|| format!("cannot create the compile cache {}", cache_dir.display()))?;
+        std::fs::write(cache_dir.join(name), compiled).with_context(|| format!("cannot write the compile cache {}", cache_dir.display()))?;
+    }
     layer.layer = original.to_vec();
     layer.precompiled = false;
-    Ok(true)
+    Ok(had_code)
 }
 
 fn split(layer: &[u8]) -> Option<(&str, &[u8], &[u8])> {
@@ -106,6 +122,15 @@ mod tests {
         let settings = EngineSettings { cache_dir: Some(cache.path().to_path_buf()), ..crate::default_engine_settings() };
         let (_, from) = Engine::new(&settings).unwrap().load_component("app", &component, tessera_capabilities::needs_concurrency).unwrap();
         assert_eq!(from, tessera_engine::CompiledFrom::Cache);
+    }
+
+    #[test]
+    fn a_file_layer_is_stored_as_it_is() {
+        let cache = tempfile::tempdir().unwrap();
+        let mut layer = precompiled_layer(envelope("", b"static file", &[]));
+        assert!(!unpack(&mut layer, cache.path()).unwrap());
+        assert_eq!(layer.layer, b"static file");
+        assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0);
     }
 
     #[test]

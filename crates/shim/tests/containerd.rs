@@ -1,7 +1,9 @@
 //! The shim under a real containerd (Debian's), started by the test as root with its own
 //! root, state and socket directories: an image whose root file system holds `spin.toml`
 //! and its component is imported with `ctr image import`, run with `ctr run --runtime
-//! io.containerd.tessera.v1 --net-host`, answers requests, and drains on SIGTERM.
+//! io.containerd.tessera.v1 --net-host`, answers requests, and drains on SIGTERM. A Spin
+//! OCI artifact, which this containerd (1.6.20) cannot unpack (containerd#9142), is imported
+//! without unpacking and run through the containerd API, as the shim reads its layers.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -85,6 +87,75 @@ impl Containerd {
     }
 }
 
+impl Containerd {
+    /// Imports an image of `layers` (media type, bytes) and `config` as `name` without
+    /// unpacking it: containerd before 1.6.25/1.7.7 cannot unpack an image made only of
+    /// wasm layers, and the shim does not need it to.
+    fn import_wasm_image(&self, name: &str, config: &[u8], layers: &[(&str, &[u8])]) {
+        use serde_json::json;
+        let layout = self.dir.path().join(format!("layout-{}", free_port()));
+        let blobs = layout.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        let blob = |media_type: &str, bytes: &[u8]| {
+            let digest = tessera_registry::digest_of(bytes);
+            std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), bytes).unwrap();
+            json!({"mediaType": media_type, "digest": digest, "size": bytes.len()})
+        };
+        let layers: Vec<_> = layers.iter().map(|(media_type, bytes)| blob(media_type, bytes)).collect();
+        let config = blob("application/vnd.oci.image.config.v1+json", config);
+        let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": config, "layers": layers});
+        let mut manifest = blob("application/vnd.oci.image.manifest.v1+json", manifest.to_string().as_bytes());
+        manifest["annotations"] = json!({"io.containerd.image.name": name});
+        manifest["platform"] = json!({"architecture": "wasm", "os": "wasip1"});
+        std::fs::write(layout.join("index.json"), json!({"schemaVersion": 2, "manifests": [manifest]}).to_string()).unwrap();
+        std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        let tar = layout.with_extension("tar");
+        assert!(Command::new("tar").arg("-C").arg(&layout).arg("-cf").arg(&tar).arg(".").status().unwrap().success());
+        let out = self.ctr(&["image", "import", "--no-unpack", "--all-platforms", tar.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Runs `image` (imported without unpacking) as container `id` through the API and
+    /// waits until it answers `ready`.
+    fn run_unpacked<'a>(&'a self, image: &str, id: &str, ready: &str) -> Task<'a> {
+        let port = free_port();
+        self.create_container(id, image, &[format!("SPIN_HTTP_LISTEN_ADDR=127.0.0.1:{port}")]);
+        Task::start_created(self, id, port).ready(ready)
+    }
+
+    /// Creates container `id` of `image` through the containerd API, with no root file
+    /// system snapshot (a wasm-only image has none) and the host's network; `env` is added
+    /// to its environment.
+    fn create_container(&self, id: &str, image: &str, env: &[String]) {
+        use containerd_client::services::v1::{Container, CreateContainerRequest, container::Runtime};
+        use containerd_client::with_namespace;
+        use tonic::Request;
+        let spec = self.ctr(&["oci", "spec"]);
+        let mut spec: serde_json::Value = serde_json::from_slice(&spec.stdout).unwrap();
+        spec["process"]["args"] = serde_json::json!(["/"]);
+        spec["process"]["env"] = serde_json::json!(env);
+        spec["linux"]["cgroupsPath"] = format!("/default/{id}").into();
+        spec["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "network");
+        let container = Container {
+            id: id.to_string(),
+            image: image.to_string(),
+            runtime: Some(Runtime { name: "io.containerd.tessera.v1".into(), options: None }),
+            spec: Some(prost_types::Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/Spec".into(),
+                value: serde_json::to_vec(&spec).unwrap(),
+            }),
+            ..Default::default()
+        };
+        let socket = self.dir.path().join("containerd.sock");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let client = containerd_client::Client::from_path(&socket).await.unwrap();
+            let request = with_namespace!(CreateContainerRequest { container: Some(container) }, "default");
+            client.containers().create(request).await.unwrap();
+        });
+    }
+}
+
 impl Drop for Containerd {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -153,6 +224,15 @@ impl<'a> Task<'a> {
             .spawn()
             .unwrap();
         Self { containerd, id, port, run, output }
+    }
+
+    /// `ctr task start`s container `id`, made by [`Containerd::create_container`] with
+    /// `SPIN_HTTP_LISTEN_ADDR` on `port`.
+    fn start_created(containerd: &'a Containerd, id: &str, port: u16) -> Self {
+        let output = containerd.dir.path().join(format!("{id}.out"));
+        let file = std::fs::File::create(&output).unwrap();
+        let run = containerd.ctr_command().args(["task", "start", id]).stdout(file.try_clone().unwrap()).stderr(file).stdin(Stdio::null()).spawn().unwrap();
+        Self { containerd, id: id.to_string(), port, run, output }
     }
 
     /// Waits until the app answers `path`.
@@ -297,4 +377,52 @@ fn under_trust_an_unsigned_or_tampered_image_does_not_start_and_its_log_says_why
     let task = Task::run(&containerd, &image, &[]).ready("/");
     let (status, printed) = task.terminate();
     assert!(status.success() && printed.contains("component `app` is signed by trusted key SHA256:"), "{printed}");
+}
+
+#[test]
+fn a_spin_artifact_runs_from_its_layers_and_the_next_pod_reuses_the_compiled_code() {
+    let Some(containerd) = Containerd::start() else { return };
+    // The artifact exactly as `tessera registry push` sends it: component, file and
+    // locked-app layers.
+    let app = tempfile::tempdir().unwrap();
+    std::fs::copy(http_guest(), app.path().join("app.wasm")).unwrap();
+    std::fs::write(app.path().join("motd.txt"), "served from a +data layer\n").unwrap();
+    let manifest = ONE_COMPONENT.replace("source = \"app.wasm\"\n", "source = \"app.wasm\"\nfiles = [\"motd.txt\"]\n");
+    std::fs::write(app.path().join("spin.toml"), manifest).unwrap();
+    let artifact = tessera_registry::artifact(&app.path().join("spin.toml"), &Default::default()).unwrap();
+    let layers: Vec<_> = artifact.layers.iter().map(|l| (l.media_type.as_str(), &l.data[..])).collect();
+    let image = format!("docker.io/tessera/artifact-{}:v1", std::process::id());
+    containerd.import_wasm_image(&image, &artifact.config.data, &layers);
+
+    for pod in 0..2 {
+        let id = format!("artifact-{}-{pod}", std::process::id());
+        let task = containerd.run_unpacked(&image, &id, "/hello");
+        let (status, body) = get(task.port, "/read?path=/motd.txt").unwrap();
+        assert!(status == 200 && body.contains("served from a +data layer"), "{status} {body}");
+        let (status, printed) = task.terminate();
+        assert!(status.success(), "{printed}");
+        // The shim's precompile hook compiled the component before the first container;
+        // both start from containerd's copy instead of compiling.
+        assert!(printed.contains("compiled code from containerd's content store"), "{printed}");
+        assert!(printed.contains("component `app`") && printed.contains("loaded from the compile cache"), "{printed}");
+        assert!(containerd.ctr(&["containers", "rm", &id]).status.success());
+    }
+    let content = String::from_utf8(containerd.ctr(&["content", "ls"]).stdout).unwrap();
+    assert!(content.contains("runwasi.io/precompiled/tessera/"), "the compiled component is kept in containerd's content store:\n{content}");
+    // The shim library logs each compile into containerd's log: one for two pods.
+    let log = containerd.log();
+    assert_eq!(log.matches("precompiling layers for image").count(), 1, "{log}");
+}
+
+#[test]
+fn an_image_of_one_wasm_component_is_served_on_every_path() {
+    let Some(containerd) = Containerd::start() else { return };
+    let component = std::fs::read(hello_wasm()).unwrap();
+    let image = format!("docker.io/tessera/component-{}:v1", std::process::id());
+    let config = br#"{"architecture":"wasm","os":"wasip1"}"#;
+    containerd.import_wasm_image(&image, config, &[("application/wasm", &component)]);
+    let task = containerd.run_unpacked(&image, &format!("component-{}", std::process::id()), "/");
+    let (status, body) = get(task.port, "/any/path").unwrap();
+    assert!(status == 200 && body.contains("You asked for /any/path"), "{status} {body}");
+    assert!(task.terminate().0.success());
 }
