@@ -426,3 +426,23 @@ fn an_image_of_one_wasm_component_is_served_on_every_path() {
     assert!(status == 200 && body.contains("You asked for /any/path"), "{status} {body}");
     assert!(task.terminate().0.success());
 }
+
+#[test]
+fn a_root_file_system_app_compiles_once_with_a_node_cache_mounted() {
+    let Some(containerd) = Containerd::start() else { return };
+    // What deploy/kubernetes does with a hostPath volume: the node's compile cache,
+    // shared by every pod of the node.
+    let cache = tempfile::tempdir().unwrap();
+    let mount = format!("type=bind,src={},dst=/var/cache/tessera,options=rbind:rw", cache.path().display());
+    let image = import_app(&containerd, &[("app.wasm", &std::fs::read(hello_wasm()).unwrap())], ONE_COMPONENT);
+    let mut how = Vec::new();
+    for _ in 0..2 {
+        let task = Task::run(&containerd, &image, &["--mount", &mount, "--env", "TESSERA_CACHE_DIR=/var/cache/tessera"]).ready("/");
+        let (status, printed) = task.terminate();
+        assert!(status.success(), "{printed}");
+        let report = printed.lines().find(|l| l.contains("component `app` (")).unwrap_or_else(|| panic!("no load report: {printed}"));
+        how.push(if report.contains(") compiled in") { "compiled" } else { "cached" });
+    }
+    assert_eq!(how, ["compiled", "cached"]);
+    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 1, "one compiled component in the node's cache");
+}
