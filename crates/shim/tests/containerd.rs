@@ -10,6 +10,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The CRI plugin as a node runs it for Tessera: the RuntimeClass handler `tessera` is
+/// the shim (deploy/kubernetes has the same lines), and the pause image is one the test
+/// builds. These machines refuse a negative oom_score_adj even to root (the kubelet asks
+/// -998 for a pod sandbox), so scores are kept at containerd's own, as rootless nodes do.
+const CRI_CONFIG: &str = r#"[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "docker.io/tessera/pause:test"
+  restrict_oom_score_adj = true
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.tessera]
+  runtime_type = "io.containerd.tessera.v1"
+"#;
+
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -37,8 +50,9 @@ impl Containerd {
         std::fs::write(
             d.join("config.toml"),
             format!(
-                "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n[grpc]\n  address = \"{0}/containerd.sock\"\n",
-                d.display()
+                "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n[grpc]\n  address = \"{0}/containerd.sock\"\n{1}",
+                d.display(),
+                CRI_CONFIG
             ),
         )
         .unwrap();
@@ -79,10 +93,16 @@ impl Containerd {
 
     /// Builds an image of `app`'s files as its root file system and imports it as `name`.
     fn import_rootfs_image(&self, app: &Path, name: &str) {
+        self.import_image(app, name, "default", &["/", "wasip1/wasm"]);
+    }
+
+    /// [`Containerd::import_rootfs_image`] into containerd `namespace`, with the entry
+    /// point and platform in `config` (`make_image.py`'s last arguments).
+    fn import_image(&self, dir: &Path, name: &str, namespace: &str, config: &[&str]) {
         let tar = self.dir.path().join("image.tar");
-        let made = Command::new("python3").arg(repo_root().join("crates/shim/tests/make_image.py")).arg(app).arg(name).arg(&tar).status().unwrap();
+        let made = Command::new("python3").arg(repo_root().join("crates/shim/tests/make_image.py")).arg(dir).arg(name).arg(&tar).args(config).status().unwrap();
         assert!(made.success());
-        let out = self.ctr(&["image", "import", "--all-platforms", tar.to_str().unwrap()]);
+        let out = self.ctr(&["--namespace", namespace, "image", "import", "--all-platforms", tar.to_str().unwrap()]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 }
@@ -445,4 +465,83 @@ fn a_root_file_system_app_compiles_once_with_a_node_cache_mounted() {
     }
     assert_eq!(how, ["compiled", "cached"]);
     assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 1, "one compiled component in the node's cache");
+}
+
+#[test]
+fn the_kubelets_cri_calls_run_an_app_pod_on_the_tessera_runtime_handler() {
+    use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+    use k8s_cri::v1::*;
+    let Some(containerd) = Containerd::start() else { return };
+    // The pod sandbox's pause container, built from source: a Linux executable, which the
+    // shim library runs as an ordinary container.
+    let pause = tempfile::tempdir().unwrap();
+    let built = Command::new("cc").args(["-static", "-Os", "-o"]).arg(pause.path().join("pause")).arg(repo_root().join("crates/shim/tests/pause.c")).status().expect("cc");
+    assert!(built.success(), "cannot build the pause container (cc -static needs libc6-dev)");
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    containerd.import_image(pause.path(), "docker.io/tessera/pause:test", "k8s.io", &["/pause", &format!("linux/{arch}")]);
+    let app = tempfile::tempdir().unwrap();
+    std::fs::copy(http_guest(), app.path().join("app.wasm")).unwrap();
+    std::fs::write(app.path().join("spin.toml"), ONE_COMPONENT).unwrap();
+    let image = "docker.io/tessera/cri-app:v1";
+    containerd.import_image(app.path(), image, "k8s.io", &["/", "wasip1/wasm"]);
+
+    let logs = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let socket = containerd.dir.path().join("containerd.sock");
+    let mut cri = RuntimeServiceClient::new(runtime.block_on(containerd_client::connect(&socket)).unwrap());
+    let pod = PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata { name: "hello".into(), uid: format!("uid-{}", std::process::id()), namespace: "default".into(), attempt: 0 }),
+        log_directory: logs.path().display().to_string(),
+        linux: Some(LinuxPodSandboxConfig {
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(NamespaceOption { network: NamespaceMode::Node as i32, ..Default::default() }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let sandbox = runtime
+        .block_on(cri.run_pod_sandbox(RunPodSandboxRequest { config: Some(pod.clone()), runtime_handler: "tessera".into() }))
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", containerd.log()))
+        .into_inner()
+        .pod_sandbox_id;
+    // What spin-operator's Deployment gives the app container.
+    let container = ContainerConfig {
+        metadata: Some(ContainerMetadata { name: "app".into(), attempt: 0 }),
+        image: Some(ImageSpec { image: image.into(), ..Default::default() }),
+        command: vec!["/".into()],
+        envs: vec![KeyValue { key: "SPIN_HTTP_LISTEN_ADDR".into(), value: format!("127.0.0.1:{port}") }],
+        log_path: "app.log".into(),
+        ..Default::default()
+    };
+    let request = CreateContainerRequest { pod_sandbox_id: sandbox.clone(), config: Some(container), sandbox_config: Some(pod) };
+    let id = runtime.block_on(cri.create_container(request)).unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", containerd.log())).into_inner().container_id;
+    runtime.block_on(cri.start_container(StartContainerRequest { container_id: id.clone() })).unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", containerd.log()));
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get(port, "/hello").is_none() {
+        assert!(Instant::now() < deadline, "the pod does not answer: {}", containerd.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, body) = get(port, "/hello").unwrap();
+    assert!(status == 200 && body.contains("Hello from Tessera"), "{status} {body}");
+
+    // The kubelet stops the container (SIGTERM, then SIGKILL after the grace period): it
+    // drains and exits 0, and `kubectl logs` has its output.
+    runtime.block_on(cri.stop_container(StopContainerRequest { container_id: id.clone(), timeout: 10 })).unwrap();
+    let state = runtime.block_on(cri.container_status(ContainerStatusRequest { container_id: id.clone(), verbose: false })).unwrap().into_inner().status.unwrap();
+    assert_eq!(state.state, ContainerState::ContainerExited as i32);
+    assert_eq!(state.exit_code, 0, "{}", containerd.log());
+    let log = std::fs::read_to_string(logs.path().join("app.log")).unwrap();
+    assert!(log.contains("GET /hello 200") && log.contains("Shutting down (SIGTERM)"), "{log}");
+
+    runtime.block_on(cri.remove_container(RemoveContainerRequest { container_id: id })).unwrap();
+    runtime.block_on(cri.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: sandbox.clone() })).unwrap();
+    runtime.block_on(cri.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: sandbox })).unwrap();
 }
