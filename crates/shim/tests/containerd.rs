@@ -483,9 +483,12 @@ fn the_kubelets_cri_calls_run_an_app_pod_on_the_tessera_runtime_handler() {
         other => other,
     };
     containerd.import_image(pause.path(), "docker.io/tessera/pause:test", "k8s.io", &["/pause", &format!("linux/{arch}")]);
+    // A Spin SDK app whose variable a SpinApp's `variables` (SPIN_VARIABLE_*) fills in.
     let app = tempfile::tempdir().unwrap();
-    std::fs::copy(http_guest(), app.path().join("app.wasm")).unwrap();
-    std::fs::write(app.path().join("spin.toml"), ONE_COMPONENT).unwrap();
+    let guest = repo_root().join("tests/guests/target/wasm32-wasip2/release/spin_guest.wasm");
+    std::fs::copy(&guest, app.path().join("app.wasm")).unwrap_or_else(|e| panic!("{}: {e} (run scripts/build-guests.sh)", guest.display()));
+    let manifest = ONE_COMPONENT.replace("[[trigger.http]]", "[variables]\ntoken = { required = true }\n[[trigger.http]]") + "variables = { token = \"{{ token }}\" }\n";
+    std::fs::write(app.path().join("spin.toml"), manifest).unwrap();
     let image = "docker.io/tessera/cri-app:v1";
     containerd.import_image(app.path(), image, "k8s.io", &["/", "wasip1/wasm"]);
 
@@ -516,7 +519,10 @@ fn the_kubelets_cri_calls_run_an_app_pod_on_the_tessera_runtime_handler() {
         metadata: Some(ContainerMetadata { name: "app".into(), attempt: 0 }),
         image: Some(ImageSpec { image: image.into(), ..Default::default() }),
         command: vec!["/".into()],
-        envs: vec![KeyValue { key: "SPIN_HTTP_LISTEN_ADDR".into(), value: format!("127.0.0.1:{port}") }],
+        envs: vec![
+            KeyValue { key: "SPIN_HTTP_LISTEN_ADDR".into(), value: format!("127.0.0.1:{port}") },
+            KeyValue { key: "SPIN_VARIABLE_TOKEN".into(), value: "from-the-pod-spec".into() },
+        ],
         log_path: "app.log".into(),
         ..Default::default()
     };
@@ -525,12 +531,12 @@ fn the_kubelets_cri_calls_run_an_app_pod_on_the_tessera_runtime_handler() {
     runtime.block_on(cri.start_container(StartContainerRequest { container_id: id.clone() })).unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", containerd.log()));
 
     let deadline = Instant::now() + Duration::from_secs(60);
-    while get(port, "/hello").is_none() {
+    while get(port, "/variables/token").is_none() {
         assert!(Instant::now() < deadline, "the pod does not answer: {}", containerd.log());
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (status, body) = get(port, "/hello").unwrap();
-    assert!(status == 200 && body.contains("Hello from Tessera"), "{status} {body}");
+    let (status, body) = get(port, "/variables/token").unwrap();
+    assert!(status == 200 && body.contains("from-the-pod-spec"), "{status} {body}");
 
     // The kubelet stops the container (SIGTERM, then SIGKILL after the grace period): it
     // drains and exits 0, and `kubectl logs` has its output.
@@ -539,7 +545,7 @@ fn the_kubelets_cri_calls_run_an_app_pod_on_the_tessera_runtime_handler() {
     assert_eq!(state.state, ContainerState::ContainerExited as i32);
     assert_eq!(state.exit_code, 0, "{}", containerd.log());
     let log = std::fs::read_to_string(logs.path().join("app.log")).unwrap();
-    assert!(log.contains("GET /hello 200") && log.contains("Shutting down (SIGTERM)"), "{log}");
+    assert!(log.contains("GET /variables/token 200") && log.contains("Shutting down (SIGTERM)"), "{log}");
 
     runtime.block_on(cri.remove_container(RemoveContainerRequest { container_id: id })).unwrap();
     runtime.block_on(cri.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: sandbox.clone() })).unwrap();
