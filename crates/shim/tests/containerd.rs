@@ -10,17 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The CRI plugin as a node runs it for Tessera: the RuntimeClass handler `tessera` is
-/// the shim (deploy/kubernetes has the same lines), and the pause image is one the test
-/// builds. These machines refuse a negative oom_score_adj even to root (the kubelet asks
-/// -998 for a pod sandbox), so scores are kept at containerd's own, as rootless nodes do.
+/// What the CRI plugin needs here besides the `tessera` runtime, which the node installer
+/// (deploy/kubernetes/installer/install.sh) adds: the pause image is one the test builds,
+/// and these machines refuse a negative oom_score_adj even to root (the kubelet asks -998
+/// for a pod sandbox), so scores are kept at containerd's own, as rootless nodes do.
 const CRI_CONFIG: &str = r#"[plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "docker.io/tessera/pause:test"
   restrict_oom_score_adj = true
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-  runtime_type = "io.containerd.runc.v2"
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.tessera]
-  runtime_type = "io.containerd.tessera.v1"
 "#;
 
 fn repo_root() -> PathBuf {
@@ -34,7 +30,41 @@ struct Containerd {
 }
 
 impl Containerd {
+    /// containerd with the shim on its PATH (for `ctr run --runtime`).
     fn start() -> Option<Self> {
+        Self::start_with(|_, config| {
+            let shim_dir = Path::new(env!("CARGO_BIN_EXE_containerd-shim-tessera-v1")).parent().unwrap().to_path_buf();
+            (config.to_path_buf(), shim_dir)
+        })
+    }
+
+    /// containerd on a node set up by the node installer: the shim in the node's
+    /// /usr/local/bin and the `tessera` runtime in its config, for the CRI plugin.
+    fn start_node() -> Option<Self> {
+        Self::start_with(|d, config| {
+            let host = d.join("host");
+            std::fs::create_dir_all(host.join("etc/containerd")).unwrap();
+            std::fs::copy(config, host.join("etc/containerd/config.toml")).unwrap();
+            let assets = d.join("assets");
+            std::fs::create_dir_all(&assets).unwrap();
+            std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_containerd-shim-tessera-v1"), assets.join("containerd-shim-tessera-v1")).unwrap();
+            for snippet in ["config-1.x.toml", "config-2.x.toml"] {
+                std::fs::copy(repo_root().join("deploy/kubernetes/containerd").join(snippet), assets.join(snippet)).unwrap();
+            }
+            let out = Command::new(repo_root().join("deploy/kubernetes/installer/install.sh"))
+                .env("HOST_ROOT", &host)
+                .env("ASSETS", &assets)
+                .env("RESTART", "no")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "install.sh: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            (host.join("etc/containerd/config.toml"), host.join("usr/local/bin"))
+        })
+    }
+
+    /// Starts containerd as root with its own directories; `node` turns the base config
+    /// into the one containerd runs with and names the directory that holds the shim.
+    fn start_with(node: impl FnOnce(&Path, &Path) -> (PathBuf, PathBuf)) -> Option<Self> {
         let root = unsafe { geteuid() } == 0;
         let installed = Command::new("containerd").arg("--version").output().is_ok_and(|o| o.status.success());
         if !root || !installed {
@@ -47,8 +77,9 @@ impl Containerd {
         }
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
+        let base = d.join("config.toml");
         std::fs::write(
-            d.join("config.toml"),
+            &base,
             format!(
                 "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n[grpc]\n  address = \"{0}/containerd.sock\"\n{1}",
                 d.display(),
@@ -56,13 +87,13 @@ impl Containerd {
             ),
         )
         .unwrap();
+        let (config, shim_dir) = node(d, &base);
         // containerd finds `containerd-shim-tessera-v1` on its PATH.
-        let shim_dir = Path::new(env!("CARGO_BIN_EXE_containerd-shim-tessera-v1")).parent().unwrap().to_path_buf();
         let path = format!("{}:{}", shim_dir.display(), std::env::var("PATH").unwrap_or_default());
         let log = std::fs::File::create(d.join("containerd.log")).unwrap();
         let child = Command::new("containerd")
             .arg("--config")
-            .arg(d.join("config.toml"))
+            .arg(config)
             .env("PATH", path)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -471,7 +502,7 @@ fn a_root_file_system_app_compiles_once_with_a_node_cache_mounted() {
 fn the_kubelets_cri_calls_run_an_app_pod_on_the_tessera_runtime_handler() {
     use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
     use k8s_cri::v1::*;
-    let Some(containerd) = Containerd::start() else { return };
+    let Some(containerd) = Containerd::start_node() else { return };
     // The pod sandbox's pause container, built from source: a Linux executable, which the
     // shim library runs as an ordinary container.
     let pause = tempfile::tempdir().unwrap();
