@@ -5,7 +5,7 @@
 //! OCI artifact, which this containerd (1.6.20) cannot unpack (containerd#9142), is imported
 //! without unpacking and run through the containerd API, as the shim reads its layers.
 
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -81,7 +81,7 @@ impl Containerd {
         std::fs::write(
             &base,
             format!(
-                "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n[grpc]\n  address = \"{0}/containerd.sock\"\n{1}",
+                "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n[grpc]\n  address = \"{0}/containerd.sock\"\n{1}[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"{0}/certs.d\"\n",
                 d.display(),
                 CRI_CONFIG
             ),
@@ -116,6 +116,26 @@ impl Containerd {
 
     fn ctr(&self, args: &[&str]) -> std::process::Output {
         self.ctr_command().args(args).output().unwrap()
+    }
+
+    /// `containerd --version`'s version number.
+    fn version(&self) -> String {
+        let out = Command::new("containerd").arg("--version").output().unwrap();
+        String::from_utf8_lossy(&out.stdout).split_whitespace().nth(2).unwrap_or("").trim_start_matches('v').to_string()
+    }
+
+    /// Whether this containerd unpacks images made only of wasm layers: 1.6.25 and later
+    /// 1.6 releases, 1.7.7 and later (containerd#9142).
+    fn unpacks_wasm_layers(&self) -> bool {
+        let version = self.version();
+        let numbers: Vec<u32> = version.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty()).take(3).filter_map(|p| p.parse().ok()).collect();
+        match numbers[..] {
+            [1, 6, patch, ..] => patch >= 25,
+            [1, 7, patch, ..] => patch >= 7,
+            [1, minor, ..] => minor > 7,
+            [major, ..] => major > 1,
+            _ => false,
+        }
     }
 
     fn log(&self) -> String {
@@ -498,22 +518,122 @@ fn a_root_file_system_app_compiles_once_with_a_node_cache_mounted() {
     assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 1, "one compiled component in the node's cache");
 }
 
+/// The kubelet's side of containerd's CRI plugin, on a node set up by the installer.
+struct Kubelet<'a> {
+    containerd: &'a Containerd,
+    runtime: tokio::runtime::Runtime,
+    cri: k8s_cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>,
+    images: k8s_cri::v1::image_service_client::ImageServiceClient<tonic::transport::Channel>,
+    logs: tempfile::TempDir,
+}
+
+/// A running pod of one app container.
+struct Pod {
+    sandbox: String,
+    container: String,
+    port: u16,
+}
+
+impl<'a> Kubelet<'a> {
+    /// Connects to `containerd`'s CRI and imports the pod sandbox's pause container, built
+    /// from source: a Linux executable, which the shim library runs as an ordinary container.
+    fn new(containerd: &'a Containerd) -> Self {
+        let pause = tempfile::tempdir().unwrap();
+        let built = Command::new("cc").args(["-static", "-Os", "-o"]).arg(pause.path().join("pause")).arg(repo_root().join("crates/shim/tests/pause.c")).status().expect("cc");
+        assert!(built.success(), "cannot build the pause container (cc -static needs libc6-dev)");
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            other => other,
+        };
+        containerd.import_image(pause.path(), "docker.io/tessera/pause:test", "k8s.io", &["/pause", &format!("linux/{arch}")]);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let channel = runtime.block_on(containerd_client::connect(containerd.dir.path().join("containerd.sock"))).unwrap();
+        Self {
+            containerd,
+            runtime,
+            cri: k8s_cri::v1::runtime_service_client::RuntimeServiceClient::new(channel.clone()),
+            images: k8s_cri::v1::image_service_client::ImageServiceClient::new(channel),
+            logs: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// PullImage, as for a pod whose image is not on the node.
+    fn pull(&mut self, image: &str) -> Result<String, tonic::Status> {
+        use k8s_cri::v1::*;
+        let request = PullImageRequest { image: Some(ImageSpec { image: image.into(), ..Default::default() }), ..Default::default() };
+        self.runtime.block_on(self.images.pull_image(request)).map(|r| r.into_inner().image_ref)
+    }
+
+    /// RunPodSandbox on runtime handler `tessera` with the node's network, then
+    /// CreateContainer and StartContainer of `image` as spin-operator's Deployment makes it
+    /// (command `/`, SPIN_HTTP_LISTEN_ADDR, `env`); waits until it answers `ready`.
+    fn run_pod(&mut self, name: &str, image: &str, env: &[(&str, &str)], ready: &str) -> Pod {
+        use k8s_cri::v1::*;
+        let port = free_port();
+        let pod = PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata { name: name.into(), uid: format!("uid-{name}-{}", std::process::id()), namespace: "default".into(), attempt: 0 }),
+            log_directory: self.logs.path().join(name).display().to_string(),
+            linux: Some(LinuxPodSandboxConfig {
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(NamespaceOption { network: NamespaceMode::Node as i32, ..Default::default() }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let log = self.containerd.log();
+        let sandbox = self
+            .runtime
+            .block_on(self.cri.run_pod_sandbox(RunPodSandboxRequest { config: Some(pod.clone()), runtime_handler: "tessera".into() }))
+            .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{log}"))
+            .into_inner()
+            .pod_sandbox_id;
+        let mut envs = vec![KeyValue { key: "SPIN_HTTP_LISTEN_ADDR".into(), value: format!("127.0.0.1:{port}") }];
+        envs.extend(env.iter().map(|(k, v)| KeyValue { key: k.to_string(), value: v.to_string() }));
+        let container = ContainerConfig {
+            metadata: Some(ContainerMetadata { name: "app".into(), attempt: 0 }),
+            image: Some(ImageSpec { image: image.into(), ..Default::default() }),
+            command: vec!["/".into()],
+            envs,
+            log_path: "app.log".into(),
+            ..Default::default()
+        };
+        let request = CreateContainerRequest { pod_sandbox_id: sandbox.clone(), config: Some(container), sandbox_config: Some(pod) };
+        let created = self.runtime.block_on(self.cri.create_container(request));
+        let container = created.unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", self.containerd.log())).into_inner().container_id;
+        let started = self.runtime.block_on(self.cri.start_container(StartContainerRequest { container_id: container.clone() }));
+        started.unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", self.containerd.log()));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while get(port, ready).is_none() {
+            assert!(Instant::now() < deadline, "the pod does not answer: {}", self.containerd.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Pod { sandbox, container, port }
+    }
+
+    /// StopContainer (SIGTERM, SIGKILL after the grace period) and the pod's removal; the
+    /// container's exit code and its log (what `kubectl logs` shows).
+    fn stop(&mut self, pod: Pod, name: &str) -> (i32, String) {
+        use k8s_cri::v1::*;
+        let id = pod.container;
+        self.runtime.block_on(self.cri.stop_container(StopContainerRequest { container_id: id.clone(), timeout: 10 })).unwrap();
+        let status = self.runtime.block_on(self.cri.container_status(ContainerStatusRequest { container_id: id.clone(), verbose: false }));
+        let status = status.unwrap().into_inner().status.unwrap();
+        assert_eq!(status.state, ContainerState::ContainerExited as i32);
+        let log = std::fs::read_to_string(self.logs.path().join(name).join("app.log")).unwrap();
+        self.runtime.block_on(self.cri.remove_container(RemoveContainerRequest { container_id: id })).unwrap();
+        self.runtime.block_on(self.cri.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.sandbox.clone() })).unwrap();
+        self.runtime.block_on(self.cri.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod.sandbox })).unwrap();
+        (status.exit_code, log)
+    }
+}
+
 #[test]
 fn the_kubelets_cri_calls_run_an_app_pod_on_the_tessera_runtime_handler() {
-    use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-    use k8s_cri::v1::*;
     let Some(containerd) = Containerd::start_node() else { return };
-    // The pod sandbox's pause container, built from source: a Linux executable, which the
-    // shim library runs as an ordinary container.
-    let pause = tempfile::tempdir().unwrap();
-    let built = Command::new("cc").args(["-static", "-Os", "-o"]).arg(pause.path().join("pause")).arg(repo_root().join("crates/shim/tests/pause.c")).status().expect("cc");
-    assert!(built.success(), "cannot build the pause container (cc -static needs libc6-dev)");
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
-    containerd.import_image(pause.path(), "docker.io/tessera/pause:test", "k8s.io", &["/pause", &format!("linux/{arch}")]);
+    let mut kubelet = Kubelet::new(&containerd);
     // A Spin SDK app whose variable a SpinApp's `variables` (SPIN_VARIABLE_*) fills in.
     let app = tempfile::tempdir().unwrap();
     let guest = repo_root().join("tests/guests/target/wasm32-wasip2/release/spin_guest.wasm");
@@ -523,62 +643,95 @@ fn the_kubelets_cri_calls_run_an_app_pod_on_the_tessera_runtime_handler() {
     let image = "docker.io/tessera/cri-app:v1";
     containerd.import_image(app.path(), image, "k8s.io", &["/", "wasip1/wasm"]);
 
-    let logs = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let socket = containerd.dir.path().join("containerd.sock");
-    let mut cri = RuntimeServiceClient::new(runtime.block_on(containerd_client::connect(&socket)).unwrap());
-    let pod = PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata { name: "hello".into(), uid: format!("uid-{}", std::process::id()), namespace: "default".into(), attempt: 0 }),
-        log_directory: logs.path().display().to_string(),
-        linux: Some(LinuxPodSandboxConfig {
-            security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(NamespaceOption { network: NamespaceMode::Node as i32, ..Default::default() }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let sandbox = runtime
-        .block_on(cri.run_pod_sandbox(RunPodSandboxRequest { config: Some(pod.clone()), runtime_handler: "tessera".into() }))
-        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", containerd.log()))
-        .into_inner()
-        .pod_sandbox_id;
-    // What spin-operator's Deployment gives the app container.
-    let container = ContainerConfig {
-        metadata: Some(ContainerMetadata { name: "app".into(), attempt: 0 }),
-        image: Some(ImageSpec { image: image.into(), ..Default::default() }),
-        command: vec!["/".into()],
-        envs: vec![
-            KeyValue { key: "SPIN_HTTP_LISTEN_ADDR".into(), value: format!("127.0.0.1:{port}") },
-            KeyValue { key: "SPIN_VARIABLE_TOKEN".into(), value: "from-the-pod-spec".into() },
-        ],
-        log_path: "app.log".into(),
-        ..Default::default()
-    };
-    let request = CreateContainerRequest { pod_sandbox_id: sandbox.clone(), config: Some(container), sandbox_config: Some(pod) };
-    let id = runtime.block_on(cri.create_container(request)).unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", containerd.log())).into_inner().container_id;
-    runtime.block_on(cri.start_container(StartContainerRequest { container_id: id.clone() })).unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", containerd.log()));
-
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while get(port, "/variables/token").is_none() {
-        assert!(Instant::now() < deadline, "the pod does not answer: {}", containerd.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let (status, body) = get(port, "/variables/token").unwrap();
+    let pod = kubelet.run_pod("hello", image, &[("SPIN_VARIABLE_TOKEN", "from-the-pod-spec")], "/variables/token");
+    let (status, body) = get(pod.port, "/variables/token").unwrap();
     assert!(status == 200 && body.contains("from-the-pod-spec"), "{status} {body}");
-
-    // The kubelet stops the container (SIGTERM, then SIGKILL after the grace period): it
-    // drains and exits 0, and `kubectl logs` has its output.
-    runtime.block_on(cri.stop_container(StopContainerRequest { container_id: id.clone(), timeout: 10 })).unwrap();
-    let state = runtime.block_on(cri.container_status(ContainerStatusRequest { container_id: id.clone(), verbose: false })).unwrap().into_inner().status.unwrap();
-    assert_eq!(state.state, ContainerState::ContainerExited as i32);
-    assert_eq!(state.exit_code, 0, "{}", containerd.log());
-    let log = std::fs::read_to_string(logs.path().join("app.log")).unwrap();
+    // Stopped as the kubelet stops it: drains and exits 0, its output in the pod log.
+    let (code, log) = kubelet.stop(pod, "hello");
+    assert_eq!(code, 0, "{log}");
     assert!(log.contains("GET /variables/token 200") && log.contains("Shutting down (SIGTERM)"), "{log}");
+}
 
-    runtime.block_on(cri.remove_container(RemoveContainerRequest { container_id: id })).unwrap();
-    runtime.block_on(cri.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: sandbox.clone() })).unwrap();
-    runtime.block_on(cri.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: sandbox })).unwrap();
+#[test]
+fn a_spin_app_pushed_to_a_registry_is_pulled_through_the_cri_and_served() {
+    let Some(containerd) = Containerd::start_node() else { return };
+    let Some(registry) = Registry::start(&containerd) else { return };
+    let mut kubelet = Kubelet::new(&containerd);
+
+    // The root-file-system form, pushed as any image is (here by ctr; docker or buildah
+    // build it from `FROM scratch` + `COPY . /`): every containerd pulls and runs it.
+    let app = tempfile::tempdir().unwrap();
+    std::fs::copy(hello_wasm(), app.path().join("app.wasm")).unwrap();
+    std::fs::write(app.path().join("spin.toml"), ONE_COMPONENT).unwrap();
+    let rootfs = format!("127.0.0.1:{}/tessera/hello:rootfs", registry.port);
+    containerd.import_rootfs_image(app.path(), &rootfs);
+    let pushed = containerd.ctr(&["image", "push", "--plain-http", &rootfs]);
+    assert!(pushed.status.success(), "{}", String::from_utf8_lossy(&pushed.stderr));
+    kubelet.pull(&rootfs).unwrap_or_else(|e| panic!("PullImage {rootfs}: {e}\n{}", containerd.log()));
+    let pod = kubelet.run_pod("rootfs", &rootfs, &[], "/");
+    assert!(get(pod.port, "/from-the-registry").unwrap().1.contains("You asked for /from-the-registry"));
+    assert_eq!(kubelet.stop(pod, "rootfs").0, 0);
+
+    // The Spin artifact as `tessera registry push` writes it. containerd before 1.6.25 /
+    // 1.7.7 cannot unpack an image of wasm layers (containerd#9142), so PullImage fails
+    // there; a newer one pulls it and the pod serves it.
+    let artifact = format!("127.0.0.1:{}/tessera/hello:artifact", registry.port);
+    let reference = tessera_registry::parse_reference(&artifact).unwrap();
+    let options = tessera_registry::RegistryOptions { insecure: true, ..Default::default() };
+    tokio::runtime::Runtime::new().unwrap().block_on(tessera_registry::push(&reference, &app.path().join("spin.toml"), &options)).unwrap();
+    match kubelet.pull(&artifact) {
+        Err(e) if !containerd.unpacks_wasm_layers() => {
+            assert!(e.message().contains("mismatched image rootfs and manifest layers"), "{e}");
+            eprintln!("containerd {} cannot unpack a Spin artifact (containerd#9142): {}", containerd.version(), e.message());
+        }
+        Err(e) => panic!("PullImage {artifact}: {e}\n{}", containerd.log()),
+        Ok(_) => {
+            let pod = kubelet.run_pod("artifact", &artifact, &[], "/");
+            assert!(get(pod.port, "/from-an-artifact").unwrap().1.contains("You asked for /from-an-artifact"));
+            assert_eq!(kubelet.stop(pod, "artifact").0, 0);
+        }
+    }
+}
+
+/// A CNCF distribution registry (Debian's `docker-registry`) on a free loopback port, which
+/// `containerd`'s CRI reaches over plain HTTP.
+struct Registry {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start(containerd: &Containerd) -> Option<Self> {
+        if Command::new("docker-registry").arg("--version").output().is_err() {
+            if std::env::var_os("CI").is_some() {
+                panic!("docker-registry is missing: .ci/run must install it");
+            }
+            eprintln!("SKIPPED: docker-registry is not installed");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = format!("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n", dir.path().display());
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let child = Command::new("docker-registry").arg("serve").arg(dir.path().join("config.yml")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The CRI's registry hosts (config_path in the base config): plain HTTP.
+        let hosts = containerd.dir.path().join(format!("certs.d/127.0.0.1:{port}"));
+        std::fs::create_dir_all(&hosts).unwrap();
+        let server = format!("http://127.0.0.1:{port}");
+        std::fs::write(hosts.join("hosts.toml"), format!("server = \"{server}\"\n[host.\"{server}\"]\n  capabilities = [\"pull\", \"resolve\", \"push\"]\n")).unwrap();
+        Some(Self { child, port, _dir: dir })
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
