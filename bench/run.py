@@ -37,7 +37,11 @@ NATIVE_SUBSCRIBER = ROOT / "target/release/native-subscriber"
 COMMAND_GUEST = ROOT / "tests/guests/target/wasm32-wasip2/release/command_guest.wasm"
 REDIS_GUEST = ROOT / "tests/guests/target/wasm32-wasip2/release/redis_guest.wasm"
 HOLD_OPEN = ROOT / "target/release/hold-open"
-SCENARIOS = ["hello", "instantiate", "startup", "python", "idle", "concurrent", "kv", "cpu", "run", "redis", "compose"]
+SCENARIOS = ["hello", "instantiate", "startup", "python", "idle", "concurrent", "kv", "cpu", "run", "redis", "compose", "containerd"]
+SHIM = ROOT / "target/release/containerd-shim-tessera-v1"
+# native-hello linked statically, for an image of that one file (runc's peer).
+STATIC_TARGET = subprocess.run(["rustc", "-vV"], capture_output=True, text=True).stdout.split("host: ")[1].split()[0]
+NATIVE_STATIC = ROOT / f"target/static/{STATIC_TARGET}/release/native-hello"
 
 # Targets from issue 4, checked in the results table.
 TARGET_VS_WASMTIME = 4.0
@@ -46,6 +50,9 @@ TARGET_INSTANTIATE_P50_US = 10.0
 TARGET_IDLE_MIB = 2.0
 TARGET_CONCURRENT_GIB = 2.0
 TARGET_CPU_RATIO = 1.3
+# Issue 15: pod start within 2x of a native container's, idle app container under 10 MiB.
+TARGET_POD_START_VS_RUNC = 2.0
+TARGET_CONTAINER_MIB = 10.0
 
 
 def log(msg):
@@ -577,6 +584,182 @@ def scenario_compose(args, results):
     results["compose"] = out
 
 
+class Containerd:
+    """containerd (Debian's) run as root with its own root, state and socket, the shim on its
+    PATH; runc is its default runtime."""
+
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-containerd-"))
+        config = self.dir / "config.toml"
+        config.write_text(f'version = 2\nroot = "{self.dir}/root"\nstate = "{self.dir}/state"\n'
+                          f'[grpc]\n  address = "{self.dir}/containerd.sock"\n')
+        env = dict(os.environ, PATH=f"{SHIM.parent}:{os.environ['PATH']}")
+        self.log = open(self.dir / "containerd.log", "w")
+        self.proc = subprocess.Popen(["containerd", "--config", str(config)], stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 30
+        while subprocess.run(self.ctr_cmd("version"), capture_output=True).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError("containerd did not start: " + (self.dir / "containerd.log").read_text()[-2000:])
+            time.sleep(0.1)
+
+    def ctr_cmd(self, *args):
+        return ["ctr", "--address", str(self.dir / "containerd.sock"), *[str(a) for a in args]]
+
+    def ctr(self, *args):
+        return subprocess.run(self.ctr_cmd(*args), check=True, capture_output=True, text=True).stdout
+
+    def image(self, files, name, entrypoint, platform):
+        """Imports an image whose one layer holds `files` (name -> path)."""
+        with tempfile.TemporaryDirectory() as d:
+            for dest, src in files.items():
+                shutil.copy2(src, Path(d) / dest)
+            tar = self.dir / "image.tar"
+            run(["python3", ROOT / "scripts/oci-image.py", d, name, tar, entrypoint, platform])
+            self.ctr("image", "import", "--all-platforms", tar)
+
+    def run(self, id, image, port, tessera_cache=None, detach=False):
+        """`ctr run` of a Tessera app image (with a compile cache directory mounted, or
+        none) or of the native image, on the host's network; the ctr process."""
+        cmd = self.ctr_cmd("run", "--net-host", *(["--detach"] if detach else ["--rm"]))
+        if tessera_cache is None:
+            cmd += [image, id, "/native-hello", "--listen", f"127.0.0.1:{port}"]
+        else:
+            cmd += ["--runtime", "io.containerd.tessera.v1", "--env", f"SPIN_HTTP_LISTEN_ADDR=127.0.0.1:{port}"]
+            if tessera_cache:
+                cmd += ["--mount", f"type=bind,src={tessera_cache},dst=/cache,options=rbind:rw", "--env", "TESSERA_CACHE_DIR=/cache"]
+            cmd += [image, id, "/"]
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def remove(self, id, proc=None):
+        subprocess.run(self.ctr_cmd("task", "kill", "--signal", "SIGKILL", id), capture_output=True)
+        if proc:
+            proc.wait(30)
+        deadline = time.monotonic() + 30
+        while subprocess.run(self.ctr_cmd("task", "delete", id), capture_output=True).returncode == 0 or \
+                id in self.ctr("task", "ls"):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        subprocess.run(self.ctr_cmd("container", "delete", id), capture_output=True)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def wait_200(port, started, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if http_get(port, "/", timeout=5) == 200:
+            return time.monotonic() - started
+        time.sleep(0.002)
+    raise RuntimeError(f"nothing answered 200 on port {port} within {timeout}s")
+
+
+def pss_kib(pid):
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def container_pids(containerd, ids):
+    """The shim and task processes of containers `ids`: what each container costs the node."""
+    ids = set(ids)
+    pids = []
+    for line in containerd.ctr("task", "ls").splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] in ids:
+            pids.append(int(fields[1]))
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith((b"containerd-shim-tessera-v1", b"containerd-shim-runc-v2")) and \
+                str(containerd.dir).encode() in b" ".join(argv):
+            pids.append(int(proc.name))
+    return pids
+
+
+def scenario_containerd(args, results):
+    if os.geteuid() != 0 or not shutil.which("containerd"):
+        log("SKIPPED containerd: needs root and containerd (apt-get install containerd runc)")
+        return
+    if not args.no_setup or not SHIM.exists() or not NATIVE_STATIC.exists():
+        run(["cargo", "build", "--release", "--locked", "-p", "tessera-shim"], cwd=ROOT)
+        run(["cargo", "build", "--release", "--locked", "-p", "tessera-bench", "--bin", "native-hello",
+             "--target", STATIC_TARGET, "--target-dir", ROOT / "target/static"],
+            cwd=ROOT, env=dict(os.environ, RUSTFLAGS="-C target-feature=+crt-static"))
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    containerd = Containerd()
+    caches = Path(tempfile.mkdtemp(prefix="bench-cache-"))
+    out = {}
+    try:
+        wasm = ROOT / "examples/hello-rust/hello_rust.wasm"
+        containerd.image({"spin.toml": ROOT / "examples/hello-rust/spin.toml", "hello_rust.wasm": wasm},
+                         "docker.io/bench/tessera-hello:1", "/", "wasip1/wasm")
+        containerd.image({"native-hello": NATIVE_STATIC}, "docker.io/bench/native-hello:1", "/native-hello", f"linux/{arch}")
+        warm = caches / "warm"
+        warm.mkdir()
+        counter = iter(range(1_000_000))
+
+        def start(kind, detach=False):
+            id, port = f"bench-{next(counter)}", free_port()
+            if kind == "runc":
+                proc = containerd.run(id, "docker.io/bench/native-hello:1", port, detach=detach)
+            else:
+                cache = warm if kind == "warm" else Path(tempfile.mkdtemp(dir=caches))
+                proc = containerd.run(id, "docker.io/bench/tessera-hello:1", port, tessera_cache=cache, detach=detach)
+            return id, port, proc
+
+        # The warm cache gets its compiled component from a first container.
+        id, port, proc = start("warm")
+        wait_200(port, time.monotonic())
+        containerd.remove(id, proc)
+
+        kinds = [("tessera shim, compile cache cold", "cold"), ("tessera shim, compile cache warm", "warm"),
+                 ("runc + native hyper (static)", "runc")]
+        raw = {name: [] for name, _ in kinds}
+        for _ in range(args.rounds * 2 + 1):
+            for name, kind in kinds:
+                started = time.monotonic()
+                id, port, proc = start(kind)
+                raw[name].append(wait_200(port, started) * 1000)
+                containerd.remove(id, proc)
+        out["start_ms"] = {name: {"ms": statistics.median(v), "raw_ms": [round(x, 1) for x in v]} for name, v in raw.items()}
+        log(f"start to first 200: {out['start_ms']}")
+
+        memory = {}
+        for count in (1, 10, 50):
+            for name, kind in (("tessera shim (cache warm)", "warm"), ("runc + native hyper (static)", "runc")):
+                running = []
+                for _ in range(count):
+                    id, port, proc = start(kind, detach=True)
+                    proc.wait(60)
+                    running.append((id, port))
+                for id, port in running:
+                    wait_200(port, time.monotonic())
+                time.sleep(1)
+                pids = container_pids(containerd, [id for id, _ in running])
+                total = sum(pss_kib(p) for p in pids)
+                memory.setdefault(str(count), {})[name] = {"per_container_kib": round(total / count), "processes": len(pids)}
+                log(f"{count} x {name}: {total / count / 1024:.1f} MiB PSS per container ({len(pids)} processes)")
+                for id, _ in running:
+                    containerd.remove(id)
+        out["memory"] = memory
+    finally:
+        containerd.stop()
+        shutil.rmtree(caches, ignore_errors=True)
+    results["containerd"] = out
+
+
 def redis_publish(port, channel, messages):
     """Publishes every message on `channel`, pipelined; returns the subscribers of the last."""
     with socket.create_connection(("127.0.0.1", port)) as s:
@@ -804,6 +987,32 @@ def report(results, meta, argv):
         ratio_tuned = c["native hyper, -O3 -march=native"]["rps"] / c["tessera"]["rps"]
         targets.append((f"CPU-bound guest within {TARGET_CPU_RATIO}x native (gcc -O3 -march=native)", f"{ratio_tuned:.2f}x", ratio_tuned <= TARGET_CPU_RATIO))
         lines.append("")
+    if "containerd" in results:
+        c = results["containerd"]
+        lines += ["## Kubernetes: containers under containerd", "",
+                  "containerd (Debian's) started by the benchmark runs `examples/hello-rust` as an image whose root holds "
+                  "`spin.toml` and the component (runtime `io.containerd.tessera.v1`, the node's compile cache "
+                  "bind-mounted, empty for a cold start) and an image of `native-hello` linked statically "
+                  "(containerd's default runc shim), with `ctr run --net-host`. Start = `ctr run` to the first 200; "
+                  "median of alternating rounds [rounds].", "",
+                  "| container | start ms |", "| --- | ---: |"]
+        for name, r in c["start_ms"].items():
+            lines.append(f"| {name} | {r['ms']:.1f} {r['raw_ms']} |")
+        runc = c["start_ms"]["runc + native hyper (static)"]["ms"]
+        warm = c["start_ms"]["tessera shim, compile cache warm"]["ms"]
+        lines += ["", f"Tessera (cache warm) ÷ runc: {warm / runc:.2f}x.", "",
+                  "Memory per running container: proportional set size (PSS, so a shared binary counts once "
+                  "across containers) of its shim process and its task process, idle after one request.", "",
+                  "| containers | tessera shim (cache warm) MiB | runc + native hyper MiB |", "| ---: | ---: | ---: |"]
+        for count, row in c["memory"].items():
+            t, n = row["tessera shim (cache warm)"], row["runc + native hyper (static)"]
+            lines.append(f"| {count} | {t['per_container_kib'] / 1024:.1f} | {n['per_container_kib'] / 1024:.1f} |")
+        lines.append("")
+        targets.append((f"pod start within {TARGET_POD_START_VS_RUNC:.0f}x of runc + native (cache warm)", f"{warm / runc:.2f}x",
+                        warm / runc <= TARGET_POD_START_VS_RUNC))
+        per_app = max(row["tessera shim (cache warm)"]["per_container_kib"] for row in c["memory"].values()) / 1024
+        targets.append((f"idle app container < {TARGET_CONTAINER_MIB:.0f} MiB (shim + instance)", f"{per_app:.1f} MiB (worst of 1/10/50)",
+                        per_app < TARGET_CONTAINER_MIB))
     if targets:
         head = ["## Targets", "", "| target | measured | |", "| --- | ---: | --- |"]
         head += [f"| {name} | {value} | {verdict(ok)} |" for name, value, ok in targets]

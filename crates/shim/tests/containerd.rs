@@ -148,10 +148,10 @@ impl Containerd {
     }
 
     /// [`Containerd::import_rootfs_image`] into containerd `namespace`, with the entry
-    /// point and platform in `config` (`make_image.py`'s last arguments).
+    /// point and platform in `config` (`scripts/oci-image.py`'s last arguments).
     fn import_image(&self, dir: &Path, name: &str, namespace: &str, config: &[&str]) {
         let tar = self.dir.path().join("image.tar");
-        let made = Command::new("python3").arg(repo_root().join("crates/shim/tests/make_image.py")).arg(dir).arg(name).arg(&tar).args(config).status().unwrap();
+        let made = Command::new("python3").arg(repo_root().join("scripts/oci-image.py")).arg(dir).arg(name).arg(&tar).args(config).status().unwrap();
         assert!(made.success());
         let out = self.ctr(&["--namespace", namespace, "image", "import", "--all-platforms", tar.to_str().unwrap()]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
