@@ -114,7 +114,8 @@ def machine():
         "memory_gib": mem,
         "kernel": platform.release(),
         "wrk": wrk_version,
-        "wasmtime": subprocess.run([wasmtime_bin(), "--version"], capture_output=True, text=True).stdout.strip(),
+        "wasmtime": subprocess.run([wasmtime_bin(), "--version"], capture_output=True, text=True).stdout.strip()
+        if Path(wasmtime_bin()).exists() else "not installed",
         "commit": rev + ("+changes" if dirty else ""),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
@@ -670,11 +671,11 @@ def pss_kib(pid):
 def container_pids(containerd, ids):
     """The shim and task processes of containers `ids`: what each container costs the node."""
     ids = set(ids)
-    pids = []
+    pids = set()
     for line in containerd.ctr("task", "ls").splitlines()[1:]:
         fields = line.split()
         if len(fields) >= 2 and fields[0] in ids:
-            pids.append(int(fields[1]))
+            pids.add(int(fields[1]))
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -684,8 +685,9 @@ def container_pids(containerd, ids):
             continue
         if argv and argv[0].endswith((b"containerd-shim-tessera-v1", b"containerd-shim-runc-v2")) and \
                 str(containerd.dir).encode() in b" ".join(argv):
-            pids.append(int(proc.name))
-    return pids
+            pids.add(int(proc.name))
+    # The Tessera task runs in a process cloned from the shim: counted once.
+    return sorted(pids)
 
 
 def scenario_containerd(args, results):
