@@ -36,7 +36,14 @@ fn node_at(path: &str, config: Option<&str>) -> (tempfile::TempDir, tempfile::Te
 }
 
 fn install(host: &Path, assets: &Path) -> Output {
-    Command::new(deploy().join("installer/install.sh")).env("HOST_ROOT", host).env("ASSETS", assets).env("RESTART", "no").output().unwrap()
+    install_with(host, assets, &[("RESTART", "no")])
+}
+
+/// install.sh with `env` (as a DaemonSet gives it), on the node root `host` and `assets`.
+fn install_with(host: &Path, assets: &Path, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(deploy().join("installer/install.sh"));
+    cmd.envs(env.iter().copied());
+    cmd.env("HOST_ROOT", host).env("ASSETS", assets).output().unwrap()
 }
 
 fn config(host: &Path) -> String {
@@ -149,14 +156,10 @@ fn the_helm_chart_renders_the_runtime_class_and_an_installer_that_installs_the_r
     // install.sh with the rendered environment (the node's root where the test made one)
     // adds the runtime to the config the values named, and leaves containerd alone.
     assert_eq!(var("RESTART"), "no", "restartContainerd=no (and the test must not restart this machine's containerd)");
-    let config_path = var("CONTAINERD_CONFIG");
-    let (host, assets) = node_at(config_path.trim_start_matches('/'), Some("version = 2\n"));
-    let mut cmd = Command::new(deploy().join("installer/install.sh"));
-    for (name, value) in &env {
-        cmd.env(name, value);
-    }
-    let out = cmd.env("HOST_ROOT", host.path()).env("ASSETS", assets.path()).output().unwrap();
+    let config_path = var("CONTAINERD_CONFIG").trim_start_matches('/');
+    let (host, assets) = node_at(config_path, Some("version = 2\n"));
+    let out = install_with(host.path(), assets.path(), &env);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let written = std::fs::read_to_string(host.path().join(config_path.trim_start_matches('/'))).unwrap();
+    let written = std::fs::read_to_string(host.path().join(config_path)).unwrap();
     assert!(written.contains(&format!("containerd.runtimes.{handler}]")), "{written}");
 }
