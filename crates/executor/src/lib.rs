@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 mod accounting;
+pub mod exports;
 mod failure;
 mod preview1;
 mod slots;
@@ -206,7 +207,25 @@ impl Executor {
     ) -> Result<Invoked<T>, InvokeError> {
         let pre = component.pre.clone();
         let store = component.store_with(state);
-        self.run(&component.subject, trigger, store, move |store| Box::pin(async move { pre.instantiate_async(store).await }), call).await
+        self.run(&component.subject, trigger, store, &self.slots, move |store| Box::pin(async move { pre.instantiate_async(store).await }), call).await
+    }
+
+    /// [`Executor::invoke_with_state`] under the caller's own limits and instance slots
+    /// instead of the component's: an embedder's per-call quotas and per-tenant
+    /// concurrency. The memory limit is the one `state`'s limiter holds.
+    pub async fn invoke_within<T: Send + 'static>(
+        &self,
+        component: &Arc<PreparedComponent>,
+        trigger: &'static str,
+        state: InstanceState,
+        limits: LimitsInForce,
+        slots: &InstanceSlots,
+        call: impl for<'a> FnOnce(&'a mut Store<InstanceState>, Instance) -> BoxFuture<'a, wasmtime::Result<T>> + Send + 'static,
+    ) -> Result<Invoked<T>, InvokeError> {
+        let pre = component.pre.clone();
+        let store = new_store(pre.engine(), state, &limits);
+        let subject = Subject { limits, ..component.subject.clone() };
+        self.run(&subject, trigger, store, slots, move |store| Box::pin(async move { pre.instantiate_async(store).await }), call).await
     }
 
     /// The life of one invocation, whatever the instance's kind: a slot, one span, the
@@ -216,10 +235,11 @@ impl Executor {
         subject: &Subject,
         trigger: &'static str,
         mut store: Store<D>,
+        slots: &InstanceSlots,
         instantiate: impl for<'a> FnOnce(&'a mut Store<D>) -> BoxFuture<'a, wasmtime::Result<I>> + Send + 'static,
         call: impl for<'a> FnOnce(&'a mut Store<D>, I) -> BoxFuture<'a, wasmtime::Result<T>> + Send + 'static,
     ) -> Result<Invoked<T>, InvokeError> {
-        let _permit = self.slots.admit().await.map_err(InvokeError::Busy)?;
+        let _permit = slots.admit().await.map_err(InvokeError::Busy)?;
         let span = subject.span(trigger, self.next_invocation_id());
         let started = Instant::now();
         let subject = subject.clone();

@@ -60,6 +60,7 @@ impl Executor {
             &module.subject,
             "command",
             store,
+            &self.slots,
             move |store| Box::pin(async move { pre.instantiate_async(store).await }),
             |store, instance| {
                 Box::pin(async move {

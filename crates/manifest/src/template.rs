@@ -31,6 +31,11 @@ impl std::fmt::Display for Template {
 }
 
 impl Template {
+    /// Text taken as it is, braces included (values an embedder gives, not a manifest).
+    pub fn literal(text: &str) -> Self {
+        Self { parts: vec![Part::Literal(text.to_string())] }
+    }
+
     /// Parses `text`, checking that every `{{ ... }}` holds a valid variable name.
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut parts = Vec::new();

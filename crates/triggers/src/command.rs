@@ -5,8 +5,9 @@
 
 use anyhow::{Result, bail};
 use std::sync::Arc;
+use tessera_executor::exports::{find_func, list, lookup, split_export};
 use tessera_executor::{Accounting, Executor, Failure, InvokeError, PreparedComponent, PreparedModule};
-use wasmtime::component::{Func, Val, types::ComponentItem};
+use wasmtime::component::Val;
 
 /// The exit code of a trap or a limit hit (`wasmtime run` gives 134, as SIGABRT would).
 pub const TRAP_EXIT_CODE: i32 = 134;
@@ -122,68 +123,4 @@ pub struct Invoked {
     pub results: Vec<String>,
     /// What the call cost.
     pub account: Accounting,
-}
-
-fn split_export(name: &str) -> (Option<&str>, &str) {
-    match name.rsplit_once('#').or_else(|| name.rsplit_once('.')) {
-        Some((interface, func)) if interface.contains(':') || interface.contains('/') => (Some(interface), func),
-        _ => (None, name),
-    }
-}
-
-fn find_func(component: &PreparedComponent, interface: Option<&str>, name: &str) -> Result<wasmtime::component::types::ComponentFunc> {
-    let c = component.component();
-    let engine = c.engine();
-    let ty = c.component_type();
-    let mut available = Vec::new();
-    for (export, item) in ty.exports(engine) {
-        match (interface, item.ty) {
-            (None, ComponentItem::ComponentFunc(f)) if export == name => return Ok(f),
-            (None, ComponentItem::ComponentFunc(_)) => available.push(export.to_string()),
-            (Some(i), ComponentItem::ComponentInstance(inst)) if export == i => {
-                for (fname, fitem) in inst.exports(engine) {
-                    if let ComponentItem::ComponentFunc(f) = fitem.ty {
-                        if fname == name {
-                            return Ok(f);
-                        }
-                        available.push(format!("{export}#{fname}"));
-                    }
-                }
-            }
-            (_, ComponentItem::ComponentInstance(inst)) => {
-                for (fname, fitem) in inst.exports(engine) {
-                    if matches!(fitem.ty, ComponentItem::ComponentFunc(_)) {
-                        available.push(format!("{export}#{fname}"));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    let wanted = match interface {
-        Some(i) => format!("{i}#{name}"),
-        None => name.to_string(),
-    };
-    bail!("component `{}` exports no function `{wanted}`; it exports: {}", component.id(), list(&available))
-}
-
-fn lookup(
-    store: &mut wasmtime::Store<tessera_capabilities::InstanceState>,
-    instance: &wasmtime::component::Instance,
-    interface: Option<&str>,
-    name: &str,
-) -> wasmtime::Result<Func> {
-    let index = match interface {
-        Some(i) => {
-            let parent = instance.get_export_index(&mut *store, None, i).ok_or_else(|| wasmtime::format_err!("no export `{i}`"))?;
-            instance.get_export_index(&mut *store, Some(&parent), name)
-        }
-        None => instance.get_export_index(&mut *store, None, name),
-    };
-    let index = index.ok_or_else(|| wasmtime::format_err!("no export `{name}`"))?;
-    instance.get_func(&mut *store, index).ok_or_else(|| wasmtime::format_err!("`{name}` is not a function"))
-}
-
-fn list(items: &[String]) -> String {
-    if items.is_empty() { "nothing".into() } else { items.join(", ") }
 }
