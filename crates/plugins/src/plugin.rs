@@ -105,21 +105,21 @@ impl Plugin {
         &self.quotas
     }
 
+    /// Whether `other` runs the same compiled code (the same bytes and grants, loaded
+    /// while this one was).
+    pub fn shares_code_with(&self, other: &Plugin) -> bool {
+        Arc::ptr_eq(&self.loaded, &other.loaded)
+    }
+
     /// The compiled component (for `bindgen!`'s `...Pre::new` or type checks).
     pub fn component(&self) -> &wasmtime::component::Component {
         self.loaded.prepared.component()
     }
 
     /// Calls the plugin through typed bindings: `call` gets a fresh instance and returns
-    /// what an export returned. The result counts against the result-size quota as JSON
-    /// text (bindgen's `additional_derives: [serde::Serialize]` gives WIT types that).
-    ///
-    /// ```ignore
-    /// let called = plugin.call(Call::new(), |store, instance| Box::pin(async move {
-    ///     let rules = Rules::new(&mut *store, &instance)?;
-    ///     rules.acme_discounts_rules().call_apply(&mut *store, &cart).await
-    /// })).await?;
-    /// ```
+    /// what an export returned (the crate docs show one with `bindgen!`). The result
+    /// counts against the result-size quota as JSON text (bindgen's
+    /// `additional_derives: [serde::Serialize]` gives WIT types that).
     pub async fn call<T: serde::Serialize + Send + 'static>(
         &self,
         options: Call,
