@@ -156,10 +156,15 @@ impl Plugin {
     /// Calls an export written as WAVE text, as `wasmtime run --invoke` takes it:
     /// `apply({total: 100})`; returns each result as WAVE text.
     pub async fn call_wave(&self, options: Call, call: &str) -> Result<Called<Vec<String>>, CallError> {
-        let parsed = wasm_wave::untyped::UntypedFuncCall::parse(call).map_err(|e| {
+        let bad = |e: &dyn std::fmt::Display| {
             CallError::bad_call(format!("cannot read `{call}` as a WAVE function call: {e}; write it as 'name(arg1, arg2)', e.g. 'add(1, 2)'"))
-        })?;
-        let name = parsed.name().to_string();
+        };
+        // The name may hold `#` (`iface#name`), which WAVE's grammar has not: it is read
+        // apart, the arguments by WAVE.
+        let open = call.find('(').ok_or_else(|| bad(&"no `(`"))?;
+        let name = call[..open].trim().to_string();
+        let args_text = format!("f{}", &call[open..]);
+        let parsed = wasm_wave::untyped::UntypedFuncCall::parse(&args_text).map_err(|e| bad(&e))?;
         let (interface, func_name) = split_export(&name);
         let ty = find_func(&self.loaded.prepared, interface, func_name).map_err(|e| CallError::bad_call(format!("{e:#}")))?;
         let params: Vec<_> = ty.params().map(|(_, t)| t).collect();
