@@ -1,6 +1,7 @@
 //! `tessera`: serve and build Spin-style WebAssembly component apps.
 
 mod build;
+mod call;
 mod compose;
 mod inspect;
 mod log_output;
@@ -34,6 +35,8 @@ enum Command {
     Up(up::UpArgs),
     /// Run a command component, a WASI preview 1 module, or one exported function (like `wasmtime run`).
     Run(run::RunArgs),
+    /// Call one function of a plugin component within quotas, and show what it used.
+    Call(call::CallArgs),
     /// Run each component's build command (like `spin build`).
     Build(build::BuildArgs),
     /// Push, pull and log in to OCI registries (like `spin registry`).
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Up(args) => up::run(args),
         Command::Run(args) => run::run(args),
+        Command::Call(args) => call::run(args),
         Command::Build(args) => done(build::run(&args)),
         Command::Registry(args) => done(registry::run(args)),
         Command::Compose(args) => done(compose::run(args)),

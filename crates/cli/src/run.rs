@@ -152,7 +152,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         max_wasm_stack: args.max_wasm_stack as usize,
         consume_fuel: args.fuel.0.is_some(),
     })?;
-    let executor = Executor::new(&engine, Arc::new(app), ExecutorOptions { limits: FLAG_LIMITS, fuel: args.fuel.0, link: None })?;
+    let executor = Executor::new(&engine, Arc::new(app), ExecutorOptions { limits: FLAG_LIMITS, fuel: args.fuel.0, ..ExecutorOptions::default() })?;
 
     let mut wasi = WasiCtxBuilder::new();
     // argv[0] is the file name, as `wasmtime run` passes it.

@@ -4,7 +4,6 @@
 //! interface.
 
 use crate::PreparedComponent;
-use anyhow::{Result, bail};
 use tessera_capabilities::InstanceState;
 use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{Func, Instance};
@@ -18,9 +17,26 @@ pub fn split_export(name: &str) -> (Option<&str>, &str) {
     }
 }
 
+/// A function asked for by name that the component does not export.
+#[derive(Debug)]
+pub struct NoSuchFunction {
+    /// What was asked for (`iface#name` or `name`).
+    pub wanted: String,
+    /// Every function the component exports.
+    pub available: Vec<String>,
+}
+
+impl std::fmt::Display for NoSuchFunction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exports no function `{}`; it exports: {}", self.wanted, list(&self.available))
+    }
+}
+
+impl std::error::Error for NoSuchFunction {}
+
 /// The type of the exported function `name` (in `interface`, if given); the error lists
 /// every function the component exports.
-pub fn find_func(component: &PreparedComponent, interface: Option<&str>, name: &str) -> Result<ComponentFunc> {
+pub fn find_func(component: &PreparedComponent, interface: Option<&str>, name: &str) -> Result<ComponentFunc, NoSuchFunction> {
     let c = component.component();
     let engine = c.engine();
     let mut available = Vec::new();
@@ -52,7 +68,7 @@ pub fn find_func(component: &PreparedComponent, interface: Option<&str>, name: &
         Some(i) => format!("{i}#{name}"),
         None => name.to_string(),
     };
-    bail!("component `{}` exports no function `{wanted}`; it exports: {}", component.id(), list(&available))
+    Err(NoSuchFunction { wanted, available })
 }
 
 /// The exported function `name` (in `interface`, if given) of a running instance.

@@ -62,11 +62,14 @@ pub struct ExecutorOptions {
     pub fuel: Option<u64>,
     /// Host interfaces of the caller's own, linked beside the capabilities'.
     pub link: Option<LinkExtension>,
+    /// Log each failed invocation as an error. An embedder that gets every failure as a
+    /// value (and may see millions of quota hits a day) logs them at debug level instead.
+    pub log_failures: bool,
 }
 
 impl Default for ExecutorOptions {
     fn default() -> Self {
-        Self { limits: RUNTIME_CONFIG_LIMITS, fuel: None, link: None }
+        Self { limits: RUNTIME_CONFIG_LIMITS, fuel: None, link: None, log_failures: true }
     }
 }
 
@@ -171,6 +174,7 @@ impl Executor {
             app: self.app.manifest.application.name.as_str().into(),
             limits: LimitsInForce { timeout: limits.request_timeout, max_wasm_stack: self.app.runtime_config.max_wasm_stack, fuel: self.options.fuel },
             settings: self.options.limits,
+            log_failures: self.options.log_failures,
         }
     }
 
@@ -312,6 +316,7 @@ pub(crate) struct Subject {
     app: Arc<str>,
     limits: LimitsInForce,
     settings: LimitSettings,
+    log_failures: bool,
 }
 
 impl Subject {
@@ -322,8 +327,13 @@ impl Subject {
     /// Logs `failure` (a non-zero exit is the command's own business, not logged) and
     /// returns it.
     fn failed(&self, failure: Failure) -> Failure {
-        if !matches!(failure, Failure::Exit(_)) {
+        if matches!(failure, Failure::Exit(_)) {
+            return failure;
+        }
+        if self.log_failures {
             tracing::error!("{}", failure.describe(&self.id, &self.settings));
+        } else {
+            tracing::debug!("{}", failure.describe(&self.id, &self.settings));
         }
         failure
     }

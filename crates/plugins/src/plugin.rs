@@ -132,7 +132,7 @@ impl Plugin {
     /// interface) with `args`; returns its results. The result counts as WAVE text.
     pub async fn call_dynamic(&self, options: Call, name: &str, args: Vec<Val>) -> Result<Called<Vec<Val>>, CallError> {
         let (interface, func_name) = split_export(name);
-        let ty = find_func(&self.loaded.prepared, interface, func_name).map_err(|e| CallError::bad_call(format!("{e:#}")))?;
+        let ty = find_func(&self.loaded.prepared, interface, func_name).map_err(|e| CallError::bad_call(format!("plugin `{}` {e}", self.name)))?;
         if ty.params().len() != args.len() {
             return Err(CallError::bad_call(format!("`{name}` takes {} arguments, {} given", ty.params().len(), args.len())));
         }
@@ -166,7 +166,7 @@ impl Plugin {
         let args_text = format!("f{}", &call[open..]);
         let parsed = wasm_wave::untyped::UntypedFuncCall::parse(&args_text).map_err(|e| bad(&e))?;
         let (interface, func_name) = split_export(&name);
-        let ty = find_func(&self.loaded.prepared, interface, func_name).map_err(|e| CallError::bad_call(format!("{e:#}")))?;
+        let ty = find_func(&self.loaded.prepared, interface, func_name).map_err(|e| CallError::bad_call(format!("plugin `{}` {e}", self.name)))?;
         let params: Vec<_> = ty.params().map(|(_, t)| t).collect();
         let args: Vec<Val> = parsed
             .to_wasm_params::<Val>(params.iter())

@@ -92,7 +92,7 @@ pub async fn invoke(
         .map_err(|e| anyhow::anyhow!("cannot read `{call}` as a WAVE function call: {e}\n  hint: write it as 'name(arg1, arg2)', e.g. 'add(1, 2)' or 'greet(\"world\")'"))?;
     let name = parsed.name().to_string();
     let (interface, func_name) = split_export(&name);
-    let ty = find_func(component, interface, func_name)?;
+    let ty = find_func(component, interface, func_name).map_err(|e| anyhow::anyhow!("component `{}` {e}", component.id()))?;
     let params: Vec<wasmtime::component::Type> = ty.params().map(|(_, t)| t).collect();
     let args: Vec<Val> = parsed
         .to_wasm_params::<Val>(params.iter())
