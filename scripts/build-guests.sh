@@ -23,7 +23,7 @@ rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add was
 echo "== test guests"
 (cd tests/guests && cargo build --locked --target wasm32-wasip2 --release -q)
 
-for ex in spin-rust-router rust-sqlite users-api/api calculator/calculator http-middleware/auth; do
+for ex in spin-rust-router rust-sqlite users-api/api calculator/calculator http-middleware/auth plugin-host/plugins; do
   echo "== examples/$ex"
   (cd "examples/$ex" && cargo build --locked --target wasm32-wasip2 --release -q)
 done
@@ -53,6 +53,10 @@ if $all; then
   examples/users-api/db/build.sh
   echo "== examples/http-middleware/app (Python Spin SDK)"
   examples/http-middleware/app/build.sh
+  echo "== examples/plugin-host/plugins/js-rules (componentize-js)"
+  examples/plugin-host/plugins/js-rules/build.sh
+  echo "== examples/plugin-host/plugins/python-rules (componentize-py)"
+  examples/plugin-host/plugins/python-rules/build.sh
   echo "== examples/calculator/frontend (componentize-js)"
   examples/calculator/frontend/build.sh
   echo "== tests/guests/js-calc (componentize-js)"
