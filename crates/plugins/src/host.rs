@@ -231,7 +231,7 @@ impl PluginHost {
         let loaded = match cached {
             Some(loaded) => loaded,
             None => {
-                let loaded = Arc::new(self.compile(&bytes, &digest, &key)?);
+                let loaded = Arc::new(self.compile(&name, &bytes, &digest, &key)?);
                 let mut map = host.loaded.lock().unwrap_or_else(|e| e.into_inner());
                 map.retain(|_, weak| weak.strong_count() > 0);
                 map.insert(key, Arc::downgrade(&loaded));
@@ -275,11 +275,13 @@ impl PluginHost {
 
     /// Compiles (or loads from the compile cache) and pre-instantiates, on an executor of
     /// its own whose app is the one component with its grants.
-    fn compile(&self, bytes: &[u8], digest: &str, key: &LoadKey) -> Result<Loaded> {
+    fn compile(&self, name: &str, bytes: &[u8], digest: &str, key: &LoadKey) -> Result<Loaded> {
         let host = &self.0;
-        let dir = host.state_dir.join("components");
+        // One directory per digest; the file is named after the plugin that loaded it
+        // first, so log lines name it.
+        let dir = host.state_dir.join("components").join(digest.replace(':', "-"));
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let path = dir.join(format!("{}.wasm", digest.replace(':', "-")));
+        let path = dir.join(format!("{}.wasm", file_safe(name)));
         if !path.is_file() {
             // Written whole under another name first, so a crash leaves no half file.
             let staging = tempfile::NamedTempFile::new_in(&dir)?;
@@ -322,6 +324,12 @@ impl PluginHost {
         let prepared = executor.prepare(&id)?;
         Ok(Loaded { executor, prepared, digest: digest.to_string() })
     }
+}
+
+/// `name` with only letters, digits, `-` and `_` (a file name and component id).
+fn file_safe(name: &str) -> String {
+    let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
+    if safe.trim_matches('-').is_empty() { "plugin".into() } else { safe }
 }
 
 fn name_of(path: &Path) -> String {
