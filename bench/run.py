@@ -37,7 +37,7 @@ NATIVE_SUBSCRIBER = ROOT / "target/release/native-subscriber"
 COMMAND_GUEST = ROOT / "tests/guests/target/wasm32-wasip2/release/command_guest.wasm"
 REDIS_GUEST = ROOT / "tests/guests/target/wasm32-wasip2/release/redis_guest.wasm"
 HOLD_OPEN = ROOT / "target/release/hold-open"
-SCENARIOS = ["hello", "instantiate", "startup", "python", "idle", "concurrent", "kv", "cpu", "run", "redis", "compose", "containerd"]
+SCENARIOS = ["hello", "instantiate", "startup", "python", "idle", "concurrent", "kv", "cpu", "run", "redis", "compose", "containerd", "plugins"]
 SHIM = ROOT / "target/release/containerd-shim-tessera-v1"
 # native-hello linked statically, for an image of that one file (runc's peer).
 STATIC_TARGET = subprocess.run(["rustc", "-vV"], capture_output=True, text=True).stdout.split("host: ")[1].split()[0]
@@ -53,6 +53,11 @@ TARGET_CPU_RATIO = 1.3
 # Issue 15: pod start within 2x of a native container's, idle app container under 10 MiB.
 TARGET_POD_START_VS_RUNC = 2.0
 TARGET_CONTAINER_MIB = 10.0
+# Issue 16: a plugin call (fresh instance, 1 KB in and out) under 10 µs at p50 and at least
+# twice as fast as Extism's.
+TARGET_PLUGIN_CALL_P50_US = 10.0
+TARGET_PLUGIN_VS_EXTISM = 2.0
+PLUGIN_GUESTS = ROOT / "bench/guests/plugin"
 
 
 def log(msg):
@@ -781,6 +786,55 @@ def count_lines(path, prefix):
         return 0
 
 
+def scenario_plugins(args, results):
+    """Per-call cost of Tessera's embedding API against a hand-written wasmtime host and
+    Extism (bench/src/bin/plugin-calls.rs), all in one process."""
+    component = PLUGIN_GUESTS / "target/wasm32-wasip2/release/plugin_component.wasm"
+    module = PLUGIN_GUESTS / "target/wasm32-unknown-unknown/release/plugin_extism.wasm"
+    if not args.no_setup or not component.exists() or not module.exists():
+        run(["rustup", "target", "add", "wasm32-wasip2", "wasm32-unknown-unknown"])
+        run(["cargo", "build", "--locked", "--release", "-q", "-p", "plugin-component", "--target", "wasm32-wasip2"], cwd=PLUGIN_GUESTS)
+        run(["cargo", "build", "--locked", "--release", "-q", "-p", "plugin-extism", "--target", "wasm32-unknown-unknown"], cwd=PLUGIN_GUESTS)
+    cmd = ["cargo", "run", "--locked", "--release", "-q", "-p", "tessera-bench", "--features", "extism", "--bin", "plugin-calls", "--",
+           component, module]
+    out = run(cmd, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, RUST_LIB_BACKTRACE="0")).stdout
+    results["plugins"] = dict(json.loads(out), command=" ".join(str(c) for c in cmd[:12]))
+
+
+def report_plugins(p, targets):
+    lines = ["## Plugins: one call per event on a fresh instance (in process)", "",
+             f"`{p['command']}`: the same logic (bench/guests/plugin: reverse {p['input_bytes']} bytes and flip their "
+             "case) as a component and as an Extism module (extism 1.30, extism-pdk 1.4), called one after "
+             "another, peers alternating in rounds. \"Fresh instance\" peers instantiate for every call; "
+             "Extism's usual mode keeps one instance across calls.", "",
+             "| host | p50 µs | p99 µs | calls |", "| --- | ---: | ---: | ---: |"]
+    for name, r in p["per_call"].items():
+        lines.append(f"| {name} | {r['p50_us']:.2f} | {r['p99_us']:.2f} | {r['calls']} |")
+    t = p["per_call"]["tessera (instructions metered)"]["p50_us"]
+    e = p["per_call"]["extism, fresh instance"]["p50_us"]
+    k = p["per_call"]["extism, instance kept"]["p50_us"]
+    w = p["per_call"]["wasmtime, hand-written host"]["p50_us"]
+    lines += ["", f"Tessera (metered) is {e / t:.1f}x faster than Extism with a fresh instance, {k / t:.1f}x its kept "
+              f"instance, and takes {t / w:.2f}x the time of the hand-written wasmtime host.", ""]
+    targets.append((f"plugin call p50 < {TARGET_PLUGIN_CALL_P50_US:.0f} µs (fresh instance, 1 KB in and out)", f"{t:.2f} µs", t < TARGET_PLUGIN_CALL_P50_US))
+    targets.append((f"plugin call ≥ {TARGET_PLUGIN_VS_EXTISM:.0f}x faster than Extism (fresh instance)", f"{e / t:.1f}x", e / t >= TARGET_PLUGIN_VS_EXTISM))
+    m = p["metering"]
+    base = m["wasmtime, neither"]["ms"]
+    lines += [f"Metering: one call sorting {p['work_n']:,} pseudo-random numbers (CPU-bound), median of alternating calls.", "",
+              "| host | ms | ÷ wasmtime with neither |", "| --- | ---: | ---: |"]
+    for name, r in m.items():
+        lines.append(f"| {name} | {r['ms']:.2f} | {r['ms'] / base:.2f}x |")
+    fuel = m["tessera, instructions metered"]["ms"] / m["tessera, epochs only"]["ms"]
+    epochs = m["wasmtime, epochs only"]["ms"] / base
+    lines += ["", f"Within one host: counting instructions costs {fuel:.2f}x the time of epochs alone (Tessera); "
+              f"epochs cost {epochs:.2f}x the time of neither (wasmtime)."]
+    tn = p["tenants"]
+    lines += ["", f"{tn['tenants']:,} tenants, each with a plugin of its own bytes ({tn['component_bytes']:,}-byte component, "
+              f"compiled apart): loaded in {tn['load_s']:.1f} s, {tn['memory_per_plugin_kib']:.0f} KiB of resident memory per "
+              f"loaded plugin, {tn['calls_per_s_round_robin']:,.0f} calls/s calling them in turn on one thread.", ""]
+    return lines
+
+
 def scenario_redis(args, results):
     """Messages handled per second through the Redis trigger (a Spin SDK component writing
     each message to its log) vs a native tokio subscriber writing each to a file; the same
@@ -989,6 +1043,8 @@ def report(results, meta, argv):
         ratio_tuned = c["native hyper, -O3 -march=native"]["rps"] / c["tessera"]["rps"]
         targets.append((f"CPU-bound guest within {TARGET_CPU_RATIO}x native (gcc -O3 -march=native)", f"{ratio_tuned:.2f}x", ratio_tuned <= TARGET_CPU_RATIO))
         lines.append("")
+    if "plugins" in results:
+        lines += report_plugins(results["plugins"], targets)
     if "containerd" in results:
         c = results["containerd"]
         lines += ["## Kubernetes: containers under containerd", "",

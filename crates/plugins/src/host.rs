@@ -219,7 +219,7 @@ impl PluginHost {
         }
         let tenant = match options.tenant.clone() {
             Some(t) => t,
-            None => self.tenant("default", TenantLimits::default())?,
+            None => self.tenant(&file_safe(&name), TenantLimits::default())?,
         };
         let digest = tessera_registry::digest_of(&bytes);
         let key = LoadKey {

@@ -111,6 +111,7 @@
 #![deny(missing_docs)]
 
 mod host;
+mod json_size;
 mod plugin;
 mod quotas;
 mod sandbox;

@@ -125,7 +125,7 @@ impl Plugin {
         options: Call,
         call: impl for<'a> FnOnce(&'a mut Store<InstanceState>, Instance) -> BoxFuture<'a, wasmtime::Result<T>> + Send + 'static,
     ) -> Result<Called<T>, CallError> {
-        self.run(options, call, |value| json_size(value)).await
+        self.run(options, call, |value| crate::json_size::json_size(value)).await
     }
 
     /// Calls the export `name` (`name`, or `iface#name` for a function of an exported
@@ -230,22 +230,4 @@ impl Plugin {
         }
         Ok(Called { value: invoked.value, metering, logs: logs.take() })
     }
-}
-
-/// Bytes of `value` as JSON text, counted without keeping the text.
-fn json_size<T: serde::Serialize>(value: &T) -> u64 {
-    struct Count(u64);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len() as u64;
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    // A value serde cannot write (a map with non-string keys) counts as empty.
-    let _ = serde_json::to_writer(&mut count, value);
-    count.0
 }
