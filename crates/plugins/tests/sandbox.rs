@@ -39,6 +39,9 @@ async fn nothing_is_reachable_by_default() {
     let connect = ask(&plugin, &format!(r#"connect("{}")"#, listener.local_addr().unwrap())).await;
     assert!(connect.starts_with("err("), "the plugin connected: {connect}");
     assert_eq!(ask(&plugin, r#"kv-roundtrip("k", "v")"#).await, r#"err("Error::AccessDenied")"#);
+    let (url, _) = http_server();
+    let http = ask(&plugin, &format!(r#"http-get("{url}")"#)).await;
+    assert!(http.starts_with("err(") && http.contains("Denied"), "an ungranted request went out: {http}");
     let variable = ask(&plugin, r#"variable("tier")"#).await;
     assert!(variable.starts_with("err("), "{variable}");
 }
@@ -48,7 +51,9 @@ async fn each_piece_works_when_granted() {
     let host = host();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rates.txt"), "gold=5").unwrap();
+    let (url, requests) = http_server();
     let grants = Grants {
+        allowed_outbound_hosts: vec![url.trim_end_matches("/ping").to_string()],
         environment: [("REGION".to_string(), "eu".to_string())].into(),
         files: vec![(dir.path().to_path_buf(), "/config".into())],
         clocks: Clocks::Real,
@@ -69,6 +74,11 @@ async fn each_piece_works_when_granted() {
     let secs: u64 = now.trim_matches(['(', ')']).split(", ").next().unwrap().parse().unwrap();
     assert!(secs > 1_700_000_000, "the real clock says {now}");
     assert_eq!(ask(&plugin, r#"kv-roundtrip("k", "v")"#).await, r#"ok("v")"#);
+    assert_eq!(ask(&plugin, &format!(r#"http-get("{url}")"#)).await, "ok(204)");
+    assert_eq!(requests.load(std::sync::atomic::Ordering::Relaxed), 1);
+    // Only the granted destination: another port of the same host is refused.
+    let other = ask(&plugin, r#"http-get("http://127.0.0.1:1/ping")"#).await;
+    assert!(other.starts_with("err("), "{other}");
     // A value is taken as it is, braces and all.
     assert_eq!(ask(&plugin, r#"variable("tier")"#).await, r#"ok("{{gold}}")"#);
     // Loads by one tenant with the same grants share the compiled code.
@@ -86,6 +96,25 @@ async fn output_is_kept_up_to_the_log_quota_and_the_rest_is_counted() {
     let called = plugin.call_wave(Call::new().quotas(quotas), "tessera:probe/probe@0.1.0#shout(1000)").await.unwrap();
     assert_eq!(called.logs.text, "x".repeat(100));
     assert_eq!(called.logs.dropped, 1900);
+}
+
+/// An HTTP server on a free loopback port answering 204 to every request: its URL, and how
+/// many requests it answered.
+fn http_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/ping", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = count.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (url, count)
 }
 
 fn keygen(dir: &Path, name: &str) -> PathBuf {

@@ -32,6 +32,24 @@ impl exports::tessera::probe::probe::Guest for Probe {
         std::net::TcpStream::connect(&addr).map(drop).map_err(|e| e.to_string())
     }
 
+    fn http_get(url: String) -> Result<u16, String> {
+        use wasip2::http::outgoing_handler;
+        use wasip2::http::types::{Fields, OutgoingRequest, Scheme};
+        let (scheme, rest) = url.split_once("://").unwrap_or(("http", &url));
+        let (authority, path) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
+        let request = OutgoingRequest::new(Fields::new());
+        let _ = request.set_scheme(Some(&if scheme == "https" { Scheme::Https } else { Scheme::Http }));
+        let _ = request.set_authority(Some(authority));
+        let _ = request.set_path_with_query(Some(path));
+        let pending = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
+        pending.subscribe().block();
+        match pending.get() {
+            Some(Ok(Ok(response))) => Ok(response.status()),
+            Some(Ok(Err(e))) => Err(format!("{e:?}")),
+            other => Err(format!("{other:?}")),
+        }
+    }
+
     fn shout(bytes: u32) {
         let _ = std::io::stdout().write_all(&vec![b'x'; bytes as usize]);
         let _ = std::io::stdout().flush();
