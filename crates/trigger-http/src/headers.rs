@@ -33,7 +33,9 @@ pub fn set_spin_headers<T>(
     set(HeaderName::from_static("spin-component-route"), route.raw_route_or_prefix());
     set(HeaderName::from_static("spin-client-addr"), &client.to_string());
     for (name, value) in &route.params {
-        if let Ok(name) = HeaderName::from_bytes(format!("spin-path-match-{}", name.to_ascii_lowercase()).as_bytes()) {
+        // Spin's naming: `:path_segment` arrives as `spin-path-match-path-segment`.
+        let name = format!("spin-path-match-{}", name.to_ascii_lowercase().replace('_', "-"));
+        if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
             set(name, value);
         }
     }
@@ -62,5 +64,14 @@ mod tests {
         assert_eq!(h["spin-client-addr"], "127.0.0.1:8777");
         assert_eq!(h["spin-path-match-userid"], "42");
         assert!(!h.contains_key("spin-path-match-admin"));
+    }
+
+    #[test]
+    fn underscores_in_a_parameter_name_become_dashes_as_in_spin() {
+        let router = Router::build("/", [("/files/:path_segment".to_string(), ())]).unwrap();
+        let m = router.route("/files/a.txt").unwrap();
+        let mut h = HeaderMap::new();
+        set_spin_headers(&mut h, "http://h/files/a.txt", &m, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(h["spin-path-match-path-segment"], "a.txt");
     }
 }
