@@ -20,7 +20,7 @@ mod capability;
 mod grants;
 pub mod key_value;
 pub mod logging;
-mod network;
+pub mod network;
 pub mod outbound_http;
 pub mod postgres;
 pub mod redis;

@@ -1,10 +1,14 @@
-//! The outbound network check shared by every capability that connects out (HTTP, Redis):
-//! the destination must match `allowed_outbound_hosts`, and every address its name
-//! resolves to must be public unless a pattern names it. Refusals are logged with the
-//! manifest key to change.
+//! The outbound network check shared by every capability that connects out (HTTP, Redis,
+//! `wasi:sockets`): the destination must match `allowed_outbound_hosts`, and every address
+//! its name resolves to must be public unless a pattern names it. Refusals are logged with
+//! the manifest key (or flag) to change.
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
 use tessera_manifest::allowed_hosts::{AllowedHosts, Refusal};
+use wasmtime_wasi::sockets::SocketAddrUse;
 
 /// Why a connection was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,9 +74,58 @@ impl OutboundPolicy {
 }
 
 /// An IP as it appears in a URL (IPv6 in brackets).
-pub(crate) fn display_ip(ip: IpAddr) -> String {
+pub fn display_ip(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+/// Whether `allowed` grants any TCP or UDP destination (a `tcp://`, `udp://` or `*://`
+/// pattern), so `wasi:sockets` is switched on behind [`socket_check`].
+pub fn grants_sockets(allowed: &AllowedHosts) -> bool {
+    allowed.patterns().iter().any(|p| p.allows_scheme("tcp") || p.allows_scheme("udp"))
+}
+
+/// How a refused socket's log line says what to change, given the destination as a
+/// pattern (`tcp://127.0.0.1:6379`): the manifest key for an app, the flag for a command.
+pub type SocketAdvice = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
+/// A `wasi:sockets` address check, as Spin grants sockets: TCP connects and UDP sends go
+/// only to addresses `allowed` matches as `tcp://IP:PORT` or `udp://IP:PORT` (loopback,
+/// private and link-local ones only when a pattern names them); binding is allowed only to
+/// the unspecified address with an ephemeral port (what connecting and sending do first);
+/// listening and accepting are refused. Each refusal is logged with `advice`.
+pub fn socket_check(
+    allowed: Arc<AllowedHosts>,
+    who: Arc<str>,
+    advice: SocketAdvice,
+) -> impl Fn(SocketAddr, SocketAddrUse) -> Pin<Box<dyn Future<Output = bool> + Send + Sync>> + Send + Sync + 'static {
+    move |addr, use_| {
+        let (allowed, who, advice) = (allowed.clone(), who.clone(), advice.clone());
+        Box::pin(async move {
+            let scheme = match use_ {
+                SocketAddrUse::TcpConnect => "tcp",
+                SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => "udp",
+                SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => return addr.ip().is_unspecified() && addr.port() == 0,
+                SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept => {
+                    tracing::warn!("{who} may not listen on {addr}: listening sockets are refused");
+                    return false;
+                }
+            };
+            let ip = addr.ip().to_canonical();
+            let target = format!("{scheme}://{}:{}", display_ip(ip), addr.port());
+            match allowed.check_address(scheme, &ip.to_string(), addr.port(), ip) {
+                Ok(()) => true,
+                Err(Refusal::NotAllowed) => {
+                    tracing::warn!("{who} may not connect to {target}; {}", advice(&target));
+                    false
+                }
+                Err(Refusal::RestrictedAddress(_)) => {
+                    tracing::warn!("{who} may not connect to {target}, a non-public address no pattern names; {}", advice(&target));
+                    false
+                }
+            }
+        })
     }
 }

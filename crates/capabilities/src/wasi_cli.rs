@@ -1,10 +1,13 @@
 //! `wasi:cli`, `wasi:filesystem`, `wasi:clocks`, `wasi:random`, `wasi:sockets` (0.2 and
 //! 0.3), deny by default: the filesystem holds only the `files` mounts, read-only; the
-//! environment holds only `environment`; sockets are linked but every address is refused;
-//! no arguments, empty stdin.
+//! environment holds only `environment`; TCP and UDP only to what `tcp://` and `udp://`
+//! entries of `allowed_outbound_hosts` allow (by address, as Spin grants them: name lookups
+//! are refused), never listening; no arguments, empty stdin.
 
 use crate::{Concurrency, InstanceState};
 use anyhow::{Context as _, Result};
+use std::sync::Arc;
+use tessera_manifest::allowed_hosts::AllowedHosts;
 use tessera_app::{LoadedComponent, Mount};
 use wasmtime::component::Linker;
 use wasmtime_wasi::cli::StdoutStream;
@@ -31,6 +34,9 @@ pub fn needs_concurrency(interface: &str) -> bool {
 pub struct ComponentState {
     mounts: Vec<Mount>,
     environment: Vec<(String, String)>,
+    /// The component's allow-list, its name in log lines and the advice they give, when
+    /// it grants sockets.
+    sockets: Option<(Arc<AllowedHosts>, Arc<str>, crate::network::SocketAdvice)>,
 }
 
 impl ComponentState {
@@ -44,9 +50,16 @@ impl ComponentState {
                 m.host_path.display()
             );
         }
+        let allowed = &component.allowed_outbound_hosts;
+        let id = component.id.clone();
+        let advice: crate::network::SocketAdvice =
+            Arc::new(move |target| format!("to allow it, add \"{target}\" to allowed_outbound_hosts in [component.{id}]"));
+        let sockets = crate::network::grants_sockets(allowed)
+            .then(|| (Arc::new(allowed.clone()), Arc::from(format!("component `{}`", component.id)), advice));
         Ok(Self {
             mounts: component.mounts.clone(),
             environment: component.environment.clone().into_iter().collect(),
+            sockets,
         })
     }
 
@@ -66,8 +79,17 @@ impl ComponentState {
     pub fn builder(&self) -> Result<WasiCtxBuilder> {
         let mut builder = WasiCtxBuilder::new();
         builder.envs(&self.environment);
-        // WasiCtxBuilder denies sockets and name lookups unless asked; say so anyway.
-        builder.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        // Name lookups are refused, as in Spin; sockets only behind the address check.
+        builder.allow_ip_name_lookup(false);
+        match &self.sockets {
+            Some((allowed, who, advice)) => {
+                builder.allow_tcp(true).allow_udp(true);
+                builder.socket_addr_check(crate::network::socket_check(allowed.clone(), who.clone(), advice.clone()));
+            }
+            None => {
+                builder.allow_tcp(false).allow_udp(false);
+            }
+        }
         for m in &self.mounts {
             builder
                 .preopened_dir(&m.host_path, &m.guest_path, FsPerms::ReadOnly)

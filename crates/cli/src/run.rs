@@ -14,7 +14,6 @@ use tessera_manifest::allowed_hosts::{AllowedHost, AllowedHosts};
 use tessera_manifest::template::Template;
 use tessera_manifest::{Location, Manifest, RuntimeConfig, parse_duration, parse_size};
 use tessera_triggers::command;
-use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 /// Arguments of `tessera run` (`wasmtime run`'s, plus read-only dirs, an outbound
@@ -268,29 +267,7 @@ fn outbound_patterns(patterns: &[String]) -> Result<Option<AllowedHosts>> {
 /// TCP and UDP for addresses the patterns allow (private ones only when named), as Spin
 /// checks sockets; listening is refused.
 fn allow_sockets(wasi: &mut WasiCtxBuilder, allowed: AllowedHosts) {
-    let allowed = Arc::new(allowed);
     wasi.allow_tcp(true).allow_udp(true).allow_ip_name_lookup(true);
-    wasi.socket_addr_check(move |addr, use_| {
-        let allowed = allowed.clone();
-        Box::pin(async move {
-            let scheme = match use_ {
-                SocketAddrUse::TcpConnect => "tcp",
-                SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => "udp",
-                // Connecting and sending bind first, to any address and an ephemeral port.
-                SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => return addr.ip().is_unspecified() && addr.port() == 0,
-                SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept => {
-                    tracing::warn!("the command may not listen on {addr}: listening sockets are refused");
-                    return false;
-                }
-            };
-            let ip = addr.ip();
-            let host = ip.to_string();
-            let ok = allowed.check_address(scheme, &host, addr.port(), ip).is_ok();
-            if !ok {
-                let shown = if ip.is_ipv6() { format!("[{ip}]") } else { host };
-                tracing::warn!("the command may not connect to {scheme}://{shown}:{}; to allow it, add --allow-outbound {scheme}://{shown}:{}", addr.port(), addr.port());
-            }
-            ok
-        })
-    });
+    let advice: tessera_capabilities::network::SocketAdvice = Arc::new(|target| format!("to allow it, add --allow-outbound {target}"));
+    wasi.socket_addr_check(tessera_capabilities::network::socket_check(Arc::new(allowed), Arc::from("the command"), advice));
 }

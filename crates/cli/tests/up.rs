@@ -120,7 +120,7 @@ environment = { GREETING = "hi", MODE = "test" }
 }
 
 #[test]
-fn guests_get_no_sockets_even_to_allowed_hosts() {
+fn a_wildcard_grant_does_not_open_sockets_to_loopback() {
     let up = upstream("never reached");
     let app = App::new(&GUEST_APP.replace("source = \"{http_guest}\"", "source = \"{http_guest}\"\nallowed_outbound_hosts = [\"*://*:*\"]"));
     let server = app.start(&[]);

@@ -98,6 +98,11 @@ impl AllowedHost {
         &self.raw
     }
 
+    /// Whether the pattern may match `scheme` (a pattern with `*` for its scheme matches all).
+    pub fn allows_scheme(&self, scheme: &str) -> bool {
+        self.scheme.as_deref().is_none_or(|s| s.eq_ignore_ascii_case(scheme))
+    }
+
     /// Whether a request to `scheme://host:port` matches this pattern (names only, no DNS).
     pub fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
         if let Some(s) = &self.scheme

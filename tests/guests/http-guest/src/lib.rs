@@ -10,7 +10,10 @@
 //!   answered with its status and body, or 502 and the `wasi:http` error code;
 //! - `/loop`: a GET of the relative URL `/loop` (itself, by service chaining), answered
 //!   with what that answered;
-//! - `/connect?addr=A`: opens a TCP connection to `A` (which must fail: no sockets);
+//! - `/connect?addr=A`: opens a TCP connection to `A` and writes `ping` on it (200, or
+//!   403 with the error);
+//! - `/udp?addr=A`: sends the datagram `ping` to `A` (200, or 403 with the error);
+//! - `/listen`: tries to listen on a TCP port (which must fail);
 //! - `/echo`: the request body, with its length in `x-body-length`;
 //! - `/memory-bomb`: allocates 1 MiB blocks until it fails;
 //! - `/spin`: loops forever;
@@ -84,8 +87,16 @@ impl wasip2::exports::http::incoming_handler::Guest for Guest {
                 Ok((status, body)) => (status, vec![], body),
                 Err(e) => (502, vec![], format!("error: {e}\n").into_bytes()),
             },
-            "connect" => match std::net::TcpStream::connect(param("addr").unwrap_or_default()) {
-                Ok(_) => (200, vec![], b"connected\n".to_vec()),
+            "connect" => match std::net::TcpStream::connect(param("addr").unwrap_or_default()).and_then(|mut s| s.write_all(b"ping")) {
+                Ok(()) => (200, vec![], b"connected\n".to_vec()),
+                Err(e) => (403, vec![], format!("error: {e}\n").into_bytes()),
+            },
+            "udp" => match std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| s.send_to(b"ping", param("addr").unwrap_or_default())) {
+                Ok(_) => (200, vec![], b"sent\n".to_vec()),
+                Err(e) => (403, vec![], format!("error: {e}\n").into_bytes()),
+            },
+            "listen" => match std::net::TcpListener::bind("0.0.0.0:0") {
+                Ok(l) => (200, vec![], format!("listening on {:?}\n", l.local_addr()).into_bytes()),
                 Err(e) => (403, vec![], format!("error: {e}\n").into_bytes()),
             },
             "echo" => {
