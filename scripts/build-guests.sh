@@ -18,10 +18,14 @@ for arg in "$@"; do
   esac
 done
 
-rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+for target in wasm32-wasip2 wasm32-wasip1; do
+  rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+done
 
 echo "== test guests"
 (cd tests/guests && cargo build --locked --target wasm32-wasip2 --release -q)
+# http-guest as a WASI preview 1 core module too, as older Spin SDKs build (adapted at load).
+(cd tests/guests && cargo build --locked --target wasm32-wasip1 --release -q -p http-guest)
 
 for ex in spin-rust-router rust-sqlite users-api/api calculator/calculator http-middleware/auth plugin-host/plugins; do
   echo "== examples/$ex"

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs, by name and pinned, the toolchains scripts/build-guests.sh needs: the wasm32-wasip2
-# Rust target, wasm-tools and wit-bindgen, zig (C guests) and componentize-py (Python guests),
+# and wasm32-wasip1 Rust targets, wasm-tools and wit-bindgen, zig (C guests) and componentize-py (Python guests),
 # and the npm packages of the JavaScript example. Each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-rustup target add wasm32-wasip2
+rustup target add wasm32-wasip2 wasm32-wasip1
 if ! command -v wasm-tools >/dev/null || ! command -v wit-bindgen >/dev/null; then
   cargo install --locked wasm-tools@1.263.0 wit-bindgen-cli@0.63.0
 fi

@@ -451,9 +451,10 @@ fn up_error(manifest: &str, files: &[(&str, &[u8])]) -> String {
 #[test]
 fn components_that_cannot_serve_http_are_refused_at_load() {
     let manifest = "spin_manifest_version = 2\n[application]\nname = \"bad\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n[component.c]\nsource = \"c.wasm\"\n";
-    let core_module = b"\0asm\x01\0\0\0";
-    let e = up_error(manifest, &[("c.wasm", core_module)]);
-    assert!(e.contains("core WebAssembly module, not a component") && e.contains("wasm32-wasip2"), "{e}");
+    // A core module no adapter can serve names what it imports.
+    let foreign = wat::parse_str(r#"(module (import "env" "host_log" (func (param i32))) (memory (export "memory") 1))"#).unwrap();
+    let e = up_error(manifest, &[("c.wasm", &foreign)]);
+    assert!(e.contains("core module that cannot be made a component") && e.contains("it imports: env::host_log") && e.contains("wasm32-wasip2"), "{e}");
     let empty_component = b"\0asm\x0d\0\x01\0";
     let e = up_error(manifest, &[("c.wasm", empty_component)]);
     assert!(e.contains("exports neither wasi:http/incoming-handler@0.2.x nor wasi:http/handler@0.3.0"), "{e}");
@@ -557,4 +558,26 @@ fn sigterm_stops_the_host_cleanly() {
     let status = server.terminate();
     assert!(status.success(), "{status:?}");
     assert!(server.wait_for_stdout("Shutting down").contains("Shutting down"));
+}
+
+#[test]
+fn a_wasi_preview1_module_is_adapted_at_load_and_served() {
+    // http-guest built for wasm32-wasip1: a core module with wit-bindgen's component-type
+    // sections, as older Spin SDKs build them.
+    let module = repo_root().join("tests/guests/target/wasm32-wasip1/release/http_guest.wasm");
+    assert!(module.is_file(), "{} is missing: run scripts/build-guests.sh", module.display());
+    let bytes = std::fs::read(&module).unwrap();
+    assert!(bytes.starts_with(b"\0asm\x01\0\0\0"), "not a core module");
+    let app = App::new(&GUEST_APP.replace("{http_guest}", &module.display().to_string()));
+    let cache = tempfile::tempdir().unwrap();
+    let cache_arg = cache.path().to_str().unwrap();
+    let server = app.start(&["--cache-dir", cache_arg]);
+    let r = server.get("/hello");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(server.get("/env").status, 200);
+    drop(server);
+    // The adapted component's compiled code is cached like any component's.
+    assert_eq!(std::fs::read_dir(cache.path()).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "cwasm")).count(), 1);
+    let again = app.start(&["--cache-dir", cache_arg]);
+    assert_eq!(again.get("/hello").status, 200);
 }

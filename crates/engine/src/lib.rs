@@ -3,6 +3,7 @@
 //! cache, epoch-based timeouts and per-instance memory accounting. It knows nothing of HTTP or of any capability.
 #![deny(missing_docs)]
 
+mod adapt;
 mod compile_cache;
 mod epoch;
 mod limiter;
@@ -135,7 +136,8 @@ impl Engine {
         !wasmtime::Engine::same(component.engine(), &self.plain.inner)
     }
 
-    /// Compiles `bytes` (or loads them from the cache). `name` is used in errors.
+    /// Compiles `bytes` (or loads them from the cache). `name` is used in errors. A WASI
+    /// preview 1 core module is made a component first (see `adapt`).
     /// `needs_concurrency` is asked about each top-level import and export name; a
     /// component with any such name, or one using component-model async itself, is
     /// compiled for the concurrent engine.
@@ -145,7 +147,14 @@ impl Engine {
         bytes: &[u8],
         needs_concurrency: impl Fn(&str) -> bool,
     ) -> Result<(Component, CompiledFrom)> {
-        check_is_component(name, bytes)?;
+        let adapted;
+        let bytes = if is_core_module(bytes) {
+            adapted = adapt::module_to_component(name, bytes)?;
+            &adapted[..]
+        } else {
+            check_is_component(name, bytes)?;
+            bytes
+        };
         let result = if top_level_names(bytes).iter().any(|n| needs_concurrency(n)) {
             self.concurrent()?.load(bytes)
         } else {
@@ -256,16 +265,8 @@ const KEEP_RESIDENT_MEMORY: usize = 16 << 20;
 const KEEP_RESIDENT_TABLE: usize = 1 << 20;
 
 fn check_is_component(name: &str, bytes: &[u8]) -> Result<()> {
-    if bytes.starts_with(b"\0asm") {
-        if wasmparser::Parser::is_core_wasm(bytes) {
-            bail!(
-                "`{name}` is a core WebAssembly module, not a component; build it for \
-                 wasm32-wasip2, or wrap it with `wasm-tools component new --adapt`"
-            );
-        }
-        if wasmparser::Parser::is_component(bytes) {
-            return Ok(());
-        }
+    if bytes.starts_with(b"\0asm") && wasmparser::Parser::is_component(bytes) {
+        return Ok(());
     }
     // Component text (WAT) is accepted for tests and tiny fixtures.
     if std::str::from_utf8(bytes).is_ok_and(|s| s.trim_start().starts_with('(')) {
