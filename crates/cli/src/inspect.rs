@@ -66,7 +66,16 @@ fn inspect_app(manifest_path: &Path, args: &InspectArgs, keys: &[PublicKey]) -> 
 
 fn inspect_component(component: Option<&Component>, source: &Path, keys: &[PublicKey]) -> Result<Value> {
     let bytes = std::fs::read(source).with_context(|| format!("cannot read {}; build it first (`tessera build`)", source.display()))?;
-    let (imports, exports) = tessera_engine::world_names(&bytes);
+    // A WASI preview 1 module is shown as the component it is made at load.
+    let (form, (imports, exports)) = if tessera_engine::is_core_module(&bytes) {
+        let name = source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        match tessera_engine::module_to_component(&name, &bytes) {
+            Ok(adapted) => ("WASI preview 1 module, made a component at load".to_string(), tessera_engine::world_names(&adapted)),
+            Err(e) => (format!("{e:#}"), (Vec::new(), Vec::new())),
+        }
+    } else {
+        ("component".to_string(), tessera_engine::world_names(&bytes))
+    };
 
     let mut granted: Vec<(Grant, Vec<String>)> = Vec::new();
     if let Some(c) = component {
@@ -117,6 +126,7 @@ fn inspect_component(component: Option<&Component>, source: &Path, keys: &[Publi
     Ok(json!({
         "id": component.map(|c| c.id.clone()),
         "source": source,
+        "form": form,
         "size": bytes.len(),
         "digest": tessera_registry::digest_of(&bytes),
         "signature": signature,
@@ -172,6 +182,9 @@ fn print_text(report: &Value) {
             None => println!("component {}", c["source"].as_str().unwrap_or("")),
         }
         println!("  source:    {}", c["source"].as_str().unwrap_or(""));
+        if c["form"].as_str() != Some("component") {
+            println!("  form:      {}", c["form"].as_str().unwrap_or(""));
+        }
         println!("  size:      {} bytes ({:.1} MB)", c["size"], c["size"].as_f64().unwrap_or(0.0) / 1e6);
         println!("  digest:    {}", c["digest"].as_str().unwrap_or(""));
         let sig = &c["signature"];

@@ -87,3 +87,16 @@ fn inspect_shows_signature_status_of_a_file() {
     assert_eq!(c["signature"]["verified"]["trusted"], true);
     assert!(c["signature"]["verified"]["key"].as_str().unwrap().starts_with("SHA256:"));
 }
+
+#[test]
+fn inspect_shows_a_preview1_module_as_the_component_it_becomes() {
+    let module = repo_root().join("tests/guests/target/wasm32-wasip1/release/http_guest.wasm");
+    let app = App::new(&GUEST_APP.replace("{http_guest}", &module.display().to_string()));
+    let report = inspect_json(&["-f", app.path().to_str().unwrap()]);
+    let c = &report["components"][0];
+    assert_eq!(c["form"], "WASI preview 1 module, made a component at load");
+    assert_eq!(strings(&c["exports"]), ["wasi:http/incoming-handler@0.2.12"]);
+    assert!(strings(&c["imports"]).iter().any(|i| i.starts_with("wasi:http/outgoing-handler@")), "{c}");
+    let plain = App::new(GUEST_APP);
+    assert_eq!(inspect_json(&["-f", plain.path().to_str().unwrap()])["components"][0]["form"], "component");
+}

@@ -8,6 +8,7 @@ mod compile_cache;
 mod epoch;
 mod limiter;
 
+pub use adapt::module_to_component;
 pub use compile_cache::{CompileCache, CompiledFrom};
 pub use limiter::{InstanceLimiter, LimitHit};
 
