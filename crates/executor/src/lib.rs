@@ -209,9 +209,7 @@ impl Executor {
         state: InstanceState,
         call: impl for<'a> FnOnce(&'a mut Store<InstanceState>, Instance) -> BoxFuture<'a, wasmtime::Result<T>> + Send + 'static,
     ) -> Result<Invoked<T>, InvokeError> {
-        let pre = component.pre.clone();
-        let store = component.store_with(state);
-        self.run(&component.subject, trigger, store, &self.slots, move |store| Box::pin(async move { pre.instantiate_async(store).await }), call).await
+        self.invoke_within(component, trigger, state, component.subject.limits, &self.slots, call).await
     }
 
     /// [`Executor::invoke_with_state`] under the caller's own limits and instance slots

@@ -205,23 +205,20 @@ impl PluginHost {
                 host.options.max_memory
             );
         }
-        let (bytes, default_name, artifact_signer) = self.read(&source, options.trusted_keys.as_deref()).await?;
-        let name = options.name.clone().unwrap_or(default_name);
+        let read = self.read(source, options.trusted_keys.as_deref()).await?;
+        let bytes = read.bytes;
+        let digest = tessera_registry::digest_of(&bytes);
+        let name = options.name.clone().or(read.name).unwrap_or_else(|| format!("plugin-{}", &digest[7..19]));
         if let Some(keys) = &options.trusted_keys
-            && artifact_signer.is_none()
+            && !read.artifact_signed
         {
-            let detached = match &source {
-                Source::File(path) => std::fs::read_to_string(tessera_app::signature_path(path)).ok(),
-                _ => None,
-            };
-            tessera_signing::component::check(&bytes, detached.as_deref(), keys)
+            tessera_signing::component::check(&bytes, read.detached_signature.as_deref(), keys)
                 .map_err(|reason| anyhow::anyhow!("plugin `{name}` is refused: {reason}; sign it with `tessera sign` and a trusted key"))?;
         }
         let tenant = match options.tenant.clone() {
             Some(t) => t,
             None => self.tenant(&file_safe(&name), TenantLimits::default())?,
         };
-        let digest = tessera_registry::digest_of(&bytes);
         let key = LoadKey {
             digest: digest.clone(),
             grants: options.grants.clone(),
@@ -241,25 +238,22 @@ impl PluginHost {
         Ok(Plugin::new(name, loaded, tenant, options.quotas, options.grants, host.options.meter_instructions))
     }
 
-    async fn read(&self, source: &Source, trusted_keys: Option<&[PublicKey]>) -> Result<(Vec<u8>, String, Option<String>)> {
+    /// The plugin's bytes, taken from `source` (a registry artifact's signature is checked
+    /// against `trusted_keys` before it is pulled).
+    async fn read(&self, source: Source, trusted_keys: Option<&[PublicKey]>) -> Result<Read> {
         match source {
-            Source::Bytes(bytes) => Ok((bytes.clone(), format!("plugin-{}", &tessera_registry::digest_of(bytes)[7..19]), None)),
+            Source::Bytes(bytes) => Ok(Read { bytes, name: None, detached_signature: None, artifact_signed: false }),
             Source::File(path) => {
-                let bytes = std::fs::read(path).with_context(|| format!("cannot read plugin {}", path.display()))?;
-                Ok((bytes, name_of(path), None))
+                let bytes = std::fs::read(&path).with_context(|| format!("cannot read plugin {}", path.display()))?;
+                let detached_signature = std::fs::read_to_string(tessera_app::signature_path(&path)).ok();
+                Ok(Read { bytes, name: Some(name_of(&path)), detached_signature, artifact_signed: false })
             }
             Source::Registry(reference) => {
-                let parsed = tessera_registry::parse_reference(reference)?;
+                let parsed = tessera_registry::parse_reference(&reference)?;
                 let options = &self.0.options.registry;
-                let signer = match trusted_keys {
-                    Some(keys) => Some(
-                        tessera_registry::verify_artifact(&parsed, keys, options)
-                            .await
-                            .with_context(|| format!("plugin {reference} is refused"))?
-                            .key,
-                    ),
-                    None => None,
-                };
+                if let Some(keys) = trusted_keys {
+                    tessera_registry::verify_artifact(&parsed, keys, options).await.with_context(|| format!("plugin {reference} is refused"))?;
+                }
                 let pulled = tessera_registry::pull(&parsed, options).await?;
                 let manifest = Manifest::from_file(&pulled.manifest)?;
                 let [component] = manifest.components.values().collect::<Vec<_>>()[..] else {
@@ -268,7 +262,7 @@ impl PluginHost {
                 let path = component.source.file().context("the pulled component has no local file")?;
                 let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
                 let name = parsed.repository().rsplit('/').next().unwrap_or("plugin").to_string();
-                Ok((bytes, name, signer))
+                Ok(Read { bytes, name: Some(name), detached_signature: None, artifact_signed: trusted_keys.is_some() })
             }
         }
     }
@@ -330,6 +324,17 @@ impl PluginHost {
 fn file_safe(name: &str) -> String {
     let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
     if safe.trim_matches('-').is_empty() { "plugin".into() } else { safe }
+}
+
+/// A plugin as read from its source.
+struct Read {
+    bytes: Vec<u8>,
+    /// Its name from the file or reference.
+    name: Option<String>,
+    /// `FILE.sig` beside a file source.
+    detached_signature: Option<String>,
+    /// The registry artifact's signature was verified by a trusted key.
+    artifact_signed: bool,
 }
 
 fn name_of(path: &Path) -> String {
