@@ -96,8 +96,9 @@ fn a_component_calling_itself_stops_at_max_chain_depth() {
     assert!(r.body.contains("LoopDetected"), "{}", r.body);
     let log = server.wait_for_log("over max_chain_depth");
     assert!(log.contains("is the 5th service-chaining hop in a row, over max_chain_depth (4)"), "{log}");
-    // Five instances ran (the client's and four hops), each with an access-log line.
-    let lines = server.wait_for_log("GET /loop 502").lines().filter(|l| l.contains("GET /loop 502")).count();
+    // Five instances ran (the client's and four hops), each with an access-log line; the client's
+    // line is written after its response is sent, so it is waited for.
+    let lines = server.wait_for_log_lines("GET /loop 502", 5);
     assert_eq!(lines, 5, "{}", server.log());
     // The host goes on serving.
     assert_eq!(server.get("/front/hello").status, 200);

@@ -260,7 +260,7 @@ fn resource_handle_floods_are_stopped_at_max_resource_handles() {
         let log = server.wait_for_log("max_resource_handles (1000)");
         assert!(log.contains("component `attack` held more than max_resource_handles (1000) host resources"), "{kind}: {log}");
     }
-    let count = server.log().matches("held more than max_resource_handles").count();
+    let count = server.wait_for_log_lines("held more than max_resource_handles", 3);
     assert_eq!(count, 3, "one log line per flood");
 }
 

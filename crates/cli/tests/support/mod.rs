@@ -275,6 +275,18 @@ impl Server {
         wait_for(&self.stderr, needle)
     }
 
+    /// Waits until `count` lines of the log contain `needle` (or 10 s pass), and returns that count.
+    pub fn wait_for_log_lines(&self, needle: &str, count: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen = self.log().lines().filter(|line| line.contains(needle)).count();
+            if seen >= count || Instant::now() > deadline {
+                return seen;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits until stdout (where guest stdout goes) contains `needle`.
     pub fn wait_for_stdout(&self, needle: &str) -> String {
         wait_for(&self.stdout, needle)
