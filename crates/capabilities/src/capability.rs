@@ -48,6 +48,7 @@ static CAPABILITIES: &[&dyn Registered] = &[
     &Registration::<crate::sqlite::Sqlite>::NEW,
     &Registration::<crate::redis::Redis>::NEW,
     &Registration::<crate::postgres::Postgres>::NEW,
+    &Registration::<crate::mqtt::Mqtt>::NEW,
 ];
 
 type AppState = Box<dyn Any + Send + Sync>;
@@ -180,6 +181,8 @@ mod tests {
             ("spin:sqlite/sqlite@3.1.0", Grant::SqliteDatabases),
             ("fermyon:spin/redis@2.0.0", Grant::AllowedOutboundHosts),
             ("spin:postgres/postgres@4.2.0", Grant::AllowedOutboundHosts),
+            ("fermyon:spin/mqtt@2.0.0", Grant::AllowedOutboundHosts),
+            ("spin:mqtt/mqtt@3.0.0", Grant::AllowedOutboundHosts),
             ("wasi:http/outgoing-handler@0.2.6", Grant::AllowedOutboundHosts),
             ("wasi:filesystem/preopens@0.2.6", Grant::Files),
         ] {
@@ -190,6 +193,8 @@ mod tests {
         assert!(needs_concurrency("spin:key-value/key-value@3.0.0"));
         assert!(needs_concurrency("spin:postgres/postgres@4.2.0"));
         assert!(!needs_concurrency("spin:postgres/postgres@3.0.0"));
+        assert!(needs_concurrency("spin:mqtt/mqtt@3.0.0"));
+        assert!(!needs_concurrency("fermyon:spin/mqtt@2.0.0"));
         assert!(!needs_concurrency("fermyon:spin/sqlite@2.0.0"));
     }
 }

@@ -20,6 +20,7 @@ mod capability;
 mod grants;
 pub mod key_value;
 pub mod logging;
+pub mod mqtt;
 pub mod network;
 pub mod outbound_http;
 pub mod postgres;
@@ -119,7 +120,7 @@ pub fn needs_concurrency(interface: &str) -> bool {
 /// The manifest grant without which an imported interface can do nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Grant {
-    /// `allowed_outbound_hosts` (outbound HTTP, Redis, PostgreSQL).
+    /// `allowed_outbound_hosts` (outbound HTTP, sockets, Redis, PostgreSQL, MQTT).
     AllowedOutboundHosts,
     /// `key_value_stores`.
     KeyValueStores,

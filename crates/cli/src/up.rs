@@ -205,6 +205,13 @@ fn print_triggers(host: &AppHost, addr: Option<SocketAddr>) {
             let _ = writeln!(out, "  {address}/{channel}: [{}]", components.join(","));
         }
     }
+    let topics = host.mqtt_subscriptions();
+    if !topics.is_empty() {
+        let _ = writeln!(out, "MQTT topics:");
+        for (broker, filter, component) in topics {
+            let _ = writeln!(out, "  {broker} {filter}: [{component}]");
+        }
+    }
     let schedules = host.cron_schedules();
     if !schedules.is_empty() {
         let _ = writeln!(out, "Cron jobs (UTC):");

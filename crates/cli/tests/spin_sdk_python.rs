@@ -28,7 +28,7 @@ key_value_stores = ["default"]
     ));
     let server = app.start(&[]);
     let log = server.log();
-    assert!(log.contains("imports interfaces Tessera does not provide yet") && log.contains("spin:mqtt/mqtt@3.0.0"), "{log}");
+    assert!(log.contains("imports interfaces Tessera does not provide yet") && log.contains("spin:mysql/mysql@3.0.0") && !log.contains("spin:mqtt"), "{log}");
     let r = server.get("/hello");
     assert_eq!((r.status, r.body.as_str()), (200, "Hello from Python!"));
     assert_eq!(server.get("/greeting").body, "Hello, world!");
@@ -38,10 +38,11 @@ key_value_stores = ["default"]
     drop(server);
     let server = app.start(&[]);
     assert_eq!(server.get("/visits").body, "3", "the count survives a restart");
-    // MQTT is stubbed: the call fails, the request gets 500, the log says why.
+    // MQTT to a broker the app does not grant: refused, the request gets 500, the log
+    // names the key to add.
     let r = server.get("/mqtt");
     assert_eq!(r.status, 500);
-    let log = server.wait_for_log("is not provided by Tessera yet");
-    assert!(log.contains("`spin:mqtt/mqtt@3.0.0#[static]connection.open` is not provided by Tessera yet"), "{log}");
+    let log = server.wait_for_log("may not connect to mqtt://");
+    assert!(log.contains("add \"mqtt://127.0.0.1:1883\" to allowed_outbound_hosts in [component.py]"), "{log}");
     assert_eq!(server.get("/hello").status, 200, "the host keeps serving");
 }

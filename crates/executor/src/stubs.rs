@@ -20,16 +20,18 @@ use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{Component, InstancePre, Linker, ResourceType, Val};
 
 /// Pre-instantiates `component`, stubbing interfaces missing from `linker`. Returns the
-/// names of the stubbed interfaces.
+/// names of the stubbed interfaces that have functions (one of types only, such as
+/// `fermyon:spin/redis-types`, is complete as defined and not reported).
 pub(crate) fn instantiate_pre_with_stubs(
     linker: &Linker<InstanceState>,
     component: &Component,
 ) -> Result<(InstancePre<InstanceState>, Vec<String>)> {
     let mut stubbed = Vec::new();
+    let mut with_functions = Vec::new();
     let mut linker = linker.clone();
     loop {
         let error = match linker.instantiate_pre(component) {
-            Ok(pre) => return Ok((pre, stubbed)),
+            Ok(pre) => return Ok((pre, with_functions)),
             Err(e) => e,
         };
         let message = error.to_string();
@@ -38,7 +40,9 @@ pub(crate) fn instantiate_pre_with_stubs(
             .and_then(|rest| rest.strip_suffix("`, but a matching implementation was not found in the linker"));
         match missing {
             Some(name) if !stubbed.iter().any(|s| s == name) => {
-                stub_instance(&mut linker, component, name)?;
+                if stub_instance(&mut linker, component, name)? > 0 {
+                    with_functions.push(name.to_string());
+                }
                 stubbed.push(name.to_string());
             }
             _ => return Err(anyhow::Error::from(error)),
@@ -46,7 +50,8 @@ pub(crate) fn instantiate_pre_with_stubs(
     }
 }
 
-fn stub_instance(linker: &mut Linker<InstanceState>, component: &Component, name: &str) -> Result<()> {
+/// Stubs interface `name`; returns how many functions it has.
+fn stub_instance(linker: &mut Linker<InstanceState>, component: &Component, name: &str) -> Result<usize> {
     define_failing_instance(linker, component, name, |export| {
         let what = format!("`{name}#{export}` is not provided by Tessera yet");
         Arc::new(move |_: &ComponentFunc, _: &mut [Val]| Err(wasmtime::format_err!("{what}")))
@@ -68,6 +73,7 @@ pub(crate) fn deny_instance(linker: &mut Linker<InstanceState>, component: &Comp
         let refusals = AtomicU64::new(0);
         Arc::new(move |ty: &ComponentFunc, results: &mut [Val]| refuse(&why, &refusals, ty, results))
     })
+    .map(drop)
 }
 
 /// What a failing function does with its type and result slots.
@@ -79,8 +85,8 @@ struct FailingResource;
 /// Defines instance `name`, which `component` imports, in `linker`: each function answers
 /// with `answer(export)`, each resource of its own is a type nothing creates. Resources it
 /// only uses (`descriptor` in `wasi:filesystem/preopens`) are another import's and are not
-/// defined again.
-fn define_failing_instance(linker: &mut Linker<InstanceState>, component: &Component, name: &str, answer: impl Fn(&str) -> Answer) -> Result<()> {
+/// defined again. Returns how many functions it defined.
+fn define_failing_instance(linker: &mut Linker<InstanceState>, component: &Component, name: &str, answer: impl Fn(&str) -> Answer) -> Result<usize> {
     let engine = component.engine();
     let component_type = component.component_type();
     let Some((_, item)) = component_type.imports(engine).find(|(n, _)| *n == name) else {
@@ -91,7 +97,9 @@ fn define_failing_instance(linker: &mut Linker<InstanceState>, component: &Compo
     };
     let shared = resources_of_earlier_imports(component, name);
     let mut li = linker.instance(name)?;
+    let mut functions = 0;
     for (export, item) in instance.exports(engine) {
+        functions += usize::from(matches!(item.ty, ComponentItem::ComponentFunc(_)));
         match item.ty {
             ComponentItem::ComponentFunc(f) if f.async_() => {
                 let answer = answer(export);
@@ -110,7 +118,7 @@ fn define_failing_instance(linker: &mut Linker<InstanceState>, component: &Compo
             _ => {}
         }
     }
-    Ok(())
+    Ok(functions)
 }
 
 /// The resource types exported by the instances `component` imports before `name`: a

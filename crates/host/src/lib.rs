@@ -2,7 +2,7 @@
 //! (and next for the containerd shim, many apps in one process and the embedding API).
 //!
 //! [`AppHost::load`] prepares every component every trigger uses (all load errors happen
-//! here, before anything is served); [`AppHost::serve`] starts the HTTP, Redis and cron
+//! here, before anything is served); [`AppHost::serve`] starts the HTTP, Redis, MQTT and cron
 //! triggers on one executor (one set of backends, one pool of instance slots);
 //! [`Serving::drain`] stops taking work and waits for what is in flight;
 //! [`AppHost::serve_until_signal`] does all of it until SIGTERM or SIGINT;
@@ -20,6 +20,7 @@ use tessera_engine::{Engine, EngineSettings};
 use tessera_executor::{Executor, ExecutorOptions, LoadReport};
 use tessera_trigger_http::HttpTrigger;
 use tessera_triggers::cron::CronTrigger;
+use tessera_triggers::mqtt::MqttTrigger;
 use tessera_triggers::redis::RedisTrigger;
 use tokio::sync::watch;
 
@@ -53,6 +54,7 @@ pub struct AppHost {
     executor: Arc<Executor>,
     http: Option<Arc<HttpTrigger>>,
     redis: RedisTrigger,
+    mqtt: MqttTrigger,
     cron: CronTrigger,
     command: Option<Arc<tessera_executor::PreparedComponent>>,
     loads: Vec<LoadReport>,
@@ -65,6 +67,7 @@ impl AppHost {
         let manifest = &app.manifest;
         let http = if manifest.http_triggers.is_empty() { None } else { Some(HttpTrigger::new(&executor)?) };
         let redis = RedisTrigger::new(&executor)?;
+        let mqtt = MqttTrigger::new(&executor)?;
         let cron = CronTrigger::new(&executor)?;
         let command = match manifest.command_triggers.first() {
             Some(t) => {
@@ -79,7 +82,7 @@ impl AppHost {
             None => None,
         };
         let loads = executor.load_reports();
-        Ok(Self { executor, http, redis, cron, command, loads })
+        Ok(Self { executor, http, redis, mqtt, cron, command, loads })
     }
 
     /// How each component was loaded.
@@ -113,16 +116,21 @@ impl AppHost {
         self.redis.subscriptions()
     }
 
+    /// `(broker, topic filter, component)` of each MQTT subscription.
+    pub fn mqtt_subscriptions(&self) -> Vec<(String, String, String)> {
+        self.mqtt.subscriptions()
+    }
+
     /// `(trigger id, expression, component)` of each cron job.
     pub fn cron_schedules(&self) -> Vec<(String, String, String)> {
         self.cron.schedules()
     }
 
-    /// The async runtime to serve the app on. Redis messages and cron runs are tasks of
+    /// The async runtime to serve the app on. Redis and MQTT messages and cron runs are tasks of
     /// it, so an app with either gets `threads` workers and its instances spread over the
     /// cores; otherwise one thread is enough (HTTP has its own serving threads).
     pub fn runtime(&self, threads: usize) -> Result<tokio::runtime::Runtime> {
-        let mut builder = if self.redis.is_empty() && self.cron.is_empty() {
+        let mut builder = if self.redis.is_empty() && self.mqtt.is_empty() && self.cron.is_empty() {
             tokio::runtime::Builder::new_current_thread()
         } else {
             let mut b = tokio::runtime::Builder::new_multi_thread();
@@ -145,7 +153,7 @@ impl AppHost {
     }
 
     /// Starts every trigger: HTTP on `listener` (when the app has routes) with `threads`
-    /// serving threads, Redis subscriptions and cron jobs as tasks of the current runtime.
+    /// serving threads, Redis and MQTT subscriptions and cron jobs as tasks of the current runtime.
     pub fn serve(self, listener: Option<std::net::TcpListener>, threads: usize) -> Result<Serving> {
         let (stop, stopped) = watch::channel(false);
         let mut addr = None;
@@ -156,6 +164,9 @@ impl AppHost {
         let mut tasks = Vec::new();
         if !self.redis.is_empty() {
             tasks.push(tokio::spawn(self.redis.run(self.executor.clone(), stopped.clone())));
+        }
+        if !self.mqtt.is_empty() {
+            tasks.push(tokio::spawn(self.mqtt.run(self.executor.clone(), stopped.clone())));
         }
         if !self.cron.is_empty() {
             tasks.push(tokio::spawn(self.cron.run(self.executor.clone(), stopped.clone())));
@@ -194,7 +205,7 @@ impl AppHost {
                 report = serving.drain(shutdown_timeout) => {
                     if report.open_connections > 0 || report.unfinished_tasks > 0 {
                         tracing::warn!(
-                            "shutdown_timeout ({shutdown_timeout:?}) passed with {} connection(s) and {} Redis/cron task(s) unfinished; they were cut off (raise shutdown_timeout in the runtime config)",
+                            "shutdown_timeout ({shutdown_timeout:?}) passed with {} connection(s) and {} Redis/MQTT/cron task(s) unfinished; they were cut off (raise shutdown_timeout in the runtime config)",
                             report.open_connections, report.unfinished_tasks
                         );
                     } else {
@@ -224,7 +235,7 @@ pub struct Serving {
 pub struct DrainReport {
     /// HTTP connections still open at the deadline.
     pub open_connections: usize,
-    /// Redis and cron work still running at the deadline.
+    /// Redis, MQTT and cron work still running at the deadline.
     pub unfinished_tasks: usize,
     /// How long the drain took.
     pub elapsed: Duration,

@@ -39,6 +39,10 @@ pub struct Manifest {
     pub redis_address: Option<Template>,
     /// `[[trigger.redis]]`, in manifest order.
     pub redis_triggers: Vec<RedisTrigger>,
+    /// `[application.trigger.mqtt]`: the broker of MQTT triggers.
+    pub mqtt_broker: Option<MqttBroker>,
+    /// `[[trigger.mqtt]]`, in manifest order.
+    pub mqtt_triggers: Vec<MqttTrigger>,
     /// `[[trigger.cron]]`, in manifest order.
     pub cron_triggers: Vec<CronTrigger>,
     /// `[[trigger.command]]`, in manifest order.
@@ -95,6 +99,37 @@ pub struct RedisTrigger {
     pub channel: Template,
     /// `address`, overriding `[application.trigger.redis] address`.
     pub address: Option<Template>,
+    /// The component id.
+    pub component: String,
+    /// Where the trigger is written.
+    pub location: Location,
+}
+
+/// `[application.trigger.mqtt]`, as the Spin MQTT trigger plugin reads it.
+#[derive(Debug, Clone)]
+pub struct MqttBroker {
+    /// `address`: `mqtt://HOST:PORT` (`mqtts://` for TLS), possibly with templates.
+    pub address: Template,
+    /// `username` (empty for none).
+    pub username: Template,
+    /// `password` (empty for none).
+    pub password: Template,
+    /// `keep_alive_interval` in seconds (a string in Spin's plugin; a number too here).
+    pub keep_alive_interval: u16,
+    /// Where the table is written.
+    pub location: Location,
+}
+
+/// One `[[trigger.mqtt]]`: every message on `topic` (MQTT wildcards allowed) goes to
+/// `component`.
+#[derive(Debug, Clone)]
+pub struct MqttTrigger {
+    /// `id`, or one made from the position.
+    pub id: String,
+    /// `topic` (a filter: `+` and `#` allowed), possibly with templates.
+    pub topic: Template,
+    /// `qos`: 0, 1 or 2 (a string in Spin's plugin; a number too here).
+    pub qos: u8,
     /// The component id.
     pub component: String,
     /// Where the trigger is written.
@@ -304,6 +339,16 @@ struct RawApplication {
 struct RawAppTriggers {
     http: Option<RawAppHttp>,
     redis: Option<RawAppRedis>,
+    mqtt: Option<Spanned<RawAppMqtt>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAppMqtt {
+    address: Option<Spanned<String>>,
+    username: Option<Spanned<String>>,
+    password: Option<Spanned<String>>,
+    keep_alive_interval: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -340,8 +385,18 @@ struct RawTriggers {
     cron: Vec<Spanned<RawCronTrigger>>,
     #[serde(default)]
     command: Vec<Spanned<RawCommandTrigger>>,
-    mqtt: Unsupported,
+    #[serde(default)]
+    mqtt: Vec<Spanned<RawMqttTrigger>>,
     sqs: Unsupported,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMqttTrigger {
+    id: Option<String>,
+    topic: Option<Spanned<String>>,
+    qos: Option<Spanned<toml::Value>>,
+    component: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -507,6 +562,8 @@ impl Manifest {
             }],
             redis_address: None,
             redis_triggers: Vec::new(),
+            mqtt_broker: None,
+            mqtt_triggers: Vec::new(),
             cron_triggers: Vec::new(),
             command_triggers: Vec::new(),
             components: BTreeMap::from([(id, component)]),
@@ -533,6 +590,16 @@ struct Validator<'a> {
     src: &'a SourceFile<'a>,
     /// Added to spans: inline components are parsed from a slice of the file.
     offset: usize,
+}
+
+/// A whole number written as a TOML integer or as a string of digits (Spin's MQTT plugin
+/// reads `qos` and `keep_alive_interval` as strings).
+fn small_number(value: &toml::Value) -> Option<u64> {
+    match value {
+        toml::Value::Integer(i) => u64::try_from(*i).ok(),
+        toml::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
 }
 
 fn not_supported(what: &str) -> String {
@@ -572,8 +639,10 @@ impl Validator<'_> {
         self.unsupported(&app.tool, "application.tool", "remove it")?;
         let mut http_base = "/".to_string();
         let mut redis_address_raw = None;
+        let mut mqtt_broker_raw = None;
         if let Some(triggers) = app.trigger {
             redis_address_raw = triggers.redis.and_then(|r| r.address);
+            mqtt_broker_raw = triggers.mqtt;
             if let Some(base) = triggers.http.and_then(|h| h.base) {
                 if !base.get_ref().starts_with('/') {
                     return Err(self.err(base.span(), format!("base `{}` must start with `/`", base.get_ref()), "write it as an absolute path, e.g. base = \"/api\""));
@@ -621,10 +690,11 @@ impl Validator<'_> {
         let mut http_triggers = Vec::new();
         let (mut redis_triggers, mut cron_triggers, mut command_triggers) = (Vec::new(), Vec::new(), Vec::new());
         let redis_address = redis_address_raw.as_ref().map(|a| self.template(a, &variables)).transpose()?;
+        let mqtt_broker = mqtt_broker_raw.map(|b| self.mqtt_broker(b, &variables)).transpose()?;
+        let mut mqtt_triggers = Vec::new();
         if let Some(triggers) = raw.trigger {
             let triggers = triggers.into_inner();
-            let not_yet = "remove it: Tessera runs http, redis, cron and command triggers";
-            self.unsupported(&triggers.mqtt, "trigger.mqtt", not_yet)?;
+            let not_yet = "remove it: Tessera runs http, redis, mqtt, cron and command triggers";
             self.unsupported(&triggers.sqs, "trigger.sqs", not_yet)?;
             for (index, trigger) in triggers.http.into_iter().enumerate() {
                 http_triggers.push(self.http_trigger(index, trigger, &mut components, &variables)?);
@@ -641,6 +711,25 @@ impl Validator<'_> {
                 }
                 let component = self.trigger_component(&id, "redis", t.component, span.clone(), &mut components, &variables)?;
                 redis_triggers.push(RedisTrigger { id, channel, address, component, location: self.loc(&span) });
+            }
+            for (index, trigger) in triggers.mqtt.into_iter().enumerate() {
+                let span = trigger.span();
+                let t = trigger.into_inner();
+                let id = t.id.unwrap_or_else(|| format!("mqtt-{}", index + 1));
+                if mqtt_broker.is_none() {
+                    return Err(self.err(span.clone(), "[[trigger.mqtt]] needs a broker, and [application.trigger.mqtt] sets none", "add [application.trigger.mqtt] with address = \"mqtt://127.0.0.1:1883\""));
+                }
+                let topic = t.topic.ok_or_else(|| self.err(span.clone(), "[[trigger.mqtt]] has no `topic`", "add topic = \"sensors/+/temperature\""))?;
+                let topic = self.template(&topic, &variables)?;
+                let qos = match &t.qos {
+                    None => 0,
+                    Some(q) => match small_number(q.get_ref()) {
+                        Some(n @ 0..=2) => n as u8,
+                        _ => return Err(self.err(q.span(), format!("qos {} is not an MQTT QoS", q.get_ref()), "write qos = \"0\" (at most once), \"1\" (at least once) or \"2\" (exactly once)")),
+                    },
+                };
+                let component = self.trigger_component(&id, "mqtt", t.component, span.clone(), &mut components, &variables)?;
+                mqtt_triggers.push(MqttTrigger { id, topic, qos, component, location: self.loc(&span) });
             }
             for (index, trigger) in triggers.cron.into_iter().enumerate() {
                 let span = trigger.span();
@@ -662,18 +751,19 @@ impl Validator<'_> {
         let others: Vec<String> = redis_triggers
             .iter()
             .map(|t: &RedisTrigger| t.component.clone())
+            .chain(mqtt_triggers.iter().map(|t: &MqttTrigger| t.component.clone()))
             .chain(cron_triggers.iter().map(|t: &CronTrigger| t.component.clone()))
             .chain(command_triggers.iter().map(|t: &CommandTrigger| t.component.clone()))
             .collect();
         let others: Vec<&str> = others.iter().map(String::as_str).collect();
         self.attach_middleware(&mut http_triggers, &mut components, &others)?;
         let http_triggers: Vec<HttpTrigger> = http_triggers.into_iter().map(|(t, _)| t).collect();
-        if http_triggers.is_empty() && redis_triggers.is_empty() && cron_triggers.is_empty() && command_triggers.is_empty() {
+        if http_triggers.is_empty() && redis_triggers.is_empty() && mqtt_triggers.is_empty() && cron_triggers.is_empty() && command_triggers.is_empty() {
             return Err(ManifestError::whole_file(self.src.path(), "the manifest has no triggers: nothing to run")
-                .with_hint("add [[trigger.http]] with a route and a component (or a redis, cron or command trigger)"));
+                .with_hint("add [[trigger.http]] with a route and a component (or a redis, mqtt, cron or command trigger)"));
         }
         if let Some(first) = command_triggers.first() {
-            let others = http_triggers.len() + redis_triggers.len() + cron_triggers.len() + command_triggers.len() - 1;
+            let others = http_triggers.len() + redis_triggers.len() + mqtt_triggers.len() + cron_triggers.len() + command_triggers.len() - 1;
             if others > 0 {
                 return Err(ManifestError::at(self.src.path(), first.location, "a command trigger runs its component once and exits, so it cannot be mixed with other triggers", "put the command in an app of its own"));
             }
@@ -703,6 +793,8 @@ impl Validator<'_> {
             http_triggers,
             redis_address,
             redis_triggers,
+            mqtt_broker,
+            mqtt_triggers,
             cron_triggers,
             command_triggers,
             components,
@@ -786,6 +878,36 @@ impl Validator<'_> {
     }
 
     /// A `{{ variable }}` template whose variables are all defined.
+    /// `[application.trigger.mqtt]`.
+    fn mqtt_broker(&self, raw: Spanned<RawAppMqtt>, variables: &BTreeMap<String, Variable>) -> Result<MqttBroker, ManifestError> {
+        let span = raw.span();
+        let b = raw.into_inner();
+        let address = b.address.ok_or_else(|| self.err(span.clone(), "[application.trigger.mqtt] has no `address`", "add address = \"mqtt://127.0.0.1:1883\""))?;
+        // The scheme is checked when written out (a variable may stand for all of it).
+        let scheme = match address.get_ref().split_once("://") {
+            Some((scheme, _)) => Some(scheme).filter(|s| !s.contains("{{")),
+            None => Some("").filter(|_| !address.get_ref().contains("{{")),
+        };
+        if scheme.is_some_and(|s| !["mqtt", "mqtts", "tcp", "ssl"].contains(&s)) {
+            return Err(self.err(address.span(), format!("MQTT address `{}` is not an mqtt:// URL", address.get_ref()), "write it as mqtt://HOST:PORT (mqtts:// for TLS)"));
+        }
+        let empty = || Spanned::new(0..0, String::new());
+        let keep_alive_interval = match &b.keep_alive_interval {
+            None => 30,
+            Some(k) => match small_number(k.get_ref()) {
+                Some(n) if n <= u64::from(u16::MAX) => n as u16,
+                _ => return Err(self.err(k.span(), format!("keep_alive_interval {} is not a number of seconds up to 65535", k.get_ref()), "write keep_alive_interval = \"30\"")),
+            },
+        };
+        Ok(MqttBroker {
+            address: self.template(&address, variables)?,
+            username: self.template(&b.username.unwrap_or_else(empty), variables)?,
+            password: self.template(&b.password.unwrap_or_else(empty), variables)?,
+            keep_alive_interval,
+            location: self.loc(&span),
+        })
+    }
+
     fn template(&self, text: &Spanned<String>, variables: &BTreeMap<String, Variable>) -> Result<Template, ManifestError> {
         let t = Template::parse(text.get_ref()).map_err(|e| self.err(text.span(), e, "write templates as {{ variable_name }}"))?;
         if let Some(missing) = t.variables().find(|v| !variables.contains_key(*v)) {

@@ -108,8 +108,8 @@ fn unknown_keys_point_at_the_key() {
 #[test]
 fn unsupported_spin_keys_are_named() {
     assert_error(&with_component("ai_models = [\"llama2-chat\"]\n"), 9, 13, &["component.c.ai_models", "does not support yet"]);
-    let mqtt = "spin_manifest_version = 2\n[application]\nname = \"a\"\n[[trigger.mqtt]]\ntopic = \"x\"\ncomponent = \"c\"\n";
-    assert_error(mqtt, 4, 1, &["trigger.mqtt", "not support yet"]);
+    let sqs = "spin_manifest_version = 2\n[application]\nname = \"a\"\n[[trigger.sqs]]\nqueue_url = \"x\"\ncomponent = \"c\"\n";
+    assert_error(sqs, 4, 1, &["trigger.sqs", "not support yet"]);
 }
 
 const TRIGGERS: &str = r#"spin_manifest_version = 2
@@ -145,6 +145,50 @@ fn redis_and_cron_triggers_are_read_as_spin_reads_them() {
     assert!(m.components.contains_key("redis-2-component"));
     assert_eq!((m.cron_triggers[0].id.as_str(), m.cron_triggers[0].cron_expression.as_str()), ("nightly", "0 0 3 * * *"));
     assert!(m.http_triggers.is_empty(), "an app needs no HTTP trigger");
+}
+
+const MQTT: &str = r#"spin_manifest_version = 2
+[application]
+name = "a"
+[application.trigger.mqtt]
+address = "mqtt://{{ host }}:1883"
+[variables]
+host = { default = "127.0.0.1" }
+[[trigger.mqtt]]
+topic = "sensors/#"
+component = "c"
+[[trigger.mqtt]]
+id = "alerts"
+topic = "alerts"
+qos = "2"
+component = "c"
+[component.c]
+source = "c.wasm"
+"#;
+
+#[test]
+fn mqtt_triggers_are_read_as_the_spin_plugin_reads_them() {
+    let m = parse(MQTT).unwrap();
+    let broker = m.mqtt_broker.as_ref().unwrap();
+    assert_eq!(broker.address.to_string(), "mqtt://{{ host }}:1883");
+    assert_eq!((broker.username.to_string(), broker.password.to_string(), broker.keep_alive_interval), (String::new(), String::new(), 30));
+    let t: Vec<_> = m.mqtt_triggers.iter().map(|t| (t.id.as_str(), t.topic.to_string(), t.qos)).collect();
+    assert_eq!(t, [("mqtt-1", "sensors/#".to_string(), 0), ("alerts", "alerts".to_string(), 2)]);
+    // Numbers are taken as well as the plugin's strings.
+    let numbers = MQTT.replace("qos = \"2\"", "qos = 1").replace("1883\"\n", "1883\"\nkeep_alive_interval = 0\n");
+    let m = parse(&numbers).unwrap();
+    assert_eq!((m.mqtt_triggers[1].qos, m.mqtt_broker.unwrap().keep_alive_interval), (1, 0));
+}
+
+#[test]
+fn bad_mqtt_triggers_are_named_at_their_place() {
+    assert_error(&MQTT.replace("qos = \"2\"", "qos = \"exactly\""), 14, 7, &["not an MQTT QoS"]);
+    assert_error(&MQTT.replace("qos = \"2\"", "qos = -1"), 14, 7, &["not an MQTT QoS"]);
+    assert_error(&MQTT.replace("topic = \"alerts\"\n", ""), 11, 1, &["no `topic`"]);
+    assert_error(&MQTT.replace("mqtt://{{ host }}", "redis://{{ host }}"), 5, 11, &["`redis://{{ host }}:1883` is not an mqtt:// URL"]);
+    assert_error(&MQTT.replace("mqtt://{{ host }}:1883", "localhost:1883"), 5, 11, &["not an mqtt:// URL"]);
+    assert_error(&MQTT.replace("address = ", "adress = "), 5, 1, &["unknown field `adress`"]);
+    assert_error(&MQTT.replace("[application.trigger.mqtt]\naddress = \"mqtt://{{ host }}:1883\"\n", ""), 6, 1, &["[application.trigger.mqtt]"]);
 }
 
 #[test]

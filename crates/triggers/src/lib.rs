@@ -1,10 +1,11 @@
 //! Tessera's entry points beyond HTTP, each a thin client of the executor: commands
-//! (`tessera run`, `[[trigger.command]]`), Redis messages (`[[trigger.redis]]`) and cron
-//! ticks (`[[trigger.cron]]`).
+//! (`tessera run`, `[[trigger.command]]`), Redis messages (`[[trigger.redis]]`), MQTT
+//! messages (`[[trigger.mqtt]]`) and cron ticks (`[[trigger.cron]]`).
 #![deny(missing_docs)]
 
 pub mod command;
 pub mod cron;
+pub mod mqtt;
 pub mod redis;
 
 use tessera_executor::Accounting;

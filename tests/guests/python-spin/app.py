@@ -3,7 +3,7 @@ Spin-style code: it imports every Spin interface and exports the WASI 0.3 handle
 
 - `/greeting`: a component variable (`spin:variables@3.0.0`);
 - `/visits`: a counter in the default key-value store (`spin:key-value@3.0.0`);
-- `/mqtt`: an MQTT connection, which Tessera does not provide yet (the call fails);
+- `/mqtt`: an MQTT connection to 127.0.0.1:1883, which the app does not grant (refused);
 - anything else: a greeting.
 """
 

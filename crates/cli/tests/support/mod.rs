@@ -76,6 +76,7 @@ impl App {
             .replace("{redis_guest}", &guest("redis_guest.wasm").display().to_string())
             .replace("{redis3_guest}", &guest("redis3_guest.wasm").display().to_string())
             .replace("{cron_guest}", &guest("cron_guest.wasm").display().to_string())
+            .replace("{mqtt_guest}", &guest("mqtt_guest.wasm").display().to_string())
             .replace("{calc_guest}", &guest("calc_guest.wasm").display().to_string())
             .replace("{calc_user_guest}", &guest("calc_user_guest.wasm").display().to_string());
         std::fs::write(dir.path().join("spin.toml"), manifest).unwrap();
@@ -190,8 +191,8 @@ impl Server {
                         std::thread::sleep(Duration::from_millis(50));
                         return Ok(Self { child, addr: addr.trim().parse().unwrap(), stdout, stderr });
                     }
-                    // An app without HTTP routes prints its Redis channels or cron jobs.
-                    if line.starts_with("Redis channels:") || line.starts_with("Cron jobs") {
+                    // An app without HTTP routes prints its Redis channels, MQTT topics or cron jobs.
+                    if line.starts_with("Redis channels:") || line.starts_with("MQTT topics:") || line.starts_with("Cron jobs") {
                         std::thread::sleep(Duration::from_millis(50));
                         return Ok(Self { child, addr: "0.0.0.0:0".parse().unwrap(), stdout, stderr });
                     }
@@ -686,4 +687,151 @@ pub fn text(bytes: &[u8]) -> String {
 pub fn ok(out: &Output) -> String {
     assert!(out.status.success(), "tessera failed:\nstdout: {}\nstderr: {}", text(&out.stdout), text(&out.stderr));
     text(&out.stdout)
+}
+
+/// A `mosquitto` broker of our own on a free loopback port that takes only the user
+/// [`Mosquitto::USER`] with [`Mosquitto::PASSWORD`]; `None` (after a loud note) when
+/// mosquitto is not installed outside CI. Clients are Debian's `mosquitto_pub` and
+/// `mosquitto_sub`.
+pub struct Mosquitto {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    pub const USER: &str = "tessera";
+    pub const PASSWORD: &str = "s3cret";
+
+    pub fn start() -> Option<Self> {
+        let installed = ["mosquitto", "mosquitto_pub", "mosquitto_sub", "mosquitto_passwd"]
+            .iter()
+            .all(|tool| Command::new("sh").arg("-c").arg(format!("command -v {tool}")).stdout(Stdio::null()).status().is_ok_and(|s| s.success()));
+        if !installed {
+            if std::env::var_os("CI").is_some() {
+                panic!("mosquitto is missing: .ci/run must install it (apt-get install mosquitto mosquitto-clients)");
+            }
+            eprintln!("SKIPPED: mosquitto is not installed");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let passwd = dir.path().join("passwd");
+        let ok = Command::new("mosquitto_passwd").args(["-c", "-b"]).arg(&passwd).args([Self::USER, Self::PASSWORD]).status().unwrap().success();
+        assert!(ok, "mosquitto_passwd failed");
+        let port = free_port();
+        // Running as root, mosquitto would switch to its own user, who cannot read our files.
+        let user = if is_root() { "user root\n" } else { "" };
+        let config = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\npersistence false\n{user}log_dest stderr\n",
+            passwd.display()
+        );
+        std::fs::write(dir.path().join("mosquitto.conf"), config).unwrap();
+        let mut broker = Self { child: None, port, dir };
+        broker.restart();
+        Some(broker)
+    }
+
+    /// `mqtt://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the broker at once.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the broker (again) on the same port and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        self.stop();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(self.dir.path().join("mosquitto.conf"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.path().join("log")).unwrap())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "mosquitto did not start: {}", std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Publishes `payload` on `topic` as the broker's user.
+    pub fn publish(&self, topic: &str, payload: &str, qos: u8) {
+        let status = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-u", Self::USER, "-P", Self::PASSWORD])
+            .args(["-t", topic, "-m", payload, "-q", &qos.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "mosquitto_pub failed");
+    }
+
+    /// A subscriber to `filter` that has received a first message (so it is surely
+    /// subscribed before the test publishes).
+    pub fn subscribe(&self, filter: &str, probe_topic: &str) -> Subscriber {
+        let mut child = Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-u", Self::USER, "-P", Self::PASSWORD])
+            .args(["-t", filter, "-v", "-q", "2"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().unwrap();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let subscriber = Subscriber { child, lines };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while subscriber.lines().is_empty() {
+            assert!(Instant::now() < deadline, "mosquitto_sub did not subscribe to {filter}");
+            self.publish(probe_topic, "probe", 0);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        subscriber.lines.lock().unwrap().clear();
+        subscriber
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A running `mosquitto_sub -v`: the `topic payload` lines it printed.
+pub struct Subscriber {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Subscriber {
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Waits up to 10 s for `count` lines and returns those there are.
+    pub fn wait_for(&self, count: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.lines().len() < count && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.lines()
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -20,6 +20,11 @@
 //!   line for `exec`): `spin_sdk::redis` (`fermyon:spin/redis@2.0.0`) against address `A`;
 //! - `/pg3?addr=A&mode=query|execute` (POST body = statement, `x-params` header):
 //!   `spin_sdk::pg3` (`spin:postgres@3.0.0`).
+//! - `/mqtt?topic=T&qos=0|1|2&n=N&conns=C` (POST body = payload; headers `x-mqtt-address`,
+//!   `x-mqtt-user`, `x-mqtt-password`, `x-mqtt-keep-alive`): `spin_sdk::mqtt`
+//!   (`fermyon:spin/mqtt@2.0.0`): opens C sessions (1 by default), publishes N times (1)
+//!   on the last; answers `published N`, or the error as `connection-failed: ...` (502),
+//!   `invalid-address` (400), `too-many-connections` (429) or `other: ...` (500).
 //!
 //! Store errors answer 403 (access denied), 404 (no such store) or 500 (other), with the
 //! error in the body.
@@ -49,6 +54,7 @@ fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
     router.post("/sql3/:db", sql3);
     router.post("/redis", redis_op);
     router.post("/pg3", pg3);
+    router.post("/mqtt", mqtt);
     Ok(router.handle(req))
 }
 
@@ -349,4 +355,42 @@ fn pg3(req: Request, _params: Params) -> anyhow::Result<Response> {
         }
         Err(e) => Response::new(500, format!("error: {e:?}")),
     })
+}
+
+fn mqtt(req: Request, _params: Params) -> anyhow::Result<Response> {
+    use spin_sdk::mqtt::{Connection, Error, Qos};
+    let query: std::collections::HashMap<String, String> = req
+        .query()
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect();
+    let q = |k: &str| query.get(k).cloned().unwrap_or_default();
+    let header = |k: &str| req.header(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let error = |e: Error| match e {
+        Error::ConnectionFailed(m) => Response::new(502, format!("connection-failed: {m}")),
+        Error::InvalidAddress => Response::new(400, "invalid-address".to_string()),
+        Error::TooManyConnections => Response::new(429, "too-many-connections".to_string()),
+        Error::Other(m) => Response::new(500, format!("other: {m}")),
+    };
+    let qos = match q("qos").as_str() {
+        "1" => Qos::AtLeastOnce,
+        "2" => Qos::ExactlyOnce,
+        _ => Qos::AtMostOnce,
+    };
+    let keep_alive = header("x-mqtt-keep-alive").parse().unwrap_or(30);
+    let mut sessions = Vec::new();
+    for _ in 0..q("conns").parse().unwrap_or(1usize) {
+        match Connection::open(&header("x-mqtt-address"), &header("x-mqtt-user"), &header("x-mqtt-password"), keep_alive) {
+            Ok(c) => sessions.push(c),
+            Err(e) => return Ok(error(e)),
+        }
+    }
+    let n: usize = q("n").parse().unwrap_or(1);
+    let conn = sessions.last().expect("at least one session");
+    for _ in 0..n {
+        if let Err(e) = conn.publish(&q("topic"), &req.body().to_vec(), qos) {
+            return Ok(error(e));
+        }
+    }
+    Ok(Response::new(200, format!("published {n}")))
 }

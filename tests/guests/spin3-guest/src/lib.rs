@@ -8,6 +8,9 @@
 //! - `/pg?addr=A&mode=query|execute` (POST, body = statement, `x-params` header of
 //!   `|`-separated text/integer parameters): `spin_sdk::pg` (`spin:postgres@4.2.0`);
 //!   answers `name:type` columns then the rows (a stream), or the affected row count.
+//! - `/mqtt?topic=T&qos=0|1|2&n=N` (POST body = payload; headers `x-mqtt-address`,
+//!   `x-mqtt-user`, `x-mqtt-password`): `spin_sdk::mqtt` (`spin:mqtt@3.0.0`); answers
+//!   `published N` or the error as the Spin SDK 5.2 guest does.
 
 use spin_sdk::http::{IntoResponse, Request};
 use spin_sdk::http_service;
@@ -23,6 +26,9 @@ async fn handle(req: Request) -> impl IntoResponse {
         .to_string();
     if path == "/pg" {
         return postgres(req).await;
+    }
+    if path == "/mqtt" {
+        return mqtt(req).await;
     }
     if let Some(db) = path.strip_prefix("/sql/") {
         return sql(req, db).await;
@@ -171,4 +177,40 @@ async fn postgres(req: Request) -> (http::StatusCode, String) {
         return (http::StatusCode::INTERNAL_SERVER_ERROR, format!("error: {e:?}"));
     }
     (http::StatusCode::OK, out)
+}
+
+async fn mqtt(req: Request) -> (http::StatusCode, String) {
+    use http_body_util::BodyExt as _;
+    use spin_sdk::mqtt::{Connection, Error, Qos};
+    let query: std::collections::HashMap<String, String> = req
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect();
+    let q = |k: &str| query.get(k).cloned().unwrap_or_default();
+    let header = |k: &str| req.headers().get(k).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let (address, user, password) = (header("x-mqtt-address"), header("x-mqtt-user"), header("x-mqtt-password"));
+    let qos = match q("qos").as_str() {
+        "1" => Qos::AtLeastOnce,
+        "2" => Qos::ExactlyOnce,
+        _ => Qos::AtMostOnce,
+    };
+    let n: usize = q("n").parse().unwrap_or(1);
+    let payload = req.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+    let result = async {
+        let conn = Connection::open(address, user, password, 30).await?;
+        for _ in 0..n {
+            conn.publish(q("topic"), payload.clone(), qos).await?;
+        }
+        Ok::<_, Error>(())
+    };
+    match result.await {
+        Ok(()) => (http::StatusCode::OK, format!("published {n}")),
+        Err(Error::ConnectionFailed(m)) => (http::StatusCode::BAD_GATEWAY, format!("connection-failed: {m}")),
+        Err(Error::InvalidAddress) => (http::StatusCode::BAD_REQUEST, "invalid-address".into()),
+        Err(Error::TooManyConnections) => (http::StatusCode::TOO_MANY_REQUESTS, "too-many-connections".into()),
+        Err(Error::Other(m)) => (http::StatusCode::INTERNAL_SERVER_ERROR, format!("other: {m}")),
+    }
 }
