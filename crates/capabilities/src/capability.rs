@@ -49,6 +49,7 @@ static CAPABILITIES: &[&dyn Registered] = &[
     &Registration::<crate::redis::Redis>::NEW,
     &Registration::<crate::postgres::Postgres>::NEW,
     &Registration::<crate::mqtt::Mqtt>::NEW,
+    &Registration::<crate::mysql::Mysql>::NEW,
 ];
 
 type AppState = Box<dyn Any + Send + Sync>;
@@ -183,6 +184,8 @@ mod tests {
             ("spin:postgres/postgres@4.2.0", Grant::AllowedOutboundHosts),
             ("fermyon:spin/mqtt@2.0.0", Grant::AllowedOutboundHosts),
             ("spin:mqtt/mqtt@3.0.0", Grant::AllowedOutboundHosts),
+            ("fermyon:spin/mysql@2.0.0", Grant::AllowedOutboundHosts),
+            ("spin:mysql/mysql@3.0.0", Grant::AllowedOutboundHosts),
             ("wasi:http/outgoing-handler@0.2.6", Grant::AllowedOutboundHosts),
             ("wasi:filesystem/preopens@0.2.6", Grant::Files),
         ] {
@@ -195,6 +198,8 @@ mod tests {
         assert!(!needs_concurrency("spin:postgres/postgres@3.0.0"));
         assert!(needs_concurrency("spin:mqtt/mqtt@3.0.0"));
         assert!(!needs_concurrency("fermyon:spin/mqtt@2.0.0"));
+        assert!(needs_concurrency("spin:mysql/mysql@3.0.0"));
+        assert!(!needs_concurrency("fermyon:spin/mysql@2.0.0"));
         assert!(!needs_concurrency("fermyon:spin/sqlite@2.0.0"));
     }
 }

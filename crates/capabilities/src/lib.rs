@@ -21,6 +21,7 @@ mod grants;
 pub mod key_value;
 pub mod logging;
 pub mod mqtt;
+pub mod mysql;
 pub mod network;
 pub mod outbound_http;
 pub mod postgres;
@@ -120,7 +121,7 @@ pub fn needs_concurrency(interface: &str) -> bool {
 /// The manifest grant without which an imported interface can do nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Grant {
-    /// `allowed_outbound_hosts` (outbound HTTP, sockets, Redis, PostgreSQL, MQTT).
+    /// `allowed_outbound_hosts` (outbound HTTP, sockets, Redis, PostgreSQL, MySQL, MQTT).
     AllowedOutboundHosts,
     /// `key_value_stores`.
     KeyValueStores,

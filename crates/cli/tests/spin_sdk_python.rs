@@ -28,7 +28,7 @@ key_value_stores = ["default"]
     ));
     let server = app.start(&[]);
     let log = server.log();
-    assert!(log.contains("imports interfaces Tessera does not provide yet") && log.contains("spin:mysql/mysql@3.0.0") && !log.contains("spin:mqtt"), "{log}");
+    assert!(log.contains("imports interfaces Tessera does not provide yet") && log.contains("fermyon:spin/llm@2.0.0") && !log.contains("spin:mqtt") && !log.contains("spin:mysql"), "{log}");
     let r = server.get("/hello");
     assert_eq!((r.status, r.body.as_str()), (200, "Hello from Python!"));
     assert_eq!(server.get("/greeting").body, "Hello, world!");

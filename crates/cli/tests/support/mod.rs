@@ -835,3 +835,112 @@ impl Drop for Subscriber {
         let _ = self.child.wait();
     }
 }
+
+/// A MariaDB server of our own (`mariadb-install-db` into a temporary directory) on a free
+/// loopback port, with database `app` and user [`Mariadb::USER`] / [`Mariadb::PASSWORD`];
+/// `None` (after a loud note) when MariaDB is not installed outside CI.
+pub struct Mariadb {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Mariadb {
+    pub const USER: &str = "tessera";
+    pub const PASSWORD: &str = "s3cret";
+
+    pub fn start() -> Option<Self> {
+        let installed = ["mariadbd", "mariadb-install-db", "mariadb"]
+            .iter()
+            .all(|tool| Command::new("sh").arg("-c").arg(format!("command -v {tool} || test -x /usr/sbin/{tool}")).stdout(Stdio::null()).status().is_ok_and(|s| s.success()));
+        if !installed {
+            if std::env::var_os("CI").is_some() {
+                panic!("MariaDB is missing: .ci/run must install it (apt-get install mariadb-server mariadb-client)");
+            }
+            eprintln!("SKIPPED: MariaDB is not installed");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mariadb-install-db")
+            .args(["--no-defaults", "--auth-root-authentication-method=normal", "--skip-test-db"])
+            .arg(format!("--datadir={}", dir.path().join("data").display()))
+            .args(if is_root() { &["--user=root"][..] } else { &[][..] })
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mariadb-install-db failed: {}", String::from_utf8_lossy(&out.stderr));
+        let mut db = Self { child: None, port: free_port(), dir };
+        db.restart();
+        let setup = format!(
+            "CREATE USER '{u}'@'%' IDENTIFIED BY '{p}'; CREATE DATABASE app; GRANT ALL ON app.* TO '{u}'@'%';",
+            u = Self::USER,
+            p = Self::PASSWORD
+        );
+        db.sql(&setup);
+        Some(db)
+    }
+
+    /// `mysql://USER:PASSWORD@127.0.0.1:PORT/app`.
+    pub fn url(&self) -> String {
+        format!("mysql://{}:{}@127.0.0.1:{}/app", Self::USER, Self::PASSWORD, self.port)
+    }
+
+    /// Runs `statements` as root over the server's socket.
+    pub fn sql(&self, statements: &str) -> String {
+        let out = Command::new("mariadb")
+            .args(["--no-defaults", "-u", "root", "-N", "-B"])
+            .arg(format!("--socket={}", self.dir.path().join("sock").display()))
+            .args(["-e", statements])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mariadb failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Kills the server at once (`kill -9`; its data stays for `restart`).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server (again) on the same port and waits until it answers.
+    pub fn restart(&mut self) {
+        self.kill();
+        let d = self.dir.path();
+        let mut cmd = Command::new("mariadbd");
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", d.join("data").display()))
+            .arg(format!("--socket={}", d.join("sock").display()))
+            .arg(format!("--pid-file={}", d.join("pid").display()))
+            .arg(format!("--port={}", self.port))
+            .args(["--bind-address=127.0.0.1", "--skip-log-bin", "--innodb-buffer-pool-size=16M", "--skip-name-resolve"]);
+        if is_root() {
+            cmd.arg("--user=root");
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(std::fs::File::create(d.join("log")).unwrap()).spawn().unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = Command::new("mariadb")
+                .args(["--no-defaults", "-u", "root"])
+                .arg(format!("--socket={}", d.join("sock").display()))
+                .args(["-e", "SELECT 1"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                break;
+            }
+            assert!(Instant::now() < deadline, "mariadbd did not start: {}", std::fs::read_to_string(d.join("log")).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Mariadb {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

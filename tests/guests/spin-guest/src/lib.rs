@@ -25,6 +25,10 @@
 //!   (`fermyon:spin/mqtt@2.0.0`): opens C sessions (1 by default), publishes N times (1)
 //!   on the last; answers `published N`, or the error as `connection-failed: ...` (502),
 //!   `invalid-address` (400), `too-many-connections` (429) or `other: ...` (500).
+//! - `/mysql?mode=query|execute` (POST body = statement, `x-params` header of `|`-separated
+//!   integer/`null`/text parameters, `x-mysql-address`): `spin_sdk::mysql`
+//!   (`fermyon:spin/mysql@2.0.0`); answers `name:type` columns then one line per row, or
+//!   `done`; an error as `error: <variant>` (500, 502 for connection-failed).
 //!
 //! Store errors answer 403 (access denied), 404 (no such store) or 500 (other), with the
 //! error in the body.
@@ -55,6 +59,7 @@ fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
     router.post("/redis", redis_op);
     router.post("/pg3", pg3);
     router.post("/mqtt", mqtt);
+    router.post("/mysql", mysql);
     Ok(router.handle(req))
 }
 
@@ -393,4 +398,68 @@ fn mqtt(req: Request, _params: Params) -> anyhow::Result<Response> {
         }
     }
     Ok(Response::new(200, format!("published {n}")))
+}
+
+fn mysql(req: Request, _params: Params) -> anyhow::Result<Response> {
+    use spin_sdk::mysql::{Connection, DbValue, MysqlError, ParameterValue};
+    let params: Vec<ParameterValue> = req
+        .header("x-params")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.split('|')
+                .map(|p| match p.parse::<i64>() {
+                    Ok(i) => ParameterValue::Int64(i),
+                    Err(_) if p == "null" => ParameterValue::DbNull,
+                    Err(_) => ParameterValue::Str(p.to_string()),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let address = req.header("x-mysql-address").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let statement = String::from_utf8_lossy(req.body()).into_owned();
+    let error = |e: MysqlError| {
+        let status = if matches!(e, MysqlError::ConnectionFailed(_)) { 502 } else { 500 };
+        Response::new(status, format!("error: {e:?}"))
+    };
+    let conn = match Connection::open(&address) {
+        Ok(c) => c,
+        Err(e) => return Ok(error(e)),
+    };
+    if req.query().contains("mode=execute") {
+        return Ok(match conn.execute(&statement, &params) {
+            Ok(()) => Response::new(200, "done"),
+            Err(e) => error(e),
+        });
+    }
+    let set = match conn.query(&statement, &params) {
+        Ok(s) => s,
+        Err(e) => return Ok(error(e)),
+    };
+    let mut out: String = set.columns.iter().map(|c| format!("{}:{}", c.name, format!("{:?}", c.data_type).trim_start_matches("DbDataType::"))).collect::<Vec<_>>().join("|");
+    out.push('\n');
+    for row in &set.rows {
+        let cells: Vec<String> = row
+            .iter()
+            .map(|v| match v {
+                DbValue::Str(s) => s.clone(),
+                DbValue::Binary(b) => format!("bin:{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
+                DbValue::DbNull => "null".into(),
+                DbValue::Int8(i) => i.to_string(),
+                DbValue::Int16(i) => i.to_string(),
+                DbValue::Int32(i) => i.to_string(),
+                DbValue::Int64(i) => i.to_string(),
+                DbValue::Uint8(i) => i.to_string(),
+                DbValue::Uint16(i) => i.to_string(),
+                DbValue::Uint32(i) => i.to_string(),
+                DbValue::Uint64(i) => i.to_string(),
+                DbValue::Floating32(f) => f.to_string(),
+                DbValue::Floating64(f) => f.to_string(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        out.push_str(&cells.join("|"));
+        out.push('\n');
+    }
+    Ok(Response::new(200, out))
 }

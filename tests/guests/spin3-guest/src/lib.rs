@@ -11,6 +11,8 @@
 //! - `/mqtt?topic=T&qos=0|1|2&n=N` (POST body = payload; headers `x-mqtt-address`,
 //!   `x-mqtt-user`, `x-mqtt-password`): `spin_sdk::mqtt` (`spin:mqtt@3.0.0`); answers
 //!   `published N` or the error as the Spin SDK 5.2 guest does.
+//! - `/mysql?mode=query|execute` (as the Spin SDK 5.2 guest's): `spin_sdk::mysql`
+//!   (`spin:mysql@3.0.0`, rows as a stream).
 
 use spin_sdk::http::{IntoResponse, Request};
 use spin_sdk::http_service;
@@ -29,6 +31,9 @@ async fn handle(req: Request) -> impl IntoResponse {
     }
     if path == "/mqtt" {
         return mqtt(req).await;
+    }
+    if path == "/mysql" {
+        return mysql(req).await;
     }
     if let Some(db) = path.strip_prefix("/sql/") {
         return sql(req, db).await;
@@ -213,4 +218,76 @@ async fn mqtt(req: Request) -> (http::StatusCode, String) {
         Err(Error::TooManyConnections) => (http::StatusCode::TOO_MANY_REQUESTS, "too-many-connections".into()),
         Err(Error::Other(m)) => (http::StatusCode::INTERNAL_SERVER_ERROR, format!("other: {m}")),
     }
+}
+
+async fn mysql(req: Request) -> (http::StatusCode, String) {
+    use http_body_util::BodyExt as _;
+    use spin_sdk::mysql::{Connection, DbValue, Error, MysqlError, ParameterValue};
+    let params: Vec<ParameterValue> = req
+        .headers()
+        .get("x-params")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.split('|')
+                .map(|p| match p.parse::<i64>() {
+                    Ok(i) => ParameterValue::Int64(i),
+                    Err(_) if p == "null" => ParameterValue::DbNull,
+                    Err(_) => ParameterValue::Str(p.to_string()),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let address = req.headers().get("x-mysql-address").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let execute = req.uri().query().unwrap_or_default().contains("mode=execute");
+    let statement = req.into_body().collect().await.map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned()).unwrap_or_default();
+    let error = |e: Error| match e {
+        Error::MysqlError(e @ MysqlError::ConnectionFailed(_)) => (http::StatusCode::BAD_GATEWAY, format!("error: {e:?}")),
+        Error::MysqlError(e) => (http::StatusCode::INTERNAL_SERVER_ERROR, format!("error: {e:?}")),
+        e => (http::StatusCode::INTERNAL_SERVER_ERROR, format!("error: {e}")),
+    };
+    let conn = match Connection::open(address).await {
+        Ok(c) => c,
+        Err(e) => return error(e),
+    };
+    if execute {
+        return match conn.execute(statement, params).await {
+            Ok(()) => (http::StatusCode::OK, "done".into()),
+            Err(e) => error(e),
+        };
+    }
+    let result = match conn.query(statement, params).await {
+        Ok(r) => r,
+        Err(e) => return error(e),
+    };
+    let mut out: String = result.columns().iter().map(|c| format!("{}:{}", c.name, format!("{:?}", c.data_type).trim_start_matches("DbDataType::"))).collect::<Vec<_>>().join("|");
+    out.push('\n');
+    let width = result.columns().len();
+    let rows = match result.collect().await {
+        Ok(rows) => rows,
+        Err(e) => return error(e),
+    };
+    for row in rows {
+        let cells: Vec<String> = (0..width)
+            .map(|i| match &row[i] {
+                DbValue::Str(s) => s.clone(),
+                DbValue::Binary(b) => format!("bin:{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
+                DbValue::DbNull => "null".into(),
+                DbValue::Int8(i) => i.to_string(),
+                DbValue::Int16(i) => i.to_string(),
+                DbValue::Int32(i) => i.to_string(),
+                DbValue::Int64(i) => i.to_string(),
+                DbValue::Uint8(i) => i.to_string(),
+                DbValue::Uint16(i) => i.to_string(),
+                DbValue::Uint32(i) => i.to_string(),
+                DbValue::Uint64(i) => i.to_string(),
+                DbValue::Floating32(f) => f.to_string(),
+                DbValue::Floating64(f) => f.to_string(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        out.push_str(&cells.join("|"));
+        out.push('\n');
+    }
+    (http::StatusCode::OK, out)
 }
