@@ -1,5 +1,8 @@
-//! Outbound PostgreSQL: `spin:postgres/postgres@4.2.0`, and `@3.0.0` (a subset, served by
-//! converting to and from 4.2).
+//! Outbound PostgreSQL: `spin:postgres/postgres@4.2.0`, and `@3.0.0` and
+//! `fermyon:spin/postgres@2.0.0` (subsets, served by converting to and from 4.2). Every
+//! type of 4.2 is mapped both ways: NUMERIC as decimal text (28 significant digits, as
+//! Spin), the int4, int8 and numeric ranges, arrays, json/jsonb, uuid, dates, times,
+//! timestamps, intervals and bytea; other types come as their raw bytes (`unsupported`).
 //!
 //! `open(address)` takes a `postgres://user@host:port/db` address that must match the
 //! component's `allowed_outbound_hosts` (e.g. `"postgres://127.0.0.1:5432"`); the host is
@@ -40,17 +43,22 @@ mod bindings {
             "spin:postgres/postgres@4.2.0.connection": super::PgConnection,
             "spin:postgres/postgres@4.2.0.connection-builder": super::PgBuilder,
             "spin:postgres/postgres@3.0.0.connection": super::PgConnection,
+            "fermyon:spin/postgres.connection": super::PgConnection,
         },
     });
 }
 
 use bindings::spin::postgres4_2_0::postgres as pg;
 use bindings::spin::postgres3_0_0::postgres as pg3;
+use bindings::fermyon::spin::postgres as pg2;
+use bindings::fermyon::spin::rdbms_types as rdbms;
 
 /// One component's policy and open connections.
 pub struct Shared {
     policy: OutboundPolicy,
     clients: tokio::sync::Mutex<HashMap<String, Arc<tokio_postgres::Client>>>,
+    /// The instance's memory limit: no query result may be larger.
+    max_result_bytes: usize,
 }
 
 /// The outbound Postgres capability (no app-wide state: each component has its policy
@@ -68,6 +76,8 @@ impl Capability for Postgres {
             pg::add_to_linker::<_, Postgres>(linker, view)?;
         }
         pg3::add_to_linker::<_, Postgres>(linker, view)?;
+        // Its rdbms-types (types only) are linked by the MySQL capability.
+        pg2::add_to_linker::<_, Postgres>(linker, view)?;
         Ok(())
     }
 
@@ -85,6 +95,7 @@ impl Capability for Postgres {
         Ok(Arc::new(Shared {
             policy: OutboundPolicy::of(component),
             clients: Default::default(),
+            max_result_bytes: usize::try_from(component.limits.max_instance_memory).unwrap_or(usize::MAX),
         }))
     }
 
@@ -101,6 +112,7 @@ pub struct InstancePostgres {
 /// An open connection handed to the guest.
 pub struct PgConnection {
     client: Arc<tokio_postgres::Client>,
+    max_result_bytes: usize,
 }
 
 /// A `connection-builder`: the address, until `build`.
@@ -130,7 +142,7 @@ async fn connect(shared: &Shared, address: &str) -> Result<PgConnection, pg::Err
     if let Some(c) = clients.get(address)
         && !c.is_closed()
     {
-        return Ok(PgConnection { client: c.clone() });
+        return Ok(PgConnection { client: c.clone(), max_result_bytes: shared.max_result_bytes });
     }
     // Connect to the checked address; the host name stays for authentication messages.
     config.hostaddr(addr.ip()).connect_timeout(TIMEOUT);
@@ -145,7 +157,7 @@ async fn connect(shared: &Shared, address: &str) -> Result<PgConnection, pg::Err
     });
     let client = Arc::new(client);
     clients.insert(address.to_string(), client.clone());
-    Ok(PgConnection { client })
+    Ok(PgConnection { client, max_result_bytes: shared.max_result_bytes })
 }
 
 /// A SQL NULL that fits any parameter type.
@@ -176,9 +188,142 @@ impl<'a> FromSql<'a> for Raw {
 
 type Param = Box<dyn ToSql + Sync + Send>;
 
+/// The size of any value as PostgreSQL sent it (not copied).
+struct RawLen(usize);
+
+impl<'a> FromSql<'a> for RawLen {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawLen(raw.len()))
+    }
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Sync + Send>;
+
+fn decimal(text: &str) -> Result<rust_decimal::Decimal, pg::Error> {
+    rust_decimal::Decimal::from_str_exact(text.trim())
+        .or_else(|_| rust_decimal::Decimal::from_scientific(text.trim()))
+        .map_err(|e| pg::Error::BadParameter(format!("`{text}` is not a decimal number of up to 28 significant digits: {e}")))
+}
+
+/// A range of `T` in PostgreSQL's binary form: a flags byte, then each finite bound as
+/// a length-prefixed value of the element type. An unbounded side is `None`; an empty
+/// range reads as unbounded on both sides.
+#[derive(Debug)]
+struct PgRange<T> {
+    lower: Option<(T, pg::RangeBoundKind)>,
+    upper: Option<(T, pg::RangeBoundKind)>,
+}
+
+const RANGE_EMPTY: u8 = 0x01;
+const RANGE_LOWER_INCLUSIVE: u8 = 0x02;
+const RANGE_UPPER_INCLUSIVE: u8 = 0x04;
+const RANGE_LOWER_INFINITE: u8 = 0x08;
+const RANGE_UPPER_INFINITE: u8 = 0x10;
+
+fn range_element(ty: &Type) -> Option<&Type> {
+    match ty.kind() {
+        tokio_postgres::types::Kind::Range(element) => Some(element),
+        _ => None,
+    }
+}
+
+impl<T: ToSql> ToSql for PgRange<T> {
+    fn to_sql(&self, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, BoxError> {
+        use bytes::BufMut as _;
+        let element = range_element(ty).ok_or("not a range type")?;
+        let inclusive = |b: &Option<(T, pg::RangeBoundKind)>| matches!(b, Some((_, pg::RangeBoundKind::Inclusive)));
+        let mut flags = 0;
+        if self.lower.is_none() {
+            flags |= RANGE_LOWER_INFINITE;
+        }
+        if self.upper.is_none() {
+            flags |= RANGE_UPPER_INFINITE;
+        }
+        if inclusive(&self.lower) {
+            flags |= RANGE_LOWER_INCLUSIVE;
+        }
+        if inclusive(&self.upper) {
+            flags |= RANGE_UPPER_INCLUSIVE;
+        }
+        out.put_u8(flags);
+        for (value, _) in [&self.lower, &self.upper].into_iter().flatten() {
+            let at = out.len();
+            out.put_i32(0);
+            value.to_sql(element, out)?;
+            let len = i32::try_from(out.len() - at - 4)?;
+            out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        }
+        Ok(IsNull::No)
+    }
+    fn accepts(ty: &Type) -> bool {
+        range_element(ty).is_some_and(T::accepts)
+    }
+    to_sql_checked!();
+}
+
+impl<'a, T: FromSql<'a>> FromSql<'a> for PgRange<T> {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
+        let element = range_element(ty).ok_or("not a range type")?;
+        let (&flags, mut rest) = raw.split_first().ok_or("an empty range value")?;
+        if flags & RANGE_EMPTY != 0 {
+            return Ok(Self { lower: None, upper: None });
+        }
+        let mut bound = |infinite: u8, inclusive: u8| -> Result<Option<(T, pg::RangeBoundKind)>, BoxError> {
+            if flags & infinite != 0 {
+                return Ok(None);
+            }
+            let (len, tail) = rest.split_at_checked(4).ok_or("a truncated range bound")?;
+            let len = usize::try_from(i32::from_be_bytes(len.try_into()?))?;
+            let (value, tail) = tail.split_at_checked(len).ok_or("a truncated range bound")?;
+            rest = tail;
+            let kind = if flags & inclusive != 0 { pg::RangeBoundKind::Inclusive } else { pg::RangeBoundKind::Exclusive };
+            Ok(Some((T::from_sql(element, value)?, kind)))
+        };
+        let lower = bound(RANGE_LOWER_INFINITE, RANGE_LOWER_INCLUSIVE)?;
+        let upper = bound(RANGE_UPPER_INFINITE, RANGE_UPPER_INCLUSIVE)?;
+        Ok(Self { lower, upper })
+    }
+    fn accepts(ty: &Type) -> bool {
+        range_element(ty).is_some_and(T::accepts)
+    }
+}
+
+/// An INTERVAL in PostgreSQL's binary form: microseconds, days, months.
+#[derive(Debug)]
+struct Interval(pg::Interval);
+
+impl ToSql for Interval {
+    fn to_sql(&self, _: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, BoxError> {
+        use bytes::BufMut as _;
+        out.put_i64(self.0.micros);
+        out.put_i32(self.0.days);
+        out.put_i32(self.0.months);
+        Ok(IsNull::No)
+    }
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::INTERVAL
+    }
+    to_sql_checked!();
+}
+
+impl<'a> FromSql<'a> for Interval {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
+        let raw: &[u8; 16] = raw.try_into().map_err(|_| "an interval is 16 bytes")?;
+        let micros = i64::from_be_bytes(raw[0..8].try_into()?);
+        let days = i32::from_be_bytes(raw[8..12].try_into()?);
+        let months = i32::from_be_bytes(raw[12..16].try_into()?);
+        Ok(Self(pg::Interval { micros, days, months }))
+    }
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::INTERVAL
+    }
+}
+
 fn param(v: pg::ParameterValue) -> Result<Param, pg::Error> {
     use pg::ParameterValue as P;
-    let bad = |what: &str| pg::Error::BadParameter(format!("{what} parameters are not supported by Tessera yet"));
     Ok(match v {
         P::Boolean(b) => Box::new(b),
         P::Int8(i) => Box::new(i),
@@ -209,9 +354,15 @@ fn param(v: pg::ParameterValue) -> Result<Param, pg::Error> {
         P::ArrayInt64(a) => Box::new(a),
         P::ArrayStr(a) => Box::new(a),
         P::DbNull => Box::new(Null),
-        P::Decimal(_) | P::ArrayDecimal(_) => return Err(bad("decimal")),
-        P::RangeInt32(_) | P::RangeInt64(_) | P::RangeDecimal(_) => return Err(bad("range")),
-        P::Interval(_) => return Err(bad("interval")),
+        P::Decimal(d) => Box::new(decimal(&d)?),
+        P::ArrayDecimal(a) => Box::new(a.iter().map(|d| d.as_deref().map(decimal).transpose()).collect::<Result<Vec<_>, _>>()?),
+        P::RangeInt32((lower, upper)) => Box::new(PgRange { lower, upper }),
+        P::RangeInt64((lower, upper)) => Box::new(PgRange { lower, upper }),
+        P::RangeDecimal((lower, upper)) => {
+            let bound = |b: Option<(String, pg::RangeBoundKind)>| b.map(|(d, k)| decimal(&d).map(|d| (d, k))).transpose();
+            Box::new(PgRange { lower: bound(lower)?, upper: bound(upper)? })
+        }
+        P::Interval(i) => Box::new(Interval(i)),
     })
 }
 
@@ -234,6 +385,10 @@ fn data_type(t: &Type) -> pg::DbDataType {
         Type::UUID => D::Uuid,
         Type::JSON | Type::JSONB => D::Jsonb,
         Type::NUMERIC => D::Decimal,
+        Type::INT4_RANGE => D::RangeInt32,
+        Type::INT8_RANGE => D::RangeInt64,
+        Type::NUM_RANGE => D::RangeDecimal,
+        Type::NUMERIC_ARRAY => D::ArrayDecimal,
         Type::INT4_ARRAY => D::ArrayInt32,
         Type::INT8_ARRAY => D::ArrayInt64,
         Type::TEXT_ARRAY | Type::VARCHAR_ARRAY => D::ArrayStr,
@@ -280,6 +435,17 @@ fn value(row: &tokio_postgres::Row, i: usize, t: &Type) -> Result<pg::DbValue, p
         Type::TIMESTAMPTZ => map!(chrono::DateTime<chrono::Utc>, |dt: chrono::DateTime<chrono::Utc>| V::Timestamp(dt.timestamp())),
         Type::UUID => map!(uuid::Uuid, |u: uuid::Uuid| V::Uuid(u.to_string())),
         Type::JSON | Type::JSONB => map!(serde_json::Value, |j: serde_json::Value| V::Jsonb(j.to_string().into_bytes())),
+        Type::NUMERIC => map!(rust_decimal::Decimal, |d: rust_decimal::Decimal| V::Decimal(d.to_string())),
+        Type::NUMERIC_ARRAY => map!(Vec<Option<rust_decimal::Decimal>>, |a: Vec<Option<rust_decimal::Decimal>>| V::ArrayDecimal(
+            a.into_iter().map(|d| d.map(|d| d.to_string())).collect()
+        )),
+        Type::INT4_RANGE => map!(PgRange<i32>, |r: PgRange<i32>| V::RangeInt32((r.lower, r.upper))),
+        Type::INT8_RANGE => map!(PgRange<i64>, |r: PgRange<i64>| V::RangeInt64((r.lower, r.upper))),
+        Type::NUM_RANGE => map!(PgRange<rust_decimal::Decimal>, |r: PgRange<rust_decimal::Decimal>| {
+            let text = |b: Option<(rust_decimal::Decimal, pg::RangeBoundKind)>| b.map(|(d, k)| (d.to_string(), k));
+            V::RangeDecimal((text(r.lower), text(r.upper)))
+        }),
+        Type::INTERVAL => map!(Interval, |i: Interval| V::Interval(i.0)),
         Type::INT4_ARRAY => map!(Vec<Option<i32>>, V::ArrayInt32),
         Type::INT8_ARRAY => map!(Vec<Option<i64>>, V::ArrayInt64),
         Type::TEXT_ARRAY | Type::VARCHAR_ARRAY => map!(Vec<Option<String>>, V::ArrayStr),
@@ -301,28 +467,66 @@ fn query_error(e: tokio_postgres::Error) -> pg::Error {
     }
 }
 
-async fn query(client: &tokio_postgres::Client, statement: &str, params: Vec<pg::ParameterValue>) -> Result<pg::RowSet, pg::Error> {
+/// Bytes a value takes in the guest, for the result limit.
+fn size_of(value: &pg::DbValue) -> usize {
+    use pg::DbValue as V;
+    16 + match value {
+        V::Str(s) | V::Decimal(s) | V::Uuid(s) => s.len(),
+        V::Binary(b) | V::Jsonb(b) | V::Unsupported(b) => b.len(),
+        V::ArrayStr(a) | V::ArrayDecimal(a) => a.iter().map(|s| 16 + s.as_ref().map_or(0, String::len)).sum(),
+        V::ArrayInt32(a) => a.len() * 8,
+        V::ArrayInt64(a) => a.len() * 16,
+        V::RangeDecimal((l, u)) => [l, u].iter().map(|b| b.as_ref().map_or(0, |(d, _)| d.len())).sum(),
+        _ => 0,
+    }
+}
+
+async fn query(conn: &PgConnection, statement: &str, params: Vec<pg::ParameterValue>) -> Result<pg::RowSet, pg::Error> {
+    use futures::TryStreamExt as _;
+    let client = &conn.client;
     let params = params.into_iter().map(param).collect::<Result<Vec<_>, _>>()?;
-    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
     let stmt = client.prepare(statement).await.map_err(query_error)?;
-    let rows = client.query(&stmt, &refs).await.map_err(query_error)?;
+    let stream = client.query_raw(&stmt, params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync))).await.map_err(query_error)?;
+    futures::pin_mut!(stream);
+    let mut rows = Vec::new();
+    let mut bytes = 0usize;
+    // Rows are counted as they arrive, so a huge result stops at the limit, not in memory.
+    while let Some(row) = stream.try_next().await.map_err(query_error)? {
+        bytes += (0..row.len()).map(|i| 16 + row.try_get::<_, Option<RawLen>>(i).ok().flatten().map_or(0, |l| l.0)).sum::<usize>();
+        if bytes > conn.max_result_bytes {
+            return Err(pg::Error::Other(format!(
+                "the result is larger than the instance's memory limit ({} bytes); select fewer rows or columns",
+                conn.max_result_bytes
+            )));
+        }
+        rows.push(row);
+    }
     let columns: Vec<pg::Column> = stmt
         .columns()
         .iter()
         .map(|c| pg::Column { name: c.name().to_string(), data_type: data_type(c.type_()) })
         .collect();
     let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
+    for row in rows {
         let mut values = Vec::with_capacity(columns.len());
         for (i, c) in stmt.columns().iter().enumerate() {
-            values.push(value(row, i, c.type_())?);
+            let v = value(&row, i, c.type_())?;
+            bytes += size_of(&v);
+            values.push(v);
+        }
+        if bytes > conn.max_result_bytes {
+            return Err(pg::Error::Other(format!(
+                "the result is larger than the instance's memory limit ({} bytes); select fewer rows or columns",
+                conn.max_result_bytes
+            )));
         }
         out.push(values);
     }
     Ok(pg::RowSet { columns, rows: out })
 }
 
-async fn execute(client: &tokio_postgres::Client, statement: &str, params: Vec<pg::ParameterValue>) -> Result<u64, pg::Error> {
+async fn execute(conn: &PgConnection, statement: &str, params: Vec<pg::ParameterValue>) -> Result<u64, pg::Error> {
+    let client = &conn.client;
     let params = params.into_iter().map(param).collect::<Result<Vec<_>, _>>()?;
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
     client.execute(statement, &refs).await.map_err(query_error)
@@ -344,8 +548,9 @@ fn view(s: &mut InstanceState) -> PostgresView<'_> {
 }
 
 impl PostgresView<'_> {
-    fn client(&self, c: &Resource<PgConnection>) -> wasmtime::Result<Arc<tokio_postgres::Client>> {
-        Ok(self.table.get(c)?.client.clone())
+    fn client(&self, c: &Resource<PgConnection>) -> wasmtime::Result<PgConnection> {
+        let c = self.table.get(c)?;
+        Ok(PgConnection { client: c.client.clone(), max_result_bytes: c.max_result_bytes })
     }
 }
 
@@ -550,6 +755,119 @@ impl pg3::HostConnection for PostgresView<'_> {
         let client = self.client(&c)?;
         let params = params.into_iter().map(from_v3_param).collect();
         Ok(execute(&client, &statement, params).await.map_err(to_v3_error))
+    }
+
+    async fn drop(&mut self, c: Resource<PgConnection>) -> wasmtime::Result<()> {
+        self.table.delete(c)?;
+        Ok(())
+    }
+}
+
+// ---- fermyon:spin/postgres@2.0.0 (Spin SDK 2 to 5), through the 4.2 code ---------------
+
+fn from_v2_param(p: rdbms::ParameterValue) -> Result<pg::ParameterValue, pg::Error> {
+    use pg::ParameterValue as P;
+    use rdbms::ParameterValue as P2;
+    // PostgreSQL has no unsigned types: each goes to the next wider signed one.
+    Ok(match p {
+        P2::Boolean(b) => P::Boolean(b),
+        P2::Int8(i) => P::Int8(i),
+        P2::Int16(i) => P::Int16(i),
+        P2::Int32(i) => P::Int32(i),
+        P2::Int64(i) => P::Int64(i),
+        P2::Uint8(i) => P::Int16(i.into()),
+        P2::Uint16(i) => P::Int32(i.into()),
+        P2::Uint32(i) => P::Int64(i.into()),
+        P2::Uint64(i) => P::Int64(i64::try_from(i).map_err(|_| pg::Error::BadParameter(format!("{i} is too large for PostgreSQL's bigint")))?),
+        P2::Floating32(f) => P::Floating32(f),
+        P2::Floating64(f) => P::Floating64(f),
+        P2::Str(s) => P::Str(s),
+        P2::Binary(b) => P::Binary(b),
+        P2::DbNull => P::DbNull,
+    })
+}
+
+/// The 2.0 shapes of a 4.2 result (types 2.0 has no name for are `other` / `unsupported`,
+/// as in Spin).
+fn to_v2_rows(set: pg::RowSet) -> rdbms::RowSet {
+    use pg::DbDataType as D;
+    use pg::DbValue as V;
+    use rdbms::{DbDataType as D2, DbValue as V2};
+    let columns = set
+        .columns
+        .into_iter()
+        .map(|c| {
+            let data_type = match c.data_type {
+                D::Boolean => D2::Boolean,
+                D::Int8 => D2::Int8,
+                D::Int16 => D2::Int16,
+                D::Int32 => D2::Int32,
+                D::Int64 => D2::Int64,
+                D::Floating32 => D2::Floating32,
+                D::Floating64 => D2::Floating64,
+                D::Str => D2::Str,
+                D::Binary => D2::Binary,
+                _ => D2::Other,
+            };
+            rdbms::Column { name: c.name, data_type }
+        })
+        .collect();
+    let value = |v: V| match v {
+        V::Boolean(b) => V2::Boolean(b),
+        V::Int8(i) => V2::Int8(i),
+        V::Int16(i) => V2::Int16(i),
+        V::Int32(i) => V2::Int32(i),
+        V::Int64(i) => V2::Int64(i),
+        V::Floating32(f) => V2::Floating32(f),
+        V::Floating64(f) => V2::Floating64(f),
+        V::Str(s) => V2::Str(s),
+        V::Binary(b) => V2::Binary(b),
+        V::DbNull => V2::DbNull,
+        _ => V2::Unsupported,
+    };
+    rdbms::RowSet { columns, rows: set.rows.into_iter().map(|r| r.into_iter().map(value).collect()).collect() }
+}
+
+fn to_v2_error(e: pg::Error) -> rdbms::Error {
+    match to_v3_error(e) {
+        pg3::Error::ConnectionFailed(m) => rdbms::Error::ConnectionFailed(m),
+        pg3::Error::BadParameter(m) => rdbms::Error::BadParameter(m),
+        pg3::Error::QueryFailed(m) => rdbms::Error::QueryFailed(m),
+        pg3::Error::ValueConversionFailed(m) => rdbms::Error::ValueConversionFailed(m),
+        pg3::Error::Other(m) => rdbms::Error::Other(m),
+    }
+}
+
+fn v2_params(params: Vec<rdbms::ParameterValue>) -> Result<Vec<pg::ParameterValue>, rdbms::Error> {
+    params.into_iter().map(from_v2_param).collect::<Result<_, _>>().map_err(to_v2_error)
+}
+
+impl pg2::Host for PostgresView<'_> {}
+
+impl pg2::HostConnection for PostgresView<'_> {
+    async fn open(&mut self, address: String) -> wasmtime::Result<Result<Resource<PgConnection>, rdbms::Error>> {
+        match connect(&self.state.shared, &address).await {
+            Ok(c) => Ok(Ok(self.table.push(c)?)),
+            Err(e) => Ok(Err(to_v2_error(e))),
+        }
+    }
+
+    async fn query(&mut self, c: Resource<PgConnection>, statement: String, params: Vec<rdbms::ParameterValue>) -> wasmtime::Result<Result<rdbms::RowSet, rdbms::Error>> {
+        let client = self.client(&c)?;
+        let params = match v2_params(params) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(query(&client, &statement, params).await.map(to_v2_rows).map_err(to_v2_error))
+    }
+
+    async fn execute(&mut self, c: Resource<PgConnection>, statement: String, params: Vec<rdbms::ParameterValue>) -> wasmtime::Result<Result<u64, rdbms::Error>> {
+        let client = self.client(&c)?;
+        let params = match v2_params(params) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(execute(&client, &statement, params).await.map_err(to_v2_error))
     }
 
     async fn drop(&mut self, c: Resource<PgConnection>) -> wasmtime::Result<()> {

@@ -42,9 +42,16 @@ allowed_outbound_hosts = ["postgres://127.0.0.1:{port}"]
     assert_eq!(r.body, "2\n", "{}", r.body);
     let r = pg(&server, &addr, "query", "SELECT id, name, age FROM pets WHERE id >= $1 ORDER BY id", "1");
     assert_eq!(r.body, "id:DbDataType::Int64|name:DbDataType::Str|age:DbDataType::Int32\n1|rex|3\n2|tom|null\n", "{}", r.body);
-    // The older interface (spin:postgres@3.0.0, Spin SDK 5.2) reads the same table.
-    let r = request("POST", &server.url(&format!("/pg3?addr={addr}&mode=query")), &[("x-params", "2")], Some(b"SELECT name, age FROM pets WHERE id = $1"));
-    assert_eq!((r.status, r.body.as_str()), (200, "name|age\ntom|null\n"), "{}", r.body);
+    // The older interfaces (spin:postgres@3.0.0 and fermyon:spin/postgres@2.0.0, Spin SDK
+    // 5.2) read the same table.
+    for route in ["pg3", "pg2"] {
+        let r = request("POST", &server.url(&format!("/{route}?addr={addr}&mode=query")), &[("x-params", "2")], Some(b"SELECT name, age FROM pets WHERE id = $1"));
+        assert_eq!((r.status, r.body.as_str()), (200, "name|age\ntom|null\n"), "{route}: {}", r.body);
+    }
+    let r = request("POST", &server.url(&format!("/pg2?addr={addr}&mode=execute")), &[("x-params", "3|ann")], Some(b"INSERT INTO pets VALUES ($1, $2, 1)"));
+    assert_eq!((r.status, r.body.as_str()), (200, "1\n"), "{}", r.body);
+    let r = pg(&server, &addr, "execute", "DELETE FROM pets WHERE id = $1", "3");
+    assert_eq!(r.body, "1\n");
     let r = pg(&server, &addr, "query", "SELECT nonsense FROM pets", "");
     assert_eq!(r.status, 500);
     assert!(r.body.contains("nonsense"), "{}", r.body);
@@ -73,4 +80,66 @@ allowed_outbound_hosts = ["postgres://127.0.0.1:{port}"]
         assert!(Instant::now() < deadline, "no recovery: {}", r.body);
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+fn pg_app(postgres: &Postgres) -> App {
+    App::new(&format!(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "pg"
+[[trigger.http]]
+route = "/v3/..."
+component = "spin3"
+[component.spin3]
+source = "{{spin3_guest}}"
+allowed_outbound_hosts = ["postgres://127.0.0.1:{port}"]
+"#,
+        port = postgres.port
+    ))
+}
+
+#[test]
+fn numeric_ranges_arrays_and_intervals_round_trip() {
+    let Some(postgres) = Postgres::start() else { return };
+    let app = pg_app(&postgres);
+    let server = app.start(&[]);
+    let addr = postgres.url();
+    let r = pg(&server, &addr, "execute", "CREATE TABLE t (price NUMERIC(10,2), prices NUMERIC[], r4 INT4RANGE, r8 INT8RANGE, rn NUMRANGE, span INTERVAL)", "");
+    assert_eq!(r.body, "0\n");
+    let params = "dec:12.50|decs:1.5,2|int4range:1,5|int8range:10,|numrange:0.5,1.5|interval:1500000,3,2";
+    let r = pg(&server, &addr, "execute", "INSERT INTO t VALUES ($1, $2, $3, $4, $5, $6)", params);
+    assert_eq!(r.body, "1\n", "{}", r.body);
+    // PostgreSQL's own text of what was stored: the parameters arrived as the types meant.
+    let r = pg(&server, &addr, "query", "SELECT price::text, prices::text, r4::text, r8::text, rn::text, span::text FROM t", "");
+    assert_eq!(r.body.lines().nth(1), Some("12.50|{1.5,2}|[1,5)|[10,)|[0.5,1.5)|2 mons 3 days 00:00:01.5"), "{}", r.body);
+    // And read back as values.
+    let r = pg(&server, &addr, "query", "SELECT price, price * 3 AS tripled, prices, r4, r8, rn, span, 'empty'::int4range AS nothing FROM t", "");
+    let lines: Vec<&str> = r.body.lines().collect();
+    assert_eq!(
+        lines[0],
+        "price:DbDataType::Decimal|tripled:DbDataType::Decimal|prices:DbDataType::ArrayDecimal|r4:DbDataType::RangeInt32|r8:DbDataType::RangeInt64|rn:DbDataType::RangeDecimal|span:DbDataType::Interval|nothing:DbDataType::RangeInt32",
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        lines[1].replace("DbValue::", ""),
+        "Decimal(\"12.50\")|Decimal(\"37.50\")|ArrayDecimal([Some(\"1.5\"), Some(\"2\")])|RangeInt32((Some((1, RangeBoundKind::Inclusive)), Some((5, RangeBoundKind::Exclusive))))|RangeInt64((Some((10, RangeBoundKind::Inclusive)), None))|RangeDecimal((Some((\"0.5\", RangeBoundKind::Inclusive)), Some((\"1.5\", RangeBoundKind::Exclusive))))|Interval(Interval { micros: 1500000, days: 3, months: 2 })|RangeInt32((None, None))",
+        "{}",
+        r.body
+    );
+    // A decimal that is not one is the parameter's error.
+    let r = pg(&server, &addr, "execute", "INSERT INTO t (price) VALUES ($1)", "dec:twelve");
+    assert!(r.status == 500 && r.body.contains("BadParameter") && r.body.contains("`twelve` is not a decimal"), "{}", r.body);
+}
+
+#[test]
+fn a_result_larger_than_the_instance_memory_is_refused_and_the_host_stays_up() {
+    let Some(postgres) = Postgres::start() else { return };
+    let app = pg_app(&postgres);
+    let server = app.start_with_runtime_config("max_instance_memory = \"32MiB\"\n");
+    let addr = postgres.url();
+    let r = pg(&server, &addr, "query", "SELECT repeat('x', 1048576) FROM generate_series(1, 64)", "");
+    assert!(r.status == 500 && r.body.contains("larger than the instance's memory limit"), "{} {}", r.status, r.body);
+    assert_eq!(pg(&server, &addr, "query", "SELECT 1::int AS one", "").body, "one:DbDataType::Int32\n1\n");
 }

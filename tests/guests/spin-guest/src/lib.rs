@@ -19,7 +19,8 @@
 //! - `/redis?addr=A&op=set|get|incr|exec&key=K` (POST body = value for `set`, the command
 //!   line for `exec`): `spin_sdk::redis` (`fermyon:spin/redis@2.0.0`) against address `A`;
 //! - `/pg3?addr=A&mode=query|execute` (POST body = statement, `x-params` header):
-//!   `spin_sdk::pg3` (`spin:postgres@3.0.0`).
+//!   `spin_sdk::pg3` (`spin:postgres@3.0.0`); `/pg2` the same through `spin_sdk::pg`
+//!   (`fermyon:spin/postgres@2.0.0`).
 //! - `/mqtt?topic=T&qos=0|1|2&n=N&conns=C` (POST body = payload; headers `x-mqtt-address`,
 //!   `x-mqtt-user`, `x-mqtt-password`, `x-mqtt-keep-alive`): `spin_sdk::mqtt`
 //!   (`fermyon:spin/mqtt@2.0.0`): opens C sessions (1 by default), publishes N times (1)
@@ -58,6 +59,7 @@ fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
     router.post("/sql3/:db", sql3);
     router.post("/redis", redis_op);
     router.post("/pg3", pg3);
+    router.post("/pg2", pg2);
     router.post("/mqtt", mqtt);
     router.post("/mysql", mysql);
     Ok(router.handle(req))
@@ -313,8 +315,12 @@ fn redis_op(req: Request, _params: Params) -> anyhow::Result<Response> {
     })
 }
 
-fn pg3(req: Request, _params: Params) -> anyhow::Result<Response> {
-    use spin_sdk::pg3::{Connection, DbValue, ParameterValue};
+/// `/pg3` and `/pg2`: the same route over `spin:postgres@3.0.0` and
+/// `fermyon:spin/postgres@2.0.0` (their SDK modules have the same shapes).
+macro_rules! pg_route {
+    ($name:ident, $sdk:ident) => {
+fn $name(req: Request, _params: Params) -> anyhow::Result<Response> {
+    use spin_sdk::$sdk::{Connection, DbValue, ParameterValue};
     let query: std::collections::HashMap<String, String> = req
         .query()
         .split('&')
@@ -361,6 +367,11 @@ fn pg3(req: Request, _params: Params) -> anyhow::Result<Response> {
         Err(e) => Response::new(500, format!("error: {e:?}")),
     })
 }
+    };
+}
+
+pg_route!(pg3, pg3);
+pg_route!(pg2, pg);
 
 fn mqtt(req: Request, _params: Params) -> anyhow::Result<Response> {
     use spin_sdk::mqtt::{Connection, Error, Qos};

@@ -8,6 +8,9 @@
 //! - `/pg?addr=A&mode=query|execute` (POST, body = statement, `x-params` header of
 //!   `|`-separated text/integer parameters): `spin_sdk::pg` (`spin:postgres@4.2.0`);
 //!   answers `name:type` columns then the rows (a stream), or the affected row count.
+//!   Typed parameters: `dec:12.50`, `decs:1.5,2`, `int4range:1,5`, `int8range:1,`,
+//!   `numrange:0.5,1.5` (lower inclusive, upper exclusive, empty for unbounded),
+//!   `interval:MICROS,DAYS,MONTHS`.
 //! - `/mqtt?topic=T&qos=0|1|2&n=N` (POST body = payload; headers `x-mqtt-address`,
 //!   `x-mqtt-user`, `x-mqtt-password`): `spin_sdk::mqtt` (`spin:mqtt@3.0.0`); answers
 //!   `published N` or the error as the Spin SDK 5.2 guest does.
@@ -137,11 +140,11 @@ async fn postgres(req: Request) -> (http::StatusCode, String) {
         .and_then(|v| v.to_str().ok())
         .map(|s| {
             s.split('|')
-                .map(|p| match p.parse::<i64>() {
+                .map(|p| typed_pg_param(p).unwrap_or_else(|| match p.parse::<i64>() {
                     Ok(i) => ParameterValue::Int64(i),
                     Err(_) if p == "null" => ParameterValue::DbNull,
                     Err(_) => ParameterValue::Str(p.to_string()),
-                })
+                }))
                 .collect()
         })
         .unwrap_or_default();
@@ -290,4 +293,27 @@ async fn mysql(req: Request) -> (http::StatusCode, String) {
         out.push('\n');
     }
     (http::StatusCode::OK, out)
+}
+
+/// A `kind:value` parameter of the `/pg` route (see the module docs).
+fn typed_pg_param(p: &str) -> Option<spin_sdk::pg::ParameterValue> {
+    use spin_sdk::pg::{Interval, ParameterValue as P, RangeBoundKind as K};
+    let (kind, value) = p.split_once(':')?;
+    let bounds = |v: &str| -> (Option<String>, Option<String>) {
+        let (lo, hi) = v.split_once(',').unwrap_or((v, ""));
+        (Some(lo.to_string()).filter(|s| !s.is_empty()), Some(hi.to_string()).filter(|s| !s.is_empty()))
+    };
+    let (lo, hi) = bounds(value);
+    Some(match kind {
+        "dec" => P::Decimal(value.to_string()),
+        "decs" => P::ArrayDecimal(value.split(',').map(|d| Some(d.to_string())).collect()),
+        "int4range" => P::RangeInt32((lo.map(|v| (v.parse().unwrap(), K::Inclusive)), hi.map(|v| (v.parse().unwrap(), K::Exclusive)))),
+        "int8range" => P::RangeInt64((lo.map(|v| (v.parse().unwrap(), K::Inclusive)), hi.map(|v| (v.parse().unwrap(), K::Exclusive)))),
+        "numrange" => P::RangeDecimal((lo.map(|v| (v, K::Inclusive)), hi.map(|v| (v, K::Exclusive)))),
+        "interval" => {
+            let n: Vec<i64> = value.split(',').map(|x| x.parse().unwrap()).collect();
+            P::Interval(Interval { micros: n[0], days: n[1] as i32, months: n[2] as i32 })
+        }
+        _ => return None,
+    })
 }
