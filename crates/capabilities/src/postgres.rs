@@ -3,13 +3,14 @@
 //! type of 4.2 is mapped both ways: NUMERIC as decimal text (28 significant digits, as
 //! Spin), the int4, int8 and numeric ranges, arrays, json/jsonb, uuid, dates, times,
 //! timestamps, intervals and bytea; other types come as their raw bytes (`unsupported`).
+//! `sslmode=require` connects with TLS, verifying the server against the system's roots
+//! and the connection builder's CA root (as Spin does); other modes connect in plain.
 //!
 //! `open(address)` takes a `postgres://user@host:port/db` address that must match the
 //! component's `allowed_outbound_hosts` (e.g. `"postgres://127.0.0.1:5432"`); the host is
 //! resolved and checked like any outbound connection and the connection goes to the checked
 //! address. Clients are shared per address by the component's instances and replaced when
-//! closed, so a server that comes back is used again without a restart. TLS
-//! (`sslmode=require`, `set-ca-root`) is not supported yet.
+//! closed, so a server that comes back is used again without a restart.
 
 // `pg::Error` is the interface's generated error type; boxing it would only add copies.
 #![allow(clippy::result_large_err)]
@@ -118,14 +119,49 @@ pub struct PgConnection {
 /// A `connection-builder`: the address, until `build`.
 pub struct PgBuilder {
     address: String,
+    ca_root: Option<String>,
 }
 
 async fn connect(shared: &Shared, address: &str) -> Result<PgConnection, pg::Error> {
+    connect_with(shared, address, None).await
+}
+
+/// The certificates of a PEM text.
+fn pem_certificates(pem: &str) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, pg::Error> {
+    use rustls::pki_types::pem::PemObject as _;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pg::Error::Other(format!("the CA root is not a PEM certificate: {e}")))?;
+    if certs.is_empty() {
+        return Err(pg::Error::Other("the CA root holds no certificate (-----BEGIN CERTIFICATE-----)".into()));
+    }
+    Ok(certs)
+}
+
+/// TLS for `sslmode=require`: the server's certificate must chain to the system's roots
+/// or to `ca_root`, and name the host (as Spin verifies it).
+fn tls_connector(ca_root: Option<&str>) -> Result<tokio_postgres_rustls::MakeRustlsConnect, pg::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    for cert in ca_root.map(pem_certificates).transpose()?.unwrap_or_default() {
+        roots.add(cert).map_err(|e| pg::Error::Other(format!("the CA root cannot be used: {e}")))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| pg::Error::Other(format!("TLS is unavailable: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// Connects (or reuses this component's client for the same address and CA root).
+/// `sslmode=require` connects with TLS; otherwise the connection is plain.
+async fn connect_with(shared: &Shared, address: &str, ca_root: Option<&str>) -> Result<PgConnection, pg::Error> {
     let mut config = tokio_postgres::Config::from_str(address)
         .map_err(|e| pg::Error::ConnectionFailed(format!("invalid address `{address}`: {e}")))?;
-    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        return Err(pg::Error::ConnectionFailed("TLS (sslmode=require) is not supported by Tessera yet".into()));
-    }
+    let tls = config.get_ssl_mode() == tokio_postgres::config::SslMode::Require;
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
         _ => return Err(pg::Error::ConnectionFailed(format!("`{address}` names no TCP host"))),
@@ -138,25 +174,40 @@ async fn connect(shared: &Shared, address: &str) -> Result<PgConnection, pg::Err
         }
         Err(Denied::Unresolved) => return Err(pg::Error::ConnectionFailed(format!("cannot resolve {host}"))),
     };
+    let key = format!("{address}\n{}", ca_root.unwrap_or_default());
     let mut clients = shared.clients.lock().await;
-    if let Some(c) = clients.get(address)
+    if let Some(c) = clients.get(&key)
         && !c.is_closed()
     {
         return Ok(PgConnection { client: c.clone(), max_result_bytes: shared.max_result_bytes });
     }
     // Connect to the checked address; the host name stays for authentication messages.
     config.hostaddr(addr.ip()).connect_timeout(TIMEOUT);
-    let (client, connection) = tokio::time::timeout(TIMEOUT, config.connect(tokio_postgres::NoTls))
-        .await
-        .map_err(|_| pg::Error::ConnectionFailed(format!("timed out connecting to {host}:{port}")))?
-        .map_err(|e| pg::Error::ConnectionFailed(e.to_string()))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!("postgres connection closed: {e}");
-        }
-    });
+    let timed_out = || pg::Error::ConnectionFailed(format!("timed out connecting to {host}:{port}"));
+    let failed = |e: tokio_postgres::Error| {
+        // The cause (an unknown issuer, a refused login) is what tells the user the fix.
+        let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
+        pg::Error::ConnectionFailed(format!("{e}{cause}"))
+    };
+    let client = if tls {
+        let (client, connection) = tokio::time::timeout(TIMEOUT, config.connect(tls_connector(ca_root)?)).await.map_err(|_| timed_out())?.map_err(failed)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("postgres connection closed: {e}");
+            }
+        });
+        client
+    } else {
+        let (client, connection) = tokio::time::timeout(TIMEOUT, config.connect(tokio_postgres::NoTls)).await.map_err(|_| timed_out())?.map_err(failed)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("postgres connection closed: {e}");
+            }
+        });
+        client
+    };
     let client = Arc::new(client);
-    clients.insert(address.to_string(), client.clone());
+    clients.insert(key, client.clone());
     Ok(PgConnection { client, max_result_bytes: shared.max_result_bytes })
 }
 
@@ -582,16 +633,20 @@ impl pg::HostConnection for PostgresView<'_> {
 
 impl pg::HostConnectionBuilder for PostgresView<'_> {
     async fn new(&mut self, address: String) -> wasmtime::Result<Resource<PgBuilder>> {
-        Ok(self.table.push(PgBuilder { address })?)
+        Ok(self.table.push(PgBuilder { address, ca_root: None })?)
     }
 
-    async fn set_ca_root(&mut self, _b: Resource<PgBuilder>, _certificate: String) -> wasmtime::Result<Result<(), pg::Error>> {
-        Ok(Err(pg::Error::Other("custom CA roots (TLS) are not supported by Tessera yet".into())))
+    async fn set_ca_root(&mut self, b: Resource<PgBuilder>, certificate: String) -> wasmtime::Result<Result<(), pg::Error>> {
+        if let Err(e) = pem_certificates(&certificate) {
+            return Ok(Err(e));
+        }
+        self.table.get_mut(&b)?.ca_root = Some(certificate);
+        Ok(Ok(()))
     }
 
     async fn build(&mut self, b: Resource<PgBuilder>) -> wasmtime::Result<Result<Resource<PgConnection>, pg::Error>> {
-        let address = self.table.get(&b)?.address.clone();
-        match connect(&self.state.shared, &address).await {
+        let (address, ca_root) = { let b = self.table.get(&b)?; (b.address.clone(), b.ca_root.clone()) };
+        match connect_with(&self.state.shared, &address, ca_root.as_deref()).await {
             Ok(c) => Ok(Ok(self.table.push(c)?)),
             Err(e) => Ok(Err(e)),
         }
@@ -607,9 +662,9 @@ fn shared_of<T>(accessor: &Accessor<T, Postgres>) -> Arc<Shared> {
     accessor.with(|mut access| access.get().state.shared.clone())
 }
 
-async fn open_with<T>(accessor: &Accessor<T, Postgres>, address: &str) -> wasmtime::Result<Result<Resource<PgConnection>, pg::Error>> {
+async fn open_with<T>(accessor: &Accessor<T, Postgres>, address: &str, ca_root: Option<&str>) -> wasmtime::Result<Result<Resource<PgConnection>, pg::Error>> {
     let shared = shared_of(accessor);
-    match connect(&shared, address).await {
+    match connect_with(&shared, address, ca_root).await {
         Ok(c) => Ok(Ok(accessor.with(|mut access| access.get().table.push(c))?)),
         Err(e) => Ok(Err(e)),
     }
@@ -617,7 +672,7 @@ async fn open_with<T>(accessor: &Accessor<T, Postgres>, address: &str) -> wasmti
 
 impl<T> pg::HostConnectionWithStore<T> for Postgres {
     async fn open_async(accessor: &Accessor<T, Self>, address: String) -> wasmtime::Result<Result<Resource<PgConnection>, pg::Error>> {
-        open_with(accessor, &address).await
+        open_with(accessor, &address, None).await
     }
 
     async fn query_async(
@@ -647,8 +702,8 @@ impl<T> pg::HostConnectionWithStore<T> for Postgres {
 
 impl<T> pg::HostConnectionBuilderWithStore<T> for Postgres {
     async fn build_async(accessor: &Accessor<T, Self>, b: Resource<PgBuilder>) -> wasmtime::Result<Result<Resource<PgConnection>, pg::Error>> {
-        let address = accessor.with(|mut access| access.get().table.get(&b).map(|b| b.address.clone()))?;
-        open_with(accessor, &address).await
+        let (address, ca_root) = accessor.with(|mut access| access.get().table.get(&b).map(|b| (b.address.clone(), b.ca_root.clone())))?;
+        open_with(accessor, &address, ca_root.as_deref()).await
     }
 }
 

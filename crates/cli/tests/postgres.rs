@@ -143,3 +143,38 @@ fn a_result_larger_than_the_instance_memory_is_refused_and_the_host_stays_up() {
     assert!(r.status == 500 && r.body.contains("larger than the instance's memory limit"), "{} {}", r.status, r.body);
     assert_eq!(pg(&server, &addr, "query", "SELECT 1::int AS one", "").body, "one:DbDataType::Int32\n1\n");
 }
+
+#[test]
+fn sslmode_require_connects_with_tls_verified_against_the_builder_s_ca_root() {
+    let Some((postgres, ca)) = Postgres::start_tls() else { return };
+    let app = App::new(&format!(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "pg-tls"
+[[trigger.http]]
+route = "/v3/..."
+component = "spin3"
+[component.spin3]
+source = "{{spin3_guest}}"
+allowed_outbound_hosts = ["postgres://127.0.0.1:{port}"]
+files = [{{ source = "ca.pem", destination = "/ca.pem" }}, {{ source = "bad.pem", destination = "/bad.pem" }}]
+"#,
+        port = postgres.port
+    ));
+    app.write("ca.pem", &ca).write("bad.pem", "not a certificate\n");
+    let server = app.start(&[]);
+    let ssl = "SELECT ssl::text AS ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    let tls_addr = format!("{}?sslmode=require", postgres.url());
+    let with_ca = |ca: &str| request("POST", &server.url(&format!("/v3/pg?addr={tls_addr}&mode=query&ca={ca}")), &[], Some(ssl.as_bytes()));
+    let r = with_ca("/ca.pem");
+    assert_eq!((r.status, r.body.as_str()), (200, "ssl:DbDataType::Str\ntrue\n"), "{}", r.body);
+    // Without the CA root the server's certificate is not trusted.
+    let r = pg(&server, &tls_addr, "query", ssl, "");
+    assert!(r.status == 502 && r.body.contains("ConnectionFailed") && r.body.to_lowercase().contains("certificate"), "{}", r.body);
+    // A CA root that is no certificate is refused by the builder.
+    let r = with_ca("/bad.pem");
+    assert!(r.status == 502 && r.body.contains("holds no certificate"), "{}", r.body);
+    // Without sslmode=require the connection is plain.
+    assert_eq!(pg(&server, &postgres.url(), "query", ssl, "").body, "ssl:DbDataType::Str\nfalse\n");
+}

@@ -481,6 +481,8 @@ pub struct Postgres {
     bin: PathBuf,
     dir: tempfile::TempDir,
     as_root: bool,
+    /// Server settings beyond the defaults (`-c ssl=on ...`).
+    settings: String,
 }
 
 impl Postgres {
@@ -496,7 +498,7 @@ impl Postgres {
             return None;
         };
         let as_root = is_root();
-        let mut pg = Self { port: free_port(), bin, dir: tempfile::tempdir().unwrap(), as_root };
+        let mut pg = Self { port: free_port(), bin, dir: tempfile::tempdir().unwrap(), as_root, settings: String::new() };
         if as_root {
             let ok = Command::new("chown").args(["-R", "postgres:postgres"]).arg(pg.dir.path()).status().unwrap().success();
             assert!(ok, "cannot hand the data directory to the postgres user");
@@ -545,7 +547,7 @@ impl Postgres {
 
     /// Starts the server (again) and waits until it accepts connections.
     pub fn restart(&mut self) {
-        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.path().display());
+        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off{}", self.port, self.dir.path().display(), self.settings);
         let status = self
             .command("pg_ctl")
             .arg("-D")
@@ -558,6 +560,32 @@ impl Postgres {
             .status()
             .unwrap();
         assert!(status.success(), "postgres did not start: {}", std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default());
+    }
+}
+
+impl Postgres {
+    /// A server that also speaks TLS, with a certificate for 127.0.0.1 signed by a CA of
+    /// its own; returns it and the CA's PEM text.
+    pub fn start_tls() -> Option<(Self, String)> {
+        let mut pg = Self::start()?;
+        let d = pg.dir.path().to_path_buf();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).current_dir(&d).output().unwrap();
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Tessera test CA"]);
+        openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
+        std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext"]);
+        Command::new("chmod").arg("600").arg(d.join("server.key")).status().unwrap();
+        if pg.as_root {
+            Command::new("chown").args(["postgres:postgres"]).arg(d.join("server.key")).arg(d.join("server.pem")).status().unwrap();
+        }
+        pg.stop();
+        pg.settings = format!(" -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}", d.join("server.pem").display(), d.join("server.key").display());
+        pg.restart();
+        let ca = std::fs::read_to_string(d.join("ca.pem")).unwrap();
+        Some((pg, ca))
     }
 }
 

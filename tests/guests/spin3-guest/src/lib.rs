@@ -8,6 +8,7 @@
 //! - `/pg?addr=A&mode=query|execute` (POST, body = statement, `x-params` header of
 //!   `|`-separated text/integer parameters): `spin_sdk::pg` (`spin:postgres@4.2.0`);
 //!   answers `name:type` columns then the rows (a stream), or the affected row count.
+//!   `ca=PATH` opens through the connection builder with that file as the CA root.
 //!   Typed parameters: `dec:12.50`, `decs:1.5,2`, `int4range:1,5`, `int8range:1,`,
 //!   `numrange:0.5,1.5` (lower inclusive, upper exclusive, empty for unbounded),
 //!   `interval:MICROS,DAYS,MONTHS`.
@@ -149,7 +150,16 @@ async fn postgres(req: Request) -> (http::StatusCode, String) {
         })
         .unwrap_or_default();
     let statement = req.into_body().collect().await.map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned()).unwrap_or_default();
-    let conn = match Connection::open(query.get("addr").cloned().unwrap_or_default()).await {
+    let address = query.get("addr").cloned().unwrap_or_default();
+    let opened = match query.get("ca") {
+        // Through the connection builder, with the CA root read from a mounted file.
+        Some(path) => {
+            let options = spin_sdk::pg::OpenOptions { ca_root: Some(spin_sdk::pg::Certificate::FilePath(path.clone())) };
+            Connection::open_with_options(address, options).await
+        }
+        None => Connection::open(address).await,
+    };
+    let conn = match opened {
         Ok(c) => c,
         Err(e) => return (http::StatusCode::BAD_GATEWAY, format!("error: {e}")),
     };
