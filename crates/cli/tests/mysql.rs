@@ -75,7 +75,8 @@ fn spin_sdk_components_query_mysql_with_every_column_type() {
         let r = sql(&server, route, &other, "query", "SELECT 1", "");
         assert!(r.status == 502 && r.body.contains("ConnectionFailed") && r.body.contains("is not permitted by allowed_outbound_hosts"), "{route}: {}", r.body);
     }
-    let log = server.wait_for_log("may not connect to mysql://");
+    server.wait_for_log_lines("may not connect to mysql://", 2);
+    let log = server.log();
     assert!(log.contains("to allowed_outbound_hosts in [component.v2]") && log.contains("[component.v3]"), "{log}");
     // A wrong password and a malformed address are connection failures that say so.
     let wrong = url.replace(Mariadb::PASSWORD, "wrong");

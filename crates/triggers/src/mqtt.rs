@@ -14,7 +14,7 @@ use anyhow::{Result, bail};
 use rumqttc::{AsyncClient, Event, Incoming, QoS, SubscribeFilter, SubscribeReasonCode};
 use std::sync::Arc;
 use std::time::Duration;
-use tessera_executor::{Executor, InvokeError, PreparedComponent};
+use tessera_executor::{Executor, PreparedComponent};
 use tokio::sync::{Semaphore, watch};
 
 mod bindings {
@@ -208,21 +208,5 @@ async fn handle(executor: &Executor, subscription: &Subscription, topic: &str, p
             })
         })
         .await;
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    let component = subscription.component.id();
-    match outcome {
-        Ok(invoked) => {
-            let cost = crate::cost(Some(invoked.account));
-            match invoked.value {
-                Ok(()) => tracing::info!(target: "tessera::access", "mqtt {topic} {size}B ok {ms:.2}ms component={component}{cost}"),
-                Err(e) => tracing::warn!(target: "tessera::access", "mqtt {topic} {size}B handler-error({e}) {ms:.2}ms component={component}{cost}"),
-            }
-        }
-        Err(InvokeError::Busy(why)) => tracing::warn!(
-            target: "tessera::access",
-            "mqtt {topic} {size}B dropped ({}) {ms:.2}ms component={component} (raise max_concurrent_requests or max_queued_requests in the runtime config)",
-            InvokeError::Busy(why)
-        ),
-        Err(e) => tracing::warn!(target: "tessera::access", "mqtt {topic} {size}B failed ({e}) {ms:.2}ms component={component}{}", crate::cost(e.account())),
-    }
+    crate::log_message("mqtt", topic, size, started, subscription.component.id(), outcome);
 }

@@ -12,7 +12,7 @@ use futures::StreamExt as _;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tessera_executor::{Executor, InvokeError, PreparedComponent};
+use tessera_executor::{Executor, PreparedComponent};
 use tokio::sync::{Semaphore, watch};
 
 mod bindings {
@@ -254,21 +254,5 @@ async fn handle(executor: &Executor, handler: &Handler, channel: &str, payload: 
                 .await
         }
     };
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    let component = handler.component.id();
-    match outcome {
-        Ok(invoked) => {
-            let cost = crate::cost(Some(invoked.account));
-            match invoked.value {
-                Ok(()) => tracing::info!(target: "tessera::access", "redis {channel} {size}B ok {ms:.2}ms component={component}{cost}"),
-                Err(e) => tracing::warn!(target: "tessera::access", "redis {channel} {size}B handler-error({e}) {ms:.2}ms component={component}{cost}"),
-            }
-        }
-        Err(InvokeError::Busy(why)) => tracing::warn!(
-            target: "tessera::access",
-            "redis {channel} {size}B dropped ({}) {ms:.2}ms component={component} (raise max_concurrent_requests or max_queued_requests in the runtime config)",
-            InvokeError::Busy(why)
-        ),
-        Err(e) => tracing::warn!(target: "tessera::access", "redis {channel} {size}B failed ({e}) {ms:.2}ms component={component}{}", crate::cost(e.account())),
-    }
+    crate::log_message("redis", channel, size, started, handler.component.id(), outcome);
 }
