@@ -88,3 +88,18 @@ fn without_a_socket_pattern_there_are_no_sockets() {
     assert_eq!(server.get(&format!("/connect?addr=127.0.0.1:{port}")).status, 403);
     assert_eq!(pings.load(Ordering::Relaxed), 0);
 }
+
+#[test]
+fn wasi_0_3_sockets_get_the_same_check() {
+    let (port, _) = tcp_server();
+    let (other_port, _) = tcp_server();
+    let manifest = GUEST_APP.replace("source = \"{http_guest}\"", &format!("source = \"{{p3_guest}}\"\nallowed_outbound_hosts = [\"tcp://127.0.0.1:{port}\"]"));
+    let server = App::new(&manifest).start(&[]);
+    assert_eq!(server.get(&format!("/connect?port={port}")).body, "connected\n");
+    let r = server.get(&format!("/connect?port={other_port}"));
+    assert_eq!(r.body, "refused: ErrorCode::AccessDenied\n");
+    server.wait_for_log(&format!(r#"add "tcp://127.0.0.1:{other_port}" to allowed_outbound_hosts in [component.guest]"#));
+    // Nothing granted: no socket at all.
+    let closed = App::new(&GUEST_APP.replace("{http_guest}", "{p3_guest}")).start(&[]);
+    assert!(closed.get(&format!("/connect?port={port}")).body.starts_with("refused: "), "sockets are off without a grant");
+}

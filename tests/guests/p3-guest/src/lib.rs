@@ -1,7 +1,9 @@
 //! A WASI 0.3 (`wasi:http/handler@0.3.0`) component: answers with its method, path and
 //! the `spin-path-info` header, to show the handler and Spin headers reach it. A path
 //! ending in `/trap` panics instead, one ending in `/spin` loops forever; one ending in
-//! `/chain` answers the `x-chain` values the request arrived with (middleware order).
+//! `/chain` answers the `x-chain` values the request arrived with (middleware order);
+//! `/connect?port=P` opens a TCP connection to 127.0.0.1:P through `wasi:sockets@0.3.0`
+//! and answers `connected`, or `refused: <error-code>`.
 
 use wasip3::http::types::{ErrorCode, Fields, Request, Response};
 use wasip3::{wit_bindgen, wit_future, wit_stream};
@@ -29,7 +31,9 @@ impl wasip3::exports::http::handler::Guest for Handler {
             .first()
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_default();
-        let text = if path.ends_with("/chain") {
+        let text = if let Some(port) = path.split_once("/connect?port=").and_then(|(_, p)| p.parse::<u16>().ok()) {
+            connect(port).await
+        } else if path.ends_with("/chain") {
             let chain: Vec<String> = request.get_headers().get("x-chain").iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect();
             format!("handler saw x-chain={}\n", chain.join(","))
         } else {
@@ -43,5 +47,18 @@ impl wasip3::exports::http::handler::Guest for Handler {
             let _ = body_tx.write_all(text.into_bytes()).await;
         });
         Ok(response)
+    }
+}
+
+/// Connects to 127.0.0.1:`port` with WASI 0.3 sockets.
+async fn connect(port: u16) -> String {
+    use wasip3::sockets::types::{IpAddressFamily, IpSocketAddress, Ipv4SocketAddress, TcpSocket};
+    let socket = match TcpSocket::create(IpAddressFamily::Ipv4) {
+        Ok(s) => s,
+        Err(e) => return format!("refused: {e:?}\n"),
+    };
+    match socket.connect(IpSocketAddress::Ipv4(Ipv4SocketAddress { port, address: (127, 0, 0, 1) })).await {
+        Ok(()) => "connected\n".to_string(),
+        Err(e) => format!("refused: {e:?}\n"),
     }
 }
