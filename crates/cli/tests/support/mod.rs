@@ -431,10 +431,7 @@ impl Redis {
 
     /// Stops the server (its data is kept on disk for `restart`).
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_child(&mut self.child);
     }
 
     /// Starts the server again on the same port, and waits until it answers.
@@ -449,11 +446,7 @@ impl Redis {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until_listening(self.port, Duration::from_secs(10), || "redis-server did not start".into());
     }
 }
 
@@ -634,11 +627,7 @@ impl Registry {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until_listening(port, Duration::from_secs(20), || "docker-registry did not start".into());
         Some(Self { child, port, dir })
     }
 
@@ -766,10 +755,7 @@ impl Mosquitto {
 
     /// Stops the broker at once.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_child(&mut self.child);
     }
 
     /// Starts the broker (again) on the same port and waits until it accepts connections.
@@ -783,11 +769,8 @@ impl Mosquitto {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not start: {}", std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let log = self.dir.path().join("log");
+        wait_until_listening(self.port, Duration::from_secs(10), || format!("mosquitto did not start: {}", std::fs::read_to_string(&log).unwrap_or_default()));
     }
 
     /// Publishes `payload` on `topic` as the broker's user.
@@ -926,10 +909,7 @@ impl Mariadb {
 
     /// Kills the server at once (`kill -9`; its data stays for `restart`).
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_child(&mut self.child);
     }
 
     /// Starts the server (again) on the same port and waits until it answers.
@@ -970,5 +950,23 @@ impl Mariadb {
 impl Drop for Mariadb {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Kills a server the tests started, if it runs, and reaps it.
+fn kill_child(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// Waits until something accepts TCP connections on loopback `port`; fails with
+/// `why()` after `timeout`.
+fn wait_until_listening(port: u16, timeout: Duration, why: impl Fn() -> String) {
+    let deadline = Instant::now() + timeout;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{}", why());
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
