@@ -8,6 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+# Each guest workspace builds into its own target/, where the tests look for it; a
+# CARGO_TARGET_DIR set for the host build would send guests elsewhere.
+unset CARGO_TARGET_DIR
 
 all=false; check=false
 for arg in "$@"; do

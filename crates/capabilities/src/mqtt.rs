@@ -158,15 +158,22 @@ fn fresh_client_id() -> String {
 /// manifest, not checked against any component's grants): `address` as `open` reads it.
 pub fn broker_options(address: &str, username: &str, password: &str, keep_alive_secs: u16) -> Result<MqttOptions, String> {
     let parsed = Address::parse(address).ok_or_else(|| format!("`{address}` is not an MQTT address (mqtt://HOST:PORT, or mqtts:// for TLS)"))?;
-    let mut options = MqttOptions::new(parsed.client_id.unwrap_or_else(fresh_client_id), parsed.host, parsed.port);
+    let (host, port) = (parsed.host.clone(), parsed.port);
+    session_options(&parsed, host, port, username, password, keep_alive_secs).map_err(|_| "TLS is unavailable on this host".to_string())
+}
+
+/// The options of one session to `broker:port` for `parsed` (its client id, or a fresh
+/// one; TLS for `mqtts://`); shared by guest sessions and the trigger's.
+fn session_options(parsed: &Address, broker: String, port: u16, username: &str, password: &str, keep_alive_secs: u16) -> Result<MqttOptions, MqttError> {
+    let client_id = parsed.client_id.clone().unwrap_or_else(fresh_client_id);
+    let mut options = MqttOptions::new(client_id, broker, port);
     options.set_keep_alive(Duration::from_secs(keep_alive_secs.into()));
     options.set_max_packet_size(MAX_PAYLOAD + 64 * 1024, MAX_PAYLOAD + 64 * 1024);
     if !username.is_empty() || !password.is_empty() {
         options.set_credentials(username, password);
     }
     if parsed.tls {
-        let config = tls_config().map_err(|_| "TLS is unavailable on this host".to_string())?;
-        options.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(config)));
+        options.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(tls_config()?)));
     }
     Ok(options)
 }
@@ -205,18 +212,9 @@ async fn open(shared: &Shared, address: &str, username: &str, password: &str, ke
     };
     let keep_alive = u16::try_from(keep_alive_secs)
         .map_err(|_| MqttError::Other(format!("keep-alive interval {keep_alive_secs}s is over MQTT's limit of 65535s")))?;
-    let client_id = parsed.client_id.clone().unwrap_or_else(fresh_client_id);
     // TLS verifies the name, so it keeps it (checked above); plain TCP goes to the checked IP.
     let broker = if parsed.tls { parsed.host.clone() } else { checked.ip().to_string() };
-    let mut options = MqttOptions::new(client_id, broker, checked.port());
-    options.set_keep_alive(Duration::from_secs(keep_alive.into()));
-    options.set_max_packet_size(MAX_PAYLOAD + 64 * 1024, MAX_PAYLOAD + 64 * 1024);
-    if !username.is_empty() || !password.is_empty() {
-        options.set_credentials(username, password);
-    }
-    if parsed.tls {
-        options.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(tls_config()?)));
-    }
+    let options = session_options(&parsed, broker, checked.port(), username, password, keep_alive)?;
     let target = format!("{}://{}:{}", parsed.scheme(), parsed.host, parsed.port);
     let (client, mut events) = AsyncClient::new(options, 8);
     let connected = tokio::time::timeout(TIMEOUT, async {
