@@ -67,6 +67,10 @@ pub struct LoadedComponent {
     pub key_value_stores: Vec<(String, Location)>,
     /// `sqlite_databases` grants, with where each is written.
     pub sqlite_databases: Vec<(String, Location)>,
+    /// `allowed_publish_subjects` grants (NATS subject patterns).
+    pub allowed_publish_subjects: Vec<(String, Location)>,
+    /// `blob_containers` grants.
+    pub blob_containers: Vec<(String, Location)>,
     /// Capability imports of its dependencies that the host must refuse (see
     /// tessera-compose); empty without dependencies.
     pub denied: Vec<tessera_compose::DeniedImport>,
@@ -355,6 +359,8 @@ impl LoadedApp {
                     limits: runtime_config.limits_for(id),
                     key_value_stores: c.key_value_stores.clone(),
                     sqlite_databases: c.sqlite_databases.clone(),
+                    allowed_publish_subjects: c.allowed_publish_subjects.clone(),
+                    blob_containers: c.blob_containers.clone(),
                     denied,
                 },
             );

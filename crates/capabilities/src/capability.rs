@@ -50,6 +50,8 @@ static CAPABILITIES: &[&dyn Registered] = &[
     &Registration::<crate::postgres::Postgres>::NEW,
     &Registration::<crate::mqtt::Mqtt>::NEW,
     &Registration::<crate::mysql::Mysql>::NEW,
+    &Registration::<crate::messaging::Messaging>::NEW,
+    &Registration::<crate::blobstore::Blobstore>::NEW,
 ];
 
 type AppState = Box<dyn Any + Send + Sync>;
@@ -121,6 +123,11 @@ impl AppStates {
         Ok(Self(CAPABILITIES.iter().map(|c| c.configure_app(app)).collect::<Result<_>>()?))
     }
 
+    pub(crate) fn get<C: Capability>(&self) -> &C {
+        let index = index_of::<C>();
+        self.0[index].downcast_ref().expect("app state of the registered capability")
+    }
+
     pub(crate) fn component(&self, app: &LoadedApp, component: &LoadedComponent) -> Result<ComponentStates> {
         let states = CAPABILITIES
             .iter()
@@ -135,6 +142,14 @@ impl AppStates {
 #[derive(Clone)]
 pub(crate) struct ComponentStates(Arc<[ComponentState]>);
 
+/// Where `C` is in the registry.
+fn index_of<C: Capability>() -> usize {
+    CAPABILITIES
+        .iter()
+        .position(|c| c.capability() == TypeId::of::<C>())
+        .expect("only registered capabilities are asked for")
+}
+
 /// One instance's capability states, each made on first use.
 pub(crate) struct InstanceStates {
     component: ComponentStates,
@@ -147,10 +162,7 @@ impl InstanceStates {
     }
 
     fn get<C: Capability>(&mut self) -> &mut C::Instance {
-        let index = CAPABILITIES
-            .iter()
-            .position(|c| c.capability() == TypeId::of::<C>())
-            .expect("host functions are linked only for registered capabilities");
+        let index = index_of::<C>();
         if self.made.is_empty() {
             self.made.resize_with(CAPABILITIES.len(), || None);
         }
@@ -188,6 +200,8 @@ mod tests {
             ("spin:mysql/mysql@3.0.0", Grant::AllowedOutboundHosts),
             ("wasi:http/outgoing-handler@0.2.6", Grant::AllowedOutboundHosts),
             ("wasi:filesystem/preopens@0.2.6", Grant::Files),
+            ("wasmcloud:messaging/consumer@0.2.0", Grant::AllowedPublishSubjects),
+            ("wasi:blobstore/blobstore@0.2.0-draft", Grant::BlobContainers),
         ] {
             assert_eq!(grant_for_import(interface), Some(grant), "{interface}");
         }

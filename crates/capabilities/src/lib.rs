@@ -16,10 +16,12 @@
 //! the app, component, trigger and invocation id; no request id is passed in by hand.
 #![deny(missing_docs)]
 
+pub mod blobstore;
 mod capability;
 mod grants;
 pub mod key_value;
 pub mod logging;
+pub mod messaging;
 pub mod mqtt;
 pub mod mysql;
 pub mod network;
@@ -131,6 +133,10 @@ pub enum Grant {
     Files,
     /// `variables` (component configuration).
     Variables,
+    /// `allowed_publish_subjects` (`wasmcloud:messaging`).
+    AllowedPublishSubjects,
+    /// `blob_containers` (`wasi:blobstore`).
+    BlobContainers,
 }
 
 impl Grant {
@@ -142,6 +148,8 @@ impl Grant {
             Self::SqliteDatabases => "sqlite_databases",
             Self::Files => "files",
             Self::Variables => "variables",
+            Self::AllowedPublishSubjects => "allowed_publish_subjects",
+            Self::BlobContainers => "blob_containers",
         }
     }
 }
@@ -172,6 +180,11 @@ impl AppCapabilities {
     /// once, later calls are ignored.
     pub fn serve_locally(&self, services: std::sync::Weak<dyn outbound_http::LocalServices>) {
         let _ = self.local_services.set(services);
+    }
+
+    /// The app-wide state of capability `C` (the messaging trigger takes the app's broker).
+    pub fn get<C: Capability>(&self) -> &C {
+        self.registered.get::<C>()
     }
 
     /// Prepares one component's capabilities.

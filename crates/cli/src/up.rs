@@ -212,6 +212,13 @@ fn print_triggers(host: &AppHost, addr: Option<SocketAddr>) {
             let _ = writeln!(out, "  {broker} {filter}: [{component}]");
         }
     }
+    let subjects = host.messaging_subscriptions();
+    if !subjects.is_empty() {
+        let _ = writeln!(out, "Messaging subjects:");
+        for (broker, subject, component) in subjects {
+            let _ = writeln!(out, "  {broker} {subject}: [{component}]");
+        }
+    }
     let schedules = host.cron_schedules();
     if !schedules.is_empty() {
         let _ = writeln!(out, "Cron jobs (UTC):");

@@ -109,6 +109,11 @@ impl Executor {
         &self.app
     }
 
+    /// The app-wide state of capability `C` (a trigger reaching the app's broker).
+    pub fn capability<C: tessera_capabilities::Capability>(&self) -> &C {
+        self.capabilities.get::<C>()
+    }
+
     /// Sends the service-chaining requests of every component to `services` (the HTTP
     /// entry point calls this once it exists).
     pub fn serve_locally(&self, services: std::sync::Weak<dyn tessera_capabilities::outbound_http::LocalServices>) {

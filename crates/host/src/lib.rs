@@ -20,6 +20,7 @@ use tessera_engine::{Engine, EngineSettings};
 use tessera_executor::{Executor, ExecutorOptions, LoadReport};
 use tessera_trigger_http::HttpTrigger;
 use tessera_triggers::cron::CronTrigger;
+use tessera_triggers::messaging::MessagingTrigger;
 use tessera_triggers::mqtt::MqttTrigger;
 use tessera_triggers::redis::RedisTrigger;
 use tokio::sync::watch;
@@ -55,6 +56,7 @@ pub struct AppHost {
     http: Option<Arc<HttpTrigger>>,
     redis: RedisTrigger,
     mqtt: MqttTrigger,
+    messaging: MessagingTrigger,
     cron: CronTrigger,
     command: Option<Arc<tessera_executor::PreparedComponent>>,
     loads: Vec<LoadReport>,
@@ -68,6 +70,7 @@ impl AppHost {
         let http = if manifest.http_triggers.is_empty() { None } else { Some(HttpTrigger::new(&executor)?) };
         let redis = RedisTrigger::new(&executor)?;
         let mqtt = MqttTrigger::new(&executor)?;
+        let messaging = MessagingTrigger::new(&executor)?;
         let cron = CronTrigger::new(&executor)?;
         let command = match manifest.command_triggers.first() {
             Some(t) => {
@@ -82,7 +85,7 @@ impl AppHost {
             None => None,
         };
         let loads = executor.load_reports();
-        Ok(Self { executor, http, redis, mqtt, cron, command, loads })
+        Ok(Self { executor, http, redis, mqtt, messaging, cron, command, loads })
     }
 
     /// How each component was loaded.
@@ -121,16 +124,21 @@ impl AppHost {
         self.mqtt.subscriptions()
     }
 
+    /// `(broker, subject, component)` of each messaging subscription.
+    pub fn messaging_subscriptions(&self) -> Vec<(String, String, String)> {
+        self.messaging.subscriptions()
+    }
+
     /// `(trigger id, expression, component)` of each cron job.
     pub fn cron_schedules(&self) -> Vec<(String, String, String)> {
         self.cron.schedules()
     }
 
-    /// The async runtime to serve the app on. Redis and MQTT messages and cron runs are tasks of
+    /// The async runtime to serve the app on. Redis, MQTT and NATS messages and cron runs are tasks of
     /// it, so an app with either gets `threads` workers and its instances spread over the
     /// cores; otherwise one thread is enough (HTTP has its own serving threads).
     pub fn runtime(&self, threads: usize) -> Result<tokio::runtime::Runtime> {
-        let mut builder = if self.redis.is_empty() && self.mqtt.is_empty() && self.cron.is_empty() {
+        let mut builder = if self.redis.is_empty() && self.mqtt.is_empty() && self.messaging.is_empty() && self.cron.is_empty() {
             tokio::runtime::Builder::new_current_thread()
         } else {
             let mut b = tokio::runtime::Builder::new_multi_thread();
@@ -153,7 +161,7 @@ impl AppHost {
     }
 
     /// Starts every trigger: HTTP on `listener` (when the app has routes) with `threads`
-    /// serving threads, Redis and MQTT subscriptions and cron jobs as tasks of the current runtime.
+    /// serving threads, Redis, MQTT and messaging subscriptions and cron jobs as tasks of the current runtime.
     pub fn serve(self, listener: Option<std::net::TcpListener>, threads: usize) -> Result<Serving> {
         let (stop, stopped) = watch::channel(false);
         let mut addr = None;
@@ -167,6 +175,9 @@ impl AppHost {
         }
         if !self.mqtt.is_empty() {
             tasks.push(tokio::spawn(self.mqtt.run(self.executor.clone(), stopped.clone())));
+        }
+        if !self.messaging.is_empty() {
+            tasks.push(tokio::spawn(self.messaging.run(self.executor.clone(), stopped.clone())));
         }
         if !self.cron.is_empty() {
             tasks.push(tokio::spawn(self.cron.run(self.executor.clone(), stopped.clone())));

@@ -13,6 +13,7 @@ pub mod fuzzing;
 mod manifest;
 pub mod routes;
 mod runtime_config;
+pub mod subjects;
 pub mod template;
 
 pub use error::{ManifestError, SourceFile};

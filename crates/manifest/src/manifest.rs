@@ -43,6 +43,8 @@ pub struct Manifest {
     pub mqtt_broker: Option<MqttBroker>,
     /// `[[trigger.mqtt]]`, in manifest order.
     pub mqtt_triggers: Vec<MqttTrigger>,
+    /// `[[trigger.messaging]]`, in manifest order.
+    pub messaging_triggers: Vec<MessagingTrigger>,
     /// `[[trigger.cron]]`, in manifest order.
     pub cron_triggers: Vec<CronTrigger>,
     /// `[[trigger.command]]`, in manifest order.
@@ -130,6 +132,22 @@ pub struct MqttTrigger {
     pub topic: Template,
     /// `qos`: 0, 1 or 2 (a string in Spin's plugin; a number too here).
     pub qos: u8,
+    /// The component id.
+    pub component: String,
+    /// Where the trigger is written.
+    pub location: Location,
+}
+
+/// One `[[trigger.messaging]]`: every message on `subject` (NATS wildcards allowed) goes
+/// to `component`, which exports `wasmcloud:messaging/handler@0.2.0`.
+#[derive(Debug, Clone)]
+pub struct MessagingTrigger {
+    /// `id`, or one made from the position.
+    pub id: String,
+    /// `subject` (a pattern: `*` and a final `>` allowed), possibly with templates.
+    pub subject: Template,
+    /// `queue_group`: members of one group share the messages (each goes to one of them).
+    pub queue_group: Option<String>,
     /// The component id.
     pub component: String,
     /// Where the trigger is written.
@@ -259,6 +277,12 @@ pub struct Component {
     pub key_value_stores: Vec<(String, Location)>,
     /// `sqlite_databases`: labels of the SQLite databases the component may open.
     pub sqlite_databases: Vec<(String, Location)>,
+    /// `allowed_publish_subjects`: NATS subject patterns the component may publish and
+    /// send requests to (`wasmcloud:messaging`).
+    pub allowed_publish_subjects: Vec<(String, Location)>,
+    /// `blob_containers`: names of the blob containers the component may use
+    /// (`wasi:blobstore`), or `"*"` for any.
+    pub blob_containers: Vec<(String, Location)>,
     /// `build`.
     pub build: Option<Build>,
     /// `dependencies`: what satisfies its imports, in key order.
@@ -387,7 +411,18 @@ struct RawTriggers {
     command: Vec<Spanned<RawCommandTrigger>>,
     #[serde(default)]
     mqtt: Vec<Spanned<RawMqttTrigger>>,
+    #[serde(default)]
+    messaging: Vec<Spanned<RawMessagingTrigger>>,
     sqs: Unsupported,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMessagingTrigger {
+    id: Option<String>,
+    subject: Option<Spanned<String>>,
+    queue_group: Option<Spanned<String>>,
+    component: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -471,6 +506,10 @@ struct RawComponent {
     key_value_stores: Vec<Spanned<String>>,
     #[serde(default)]
     sqlite_databases: Vec<Spanned<String>>,
+    #[serde(default)]
+    allowed_publish_subjects: Vec<Spanned<String>>,
+    #[serde(default)]
+    blob_containers: Vec<Spanned<String>>,
     ai_models: Option<Spanned<Vec<String>>>,
     allowed_http_hosts: Unsupported,
     targets: Unsupported,
@@ -544,6 +583,8 @@ impl Manifest {
             variables: BTreeMap::new(),
             key_value_stores: Vec::new(),
             sqlite_databases: Vec::new(),
+            allowed_publish_subjects: Vec::new(),
+            blob_containers: Vec::new(),
             build: None,
             dependencies: Vec::new(),
             middleware: Vec::new(),
@@ -564,6 +605,7 @@ impl Manifest {
             redis_triggers: Vec::new(),
             mqtt_broker: None,
             mqtt_triggers: Vec::new(),
+            messaging_triggers: Vec::new(),
             cron_triggers: Vec::new(),
             command_triggers: Vec::new(),
             components: BTreeMap::from([(id, component)]),
@@ -692,9 +734,10 @@ impl Validator<'_> {
         let redis_address = redis_address_raw.as_ref().map(|a| self.template(a, &variables)).transpose()?;
         let mqtt_broker = mqtt_broker_raw.map(|b| self.mqtt_broker(b, &variables)).transpose()?;
         let mut mqtt_triggers = Vec::new();
+        let mut messaging_triggers = Vec::new();
         if let Some(triggers) = raw.trigger {
             let triggers = triggers.into_inner();
-            let not_yet = "remove it: Tessera runs http, redis, mqtt, cron and command triggers";
+            let not_yet = "remove it: Tessera runs http, redis, mqtt, messaging, cron and command triggers";
             self.unsupported(&triggers.sqs, "trigger.sqs", not_yet)?;
             for (index, trigger) in triggers.http.into_iter().enumerate() {
                 http_triggers.push(self.http_trigger(index, trigger, &mut components, &variables)?);
@@ -731,6 +774,24 @@ impl Validator<'_> {
                 let component = self.trigger_component(&id, "mqtt", t.component, span.clone(), &mut components, &variables)?;
                 mqtt_triggers.push(MqttTrigger { id, topic, qos, component, location: self.loc(&span) });
             }
+            for (index, trigger) in triggers.messaging.into_iter().enumerate() {
+                let span = trigger.span();
+                let t = trigger.into_inner();
+                let id = t.id.unwrap_or_else(|| format!("messaging-{}", index + 1));
+                let subject = t.subject.ok_or_else(|| self.err(span.clone(), "[[trigger.messaging]] has no `subject`", "add subject = \"orders.>\""))?;
+                if let Some(why) = crate::subjects::check(subject.get_ref(), true).filter(|_| !subject.get_ref().contains("{{")) {
+                    return Err(self.err(subject.span(), format!("[[trigger.messaging]] subject: {why}"), crate::subjects::HINT));
+                }
+                let subject = self.template(&subject, &variables)?;
+                let queue_group = match t.queue_group {
+                    Some(g) if g.get_ref().is_empty() || g.get_ref().contains(char::is_whitespace) => {
+                        return Err(self.err(g.span(), format!("queue_group `{}` is empty or has whitespace", g.get_ref()), "write queue_group = \"workers\", or leave it out so every replica gets each message"));
+                    }
+                    g => g.map(Spanned::into_inner),
+                };
+                let component = self.trigger_component(&id, "messaging", t.component, span.clone(), &mut components, &variables)?;
+                messaging_triggers.push(MessagingTrigger { id, subject, queue_group, component, location: self.loc(&span) });
+            }
             for (index, trigger) in triggers.cron.into_iter().enumerate() {
                 let span = trigger.span();
                 let t = trigger.into_inner();
@@ -752,18 +813,19 @@ impl Validator<'_> {
             .iter()
             .map(|t: &RedisTrigger| t.component.clone())
             .chain(mqtt_triggers.iter().map(|t: &MqttTrigger| t.component.clone()))
+            .chain(messaging_triggers.iter().map(|t: &MessagingTrigger| t.component.clone()))
             .chain(cron_triggers.iter().map(|t: &CronTrigger| t.component.clone()))
             .chain(command_triggers.iter().map(|t: &CommandTrigger| t.component.clone()))
             .collect();
         let others: Vec<&str> = others.iter().map(String::as_str).collect();
         self.attach_middleware(&mut http_triggers, &mut components, &others)?;
         let http_triggers: Vec<HttpTrigger> = http_triggers.into_iter().map(|(t, _)| t).collect();
-        if http_triggers.is_empty() && redis_triggers.is_empty() && mqtt_triggers.is_empty() && cron_triggers.is_empty() && command_triggers.is_empty() {
+        if http_triggers.is_empty() && redis_triggers.is_empty() && mqtt_triggers.is_empty() && messaging_triggers.is_empty() && cron_triggers.is_empty() && command_triggers.is_empty() {
             return Err(ManifestError::whole_file(self.src.path(), "the manifest has no triggers: nothing to run")
-                .with_hint("add [[trigger.http]] with a route and a component (or a redis, mqtt, cron or command trigger)"));
+                .with_hint("add [[trigger.http]] with a route and a component (or a redis, mqtt, messaging, cron or command trigger)"));
         }
         if let Some(first) = command_triggers.first() {
-            let others = http_triggers.len() + redis_triggers.len() + mqtt_triggers.len() + cron_triggers.len() + command_triggers.len() - 1;
+            let others = http_triggers.len() + redis_triggers.len() + mqtt_triggers.len() + messaging_triggers.len() + cron_triggers.len() + command_triggers.len() - 1;
             if others > 0 {
                 return Err(ManifestError::at(self.src.path(), first.location, "a command trigger runs its component once and exits, so it cannot be mixed with other triggers", "put the command in an app of its own"));
             }
@@ -795,6 +857,7 @@ impl Validator<'_> {
             redis_triggers,
             mqtt_broker,
             mqtt_triggers,
+            messaging_triggers,
             cron_triggers,
             command_triggers,
             components,
@@ -821,6 +884,8 @@ impl Validator<'_> {
                     (!target.files.is_empty(), "files"),
                     (!target.key_value_stores.is_empty(), "key_value_stores"),
                     (!target.sqlite_databases.is_empty(), "sqlite_databases"),
+                    (!target.allowed_publish_subjects.is_empty(), "allowed_publish_subjects"),
+                    (!target.blob_containers.is_empty(), "blob_containers"),
                     (!target.variables.is_empty(), "variables"),
                 ] {
                     if has {
@@ -1211,10 +1276,26 @@ impl Validator<'_> {
         };
         let key_value_stores = labels(&c.key_value_stores, "key-value store")?;
         let sqlite_databases = labels(&c.sqlite_databases, "SQLite database")?;
+        let mut allowed_publish_subjects = Vec::new();
+        for subject in &c.allowed_publish_subjects {
+            if let Some(why) = crate::subjects::check(subject.get_ref(), true) {
+                return Err(self.err(subject.span(), format!("component.{id}.allowed_publish_subjects: {why}"), crate::subjects::HINT));
+            }
+            allowed_publish_subjects.push((subject.get_ref().clone(), self.loc(&subject.span())));
+        }
+        let mut blob_containers = Vec::new();
+        for name in &c.blob_containers {
+            if let Some(why) = blob_container_error(name.get_ref()) {
+                return Err(self.err(name.span(), format!("component.{id}.blob_containers: {why}"), "name a container, e.g. \"uploads\" (letters, digits, `.`, `_` and `-`), or \"*\" for any"));
+            }
+            blob_containers.push((name.get_ref().clone(), self.loc(&name.span())));
+        }
 
         Ok(Component {
             key_value_stores,
             sqlite_databases,
+            allowed_publish_subjects,
+            blob_containers,
             id: id.to_string(),
             source,
             source_location: self.loc(&source_span),
@@ -1427,6 +1508,21 @@ fn compatible(v: &semver::Version) -> semver::Version {
         v.patch = 0;
     }
     v
+}
+
+/// Why `name` cannot name a blob container (or `*`, any), or `None`: it becomes a
+/// directory name in the embedded store, so no separators, `..` or hidden names.
+pub fn blob_container_error(name: &str) -> Option<String> {
+    if name == "*" {
+        return None;
+    }
+    if name.is_empty() || name.len() > 255 {
+        return Some(format!("container name `{name}` must have 1 to 255 characters"));
+    }
+    if name.starts_with('.') || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+        return Some(format!("container name `{name}` may only use letters, digits, `.`, `_` and `-`, and not start with `.`"));
+    }
+    None
 }
 
 /// Labels of stores and databases: lowercase letters, digits, `_` and `-`.

@@ -27,6 +27,13 @@
 //! [trust]                            # every component must be signed by one of these keys
 //! keys = ["keys/release.pub", "ssh-ed25519 AAAA... ci@example.com"]
 //!
+//! [messaging]                        # wasmcloud:messaging's broker (in-process without it)
+//! type = "nats"
+//! url = "nats://127.0.0.1:4222"      # nats://user:password@host:port; tls:// for TLS
+//!
+//! [blob_store]                       # wasi:blobstore (type "directory", <state_dir>/blobs by default)
+//! path = "blobs"
+//!
 //! [component.my-component]           # per-component overrides
 //! max_instance_memory = "512MiB"
 //! request_timeout = "2m"
@@ -165,6 +172,10 @@ pub struct RuntimeConfig {
     pub variables_providers: Vec<BackendTable>,
     /// `[trust]`: the keys every component must be signed by (read by tessera-signing).
     pub trust: Option<BackendTable>,
+    /// `[messaging]`: the broker of `wasmcloud:messaging` (an in-process one without it).
+    pub messaging: Option<BackendTable>,
+    /// `[blob_store]`: where `wasi:blobstore` keeps containers (`<state_dir>/blobs` without it).
+    pub blob_store: Option<BackendTable>,
 }
 
 impl Default for RuntimeConfig {
@@ -188,6 +199,8 @@ impl Default for RuntimeConfig {
             sqlite_databases: BTreeMap::new(),
             variables_providers: Vec::new(),
             trust: None,
+            messaging: None,
+            blob_store: None,
         }
     }
 }
@@ -253,6 +266,8 @@ impl RuntimeConfig {
             sqlite_databases: backends(raw.sqlite_database),
             variables_providers: raw.variables_provider.into_iter().map(backend).collect(),
             trust: raw.trust.map(backend),
+            messaging: raw.messaging.map(backend),
+            blob_store: raw.blob_store.map(backend),
             state_dir: raw.state_dir.map(|d| dir.join(d)),
             log_dir: raw.log_dir.map(|d| dir.join(d)),
             limits,
@@ -324,6 +339,8 @@ struct RawRuntimeConfig {
     #[serde(default)]
     variables_provider: Vec<Spanned<toml::Table>>,
     trust: Option<Spanned<toml::Table>>,
+    messaging: Option<Spanned<toml::Table>>,
+    blob_store: Option<Spanned<toml::Table>>,
     outbound_networking: Unsupported,
     client_tls: Unsupported,
     llm_compute: Unsupported,

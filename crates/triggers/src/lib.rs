@@ -1,10 +1,12 @@
 //! Tessera's entry points beyond HTTP, each a thin client of the executor: commands
 //! (`tessera run`, `[[trigger.command]]`), Redis messages (`[[trigger.redis]]`), MQTT
-//! messages (`[[trigger.mqtt]]`) and cron ticks (`[[trigger.cron]]`).
+//! messages (`[[trigger.mqtt]]`), wasmCloud-style messages (`[[trigger.messaging]]`) and
+//! cron ticks (`[[trigger.cron]]`).
 #![deny(missing_docs)]
 
 pub mod command;
 pub mod cron;
+pub mod messaging;
 pub mod mqtt;
 pub mod redis;
 
@@ -19,8 +21,8 @@ pub(crate) fn cost(account: Option<Accounting>) -> String {
     }
 }
 
-/// Logs the outcome of one message (`kind` is `redis` or `mqtt`, `source` its channel or
-/// topic), like an access-log line: `redis orders 42B ok 1.20ms component=worker cpu=...`.
+/// Logs the outcome of one message (`kind` is `redis`, `mqtt` or `messaging`, `source` its
+/// channel, topic or subject), like an access-log line: `redis orders 42B ok 1.20ms component=worker cpu=...`.
 pub(crate) fn log_message(kind: &str, source: &str, size: usize, started: std::time::Instant, component: &str, outcome: Result<Invoked<Result<(), String>>, InvokeError>) {
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     match outcome {
