@@ -168,9 +168,13 @@ impl Broker {
 /// A NATS server, connected on first use and reconnected by the client after a drop
 /// (subscriptions are renewed by it too).
 pub struct Nats {
-    url: String,
+    /// The server address without the login.
+    address: String,
+    login: Option<(String, String)>,
     shown: String,
     client: OnceCell<async_nats::Client>,
+    /// The last connection problem, until connected again.
+    problem: Arc<Mutex<Option<String>>>,
 }
 
 impl Nats {
@@ -187,42 +191,63 @@ impl Nats {
         let Some(mut shown) = parsed else {
             return Err(table.error(format!("[messaging] url `{url}` is not a NATS URL"), "write url = \"nats://HOST:4222\" (tls://HOST:4222 for TLS; nats://user:password@HOST:4222 to log in)").into());
         };
+        let login = (!shown.username().is_empty()).then(|| (decode(shown.username()), decode(shown.password().unwrap_or(""))));
         let _ = shown.set_password(None);
-        Ok(Self { url: url.to_string(), shown: shown.to_string().trim_end_matches('/').to_string(), client: OnceCell::new() })
+        let shown_text = shown.to_string().trim_end_matches('/').to_string();
+        let _ = shown.set_username("");
+        let address = shown.to_string().trim_end_matches('/').to_string();
+        Ok(Self { address, login, shown: shown_text, client: OnceCell::new(), problem: Arc::default() })
     }
 
     async fn client(&self) -> Result<&async_nats::Client, String> {
         self.client
             .get_or_try_init(|| async {
-                let shown = self.shown.clone();
-                async_nats::ConnectOptions::new()
+                let (shown, problem) = (self.shown.clone(), self.problem.clone());
+                let options = match &self.login {
+                    Some((user, password)) => async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone()),
+                    None => async_nats::ConnectOptions::new(),
+                };
+                options
                     .retry_on_initial_connect()
                     .connection_timeout(TIMEOUT)
                     .reconnect_delay_callback(|attempts| Duration::from_millis(100u64 << attempts.min(4)))
                     .event_callback(move |event| {
-                        let shown = shown.clone();
+                        let (shown, problem) = (shown.clone(), problem.clone());
                         async move {
+                            let mut problem = problem.lock().expect("not poisoned");
                             match event {
-                                async_nats::Event::Connected => tracing::info!("messaging: connected to {shown}"),
+                                async_nats::Event::Connected => {
+                                    tracing::info!("messaging: connected to {shown}");
+                                    *problem = None;
+                                }
                                 async_nats::Event::Disconnected => tracing::warn!("messaging: lost {shown}; reconnecting"),
-                                other => tracing::warn!("messaging: {shown}: {other}"),
+                                other => {
+                                    // A refused login repeats on every attempt: said once.
+                                    let text = other.to_string();
+                                    if problem.as_deref() != Some(text.as_str()) {
+                                        let hint = if text.contains("authorization") { " (check the user and password in [messaging] url)" } else { "" };
+                                        tracing::warn!("messaging: {shown}: {text}{hint}; retrying");
+                                    }
+                                    *problem = Some(text);
+                                }
                             }
                         }
                     })
-                    .connect(self.url.as_str())
+                    .connect(self.address.as_str())
                     .await
                     .map_err(|e| format!("cannot connect to {}: {e}", self.shown))
             })
             .await
     }
 
-    /// The client once it is connected, waiting up to [`TIMEOUT`] for a reconnection.
-    async fn connected(&self) -> Result<&async_nats::Client, String> {
+    /// The client once it is connected, waiting up to `wait` for a reconnection.
+    async fn connected(&self, wait: Duration) -> Result<&async_nats::Client, String> {
         let client = self.client().await?;
-        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        let deadline = tokio::time::Instant::now() + wait;
         while client.connection_state() != async_nats::connection::State::Connected {
             if tokio::time::Instant::now() >= deadline {
-                return Err(format!("not connected to {} (waited {TIMEOUT:?})", self.shown));
+                let why = self.problem.lock().expect("not poisoned").as_ref().map(|p| format!(": {p}")).unwrap_or_default();
+                return Err(format!("not connected to {} (waited {wait:?}){why}", self.shown));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -230,7 +255,7 @@ impl Nats {
     }
 
     async fn publish(&self, message: Message) -> Result<(), String> {
-        let client = self.connected().await?;
+        let client = self.connected(TIMEOUT).await?;
         let sent = match message.reply_to {
             Some(reply) => client.publish_with_reply(message.subject, reply, message.body).await,
             None => client.publish(message.subject, message.body).await,
@@ -246,7 +271,10 @@ impl Nats {
 
     async fn request(&self, subject: String, body: Bytes, timeout: Duration) -> Result<Message, String> {
         use async_nats::RequestErrorKind;
-        let client = self.connected().await?;
+        // Waiting for the server counts against the request's own timeout.
+        let started = tokio::time::Instant::now();
+        let client = self.connected(timeout.min(TIMEOUT)).await?;
+        let timeout = timeout.saturating_sub(started.elapsed());
         let request = async_nats::Request::new().payload(body).timeout(Some(timeout));
         match client.send_request(subject.clone(), request).await {
             Ok(m) => Ok(Message { subject: m.subject.to_string(), body: m.payload, reply_to: m.reply.map(|r| r.to_string()) }),
@@ -267,6 +295,11 @@ impl Nats {
         .map_err(|e| format!("cannot subscribe to `{pattern}` on {}: {e}", self.shown))?;
         Ok(Box::pin(subscriber.map(|m| Message { subject: m.subject.to_string(), body: m.payload, reply_to: m.reply.map(|r| r.to_string()) })))
     }
+}
+
+/// A URL's percent-encoded user or password, decoded.
+fn decode(text: &str) -> String {
+    percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned()
 }
 
 /// The in-process broker: NATS's delivery rules over channels.

@@ -85,7 +85,7 @@ fn main() -> ExitCode {
 fn init_tracing() -> log_output::BatchedStderr {
     let log = log_output::BatchedStderr::start();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,tessera=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,tessera=info,async_nats=off"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(log.clone())

@@ -78,7 +78,8 @@ impl App {
             .replace("{cron_guest}", &guest("cron_guest.wasm").display().to_string())
             .replace("{mqtt_guest}", &guest("mqtt_guest.wasm").display().to_string())
             .replace("{calc_guest}", &guest("calc_guest.wasm").display().to_string())
-            .replace("{calc_user_guest}", &guest("calc_user_guest.wasm").display().to_string());
+            .replace("{calc_user_guest}", &guest("calc_user_guest.wasm").display().to_string())
+            .replace("{cloud_guest}", &guest("cloud_guest.wasm").display().to_string());
         std::fs::write(dir.path().join("spin.toml"), manifest).unwrap();
         Self { dir }
     }
@@ -968,5 +969,61 @@ fn wait_until_listening(port: u16, timeout: Duration, why: impl Fn() -> String) 
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "{}", why());
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A NATS server of our own on a free loopback port, with a login; `None` (after a loud
+/// note) when nats-server is not installed outside CI.
+pub struct Nats {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Nats {
+    pub const USER: &str = "tessera";
+    pub const PASSWORD: &str = "n4ts";
+
+    pub fn start() -> Option<Self> {
+        if Command::new("nats-server").arg("--version").output().is_err() {
+            if std::env::var_os("CI").is_some() {
+                panic!("nats-server is missing: .ci/run must install it (apt-get install nats-server)");
+            }
+            eprintln!("SKIPPED: nats-server is not installed");
+            return None;
+        }
+        let mut nats = Self { child: None, port: free_port(), dir: tempfile::tempdir().unwrap() };
+        nats.restart();
+        Some(nats)
+    }
+
+    /// `nats://USER:PASSWORD@127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("nats://{}:{}@127.0.0.1:{}", Self::USER, Self::PASSWORD, self.port)
+    }
+
+    /// Stops the server at once.
+    pub fn stop(&mut self) {
+        kill_child(&mut self.child);
+    }
+
+    /// Starts the server (again) on the same port and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        self.stop();
+        let log = self.dir.path().join("log");
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "--user", Self::USER, "--pass", Self::PASSWORD])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        wait_until_listening(self.port, Duration::from_secs(10), || format!("nats-server did not start: {}", std::fs::read_to_string(&log).unwrap_or_default()));
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
