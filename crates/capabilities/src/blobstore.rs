@@ -79,7 +79,8 @@ pub struct IncomingValue {
 }
 
 impl Capability for Blobstore {
-    const IMPORTS: &'static [&'static str] = &["wasi:blobstore/"];
+    // Containers come only from `blobstore`; `types` and `container` alone reach nothing.
+    const IMPORTS: &'static [&'static str] = &["wasi:blobstore/blobstore"];
     const GRANT: Grant = Grant::BlobContainers;
     type Component = Arc<Shared>;
     type Instance = Arc<Shared>;

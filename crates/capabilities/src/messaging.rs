@@ -97,7 +97,7 @@ pub fn allow_reply(state: &mut InstanceState, subject: String) {
 }
 
 impl Capability for Messaging {
-    const IMPORTS: &'static [&'static str] = &["wasmcloud:messaging/"];
+    const IMPORTS: &'static [&'static str] = &["wasmcloud:messaging/consumer"];
     const GRANT: Grant = Grant::AllowedPublishSubjects;
     type Component = Arc<Shared>;
     type Instance = InstanceMessaging;

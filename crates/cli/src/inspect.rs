@@ -95,6 +95,8 @@ fn inspect_component(component: Option<&Component>, source: &Path, keys: &[Publi
             (Grant::SqliteDatabases, labels(&c.sqlite_databases)),
             (Grant::Files, files),
             (Grant::Variables, c.variables.keys().cloned().collect()),
+            (Grant::AllowedPublishSubjects, labels(&c.allowed_publish_subjects)),
+            (Grant::BlobContainers, labels(&c.blob_containers)),
         ];
     }
     let used: BTreeSet<Grant> = imports.iter().filter_map(|i| grant_for_import(i)).collect();

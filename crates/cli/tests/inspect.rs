@@ -100,3 +100,29 @@ fn inspect_shows_a_preview1_module_as_the_component_it_becomes() {
     let plain = App::new(GUEST_APP);
     assert_eq!(inspect_json(&["-f", plain.path().to_str().unwrap()])["components"][0]["form"], "component");
 }
+
+#[test]
+fn inspect_maps_messaging_and_blob_storage_to_their_grants() {
+    let manifest = |grants: &str| {
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"cloud\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"web\"\n[component.web]\nsource = \"{{cloud_guest}}\"\n{grants}"
+        )
+    };
+    let app = App::new(&manifest(""));
+    let report = inspect_json(&["-f", app.path().to_str().unwrap()]);
+    let unusable: Vec<(&str, &str)> = report["components"][0]["unusable_imports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["import"].as_str().unwrap(), u["needs"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        unusable,
+        [("wasmcloud:messaging/consumer@0.2.0", "allowed_publish_subjects"), ("wasi:blobstore/blobstore@0.2.0-draft", "blob_containers")],
+        "only the interfaces that reach something are named"
+    );
+    let app = App::new(&manifest("allowed_publish_subjects = [\"orders.>\"]\nblob_containers = [\"photos\"]\n"));
+    let text = ok(&tessera().args(["inspect", "-f"]).arg(app.path()).output().unwrap());
+    assert!(text.contains("allowed_publish_subjects: orders.>") && text.contains("blob_containers: photos"), "{text}");
+    assert!(!text.contains("unusable import"), "{text}");
+}
