@@ -5,6 +5,7 @@
 
 mod body;
 mod component;
+mod framing;
 mod headers;
 
 pub use body::{AccessLog, BoxError, ResponseBody, ResponseTooLarge};
@@ -250,9 +251,12 @@ impl HttpTrigger {
         let limits = self.listener;
         // hyper refuses a header section larger than its read buffer (431).
         let max_buf = limits.max_header_size.max(8192);
+        let (stream, conflicts) = framing::FramingReader::new(stream);
+        let next_request = std::sync::atomic::AtomicU64::new(0);
         let service = hyper::service::service_fn(move |req| {
             let this = self.clone();
-            async move { Ok::<_, Infallible>(this.handle(req, client, local).await) }
+            let framing_conflict = conflicts.take(next_request.fetch_add(1, Ordering::Relaxed));
+            async move { Ok::<_, Infallible>(this.handle(req, client, local, framing_conflict).await) }
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -279,15 +283,23 @@ impl HttpTrigger {
         }
     }
 
-    /// Handles one request.
+    /// Handles one request; `framing_conflict` when its head had both `Content-Length` and
+    /// `Transfer-Encoding` (see `framing`).
     pub async fn handle(
         &self,
         req: hyper::Request<Incoming>,
         client: SocketAddr,
         local: SocketAddr,
+        framing_conflict: bool,
     ) -> hyper::Response<ResponseBody> {
         let start = Instant::now();
         let id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        if framing_conflict {
+            let message = format!("a request may not have both Content-Length and Transfer-Encoding (they disagree on where it ends)\nrequest id: {id}\n");
+            let mut response = text(400, &message, Some(LogLine::of(id, start, &req).finish(400, &no_component(), None)));
+            response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            return response;
+        }
         let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
         if header_bytes > self.listener.max_header_size {
             let message = format!("request header section is {header_bytes} bytes, over max_request_header_size ({} bytes)\nrequest id: {id}\n", self.listener.max_header_size);
