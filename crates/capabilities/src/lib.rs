@@ -24,6 +24,7 @@ pub mod logging;
 pub mod messaging;
 pub mod mqtt;
 pub mod mysql;
+pub mod name_lookup;
 pub mod network;
 pub mod outbound_http;
 pub mod postgres;
@@ -56,6 +57,8 @@ pub struct InstanceState {
     pub outbound: outbound_http::InstanceHooks,
     /// Every registered [`Capability`]'s state (see [`InstanceState::capability`]).
     capabilities: capability::InstanceStates,
+    /// Which names `wasi:sockets/ip-name-lookup` resolves (none when `None`).
+    pub name_lookups: Option<network::NameLookups>,
     /// State of host interfaces an entry point or embedder links itself (see
     /// `tessera_executor::ExecutorOptions::link`), so they need no field here.
     pub extension: Option<Box<dyn std::any::Any + Send>>,
@@ -242,6 +245,7 @@ impl ComponentCapabilities {
             http: WasiHttpCtx::new(),
             outbound: self.outbound_http.instance(),
             capabilities: capability::InstanceStates::new(&self.registered),
+            name_lookups: self.wasi_cli.name_lookups(),
             extension: None,
         }
     }

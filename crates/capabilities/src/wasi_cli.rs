@@ -1,13 +1,14 @@
 //! `wasi:cli`, `wasi:filesystem`, `wasi:clocks`, `wasi:random`, `wasi:sockets` (0.2 and
 //! 0.3), deny by default: the filesystem holds only the `files` mounts, read-only; the
 //! environment holds only `environment`; TCP and UDP only to what `tcp://` and `udp://`
-//! entries of `allowed_outbound_hosts` allow (by address, as Spin grants them: name lookups
-//! are refused), never listening; no arguments, empty stdin.
+//! entries of `allowed_outbound_hosts` allow (by address, as Spin grants them, or by a name
+//! such an entry names, which only then resolves: see [`crate::name_lookup`]), never
+//! listening; no arguments, empty stdin.
 
 use crate::{Concurrency, InstanceState};
 use anyhow::{Context as _, Result};
 use std::sync::Arc;
-use tessera_manifest::allowed_hosts::AllowedHosts;
+use crate::network::{NameLookups, SocketGrants};
 use tessera_app::{LoadedComponent, Mount};
 use wasmtime::component::Linker;
 use wasmtime_wasi::cli::StdoutStream;
@@ -19,7 +20,7 @@ pub fn link(linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Res
     if concurrency == Concurrency::On {
         wasmtime_wasi::p3::add_to_linker(linker)?;
     }
-    Ok(())
+    crate::name_lookup::link(linker, concurrency)
 }
 
 /// Interfaces reading the mounted `files`.
@@ -34,9 +35,8 @@ pub fn needs_concurrency(interface: &str) -> bool {
 pub struct ComponentState {
     mounts: Vec<Mount>,
     environment: Vec<(String, String)>,
-    /// The component's allow-list, its name in log lines and the advice they give, when
-    /// it grants sockets.
-    sockets: Option<(Arc<AllowedHosts>, Arc<str>, crate::network::SocketAdvice)>,
+    /// The component's socket grants, when it has any.
+    sockets: Option<Arc<SocketGrants>>,
 }
 
 impl ComponentState {
@@ -55,12 +55,17 @@ impl ComponentState {
         let advice: crate::network::SocketAdvice =
             Arc::new(move |target| format!("to allow it, add \"{target}\" to allowed_outbound_hosts in [component.{id}]"));
         let sockets = crate::network::grants_sockets(allowed)
-            .then(|| (Arc::new(allowed.clone()), Arc::from(format!("component `{}`", component.id)), advice));
+            .then(|| Arc::new(SocketGrants::new(Arc::new(allowed.clone()), Arc::from(format!("component `{}`", component.id)), advice)));
         Ok(Self {
             mounts: component.mounts.clone(),
             environment: component.environment.clone().into_iter().collect(),
             sockets,
         })
+    }
+
+    /// Which names its instances may look up.
+    pub fn name_lookups(&self) -> Option<NameLookups> {
+        self.sockets.clone().map(NameLookups::Granted)
     }
 
     /// A fresh WASI context writing guest output to `stdout` and `stderr`.
@@ -79,12 +84,11 @@ impl ComponentState {
     pub fn builder(&self) -> Result<WasiCtxBuilder> {
         let mut builder = WasiCtxBuilder::new();
         builder.envs(&self.environment);
-        // Name lookups are refused, as in Spin; sockets only behind the address check.
-        builder.allow_ip_name_lookup(false);
+        // Sockets only behind the address check (name lookups are crate::name_lookup's).
         match &self.sockets {
-            Some((allowed, who, advice)) => {
+            Some(grants) => {
                 builder.allow_tcp(true).allow_udp(true);
-                builder.socket_addr_check(crate::network::socket_check(allowed.clone(), who.clone(), advice.clone()));
+                builder.socket_addr_check(crate::network::socket_check(grants.clone()));
             }
             None => {
                 builder.allow_tcp(false).allow_udp(false);

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tessera_capabilities::network::{NameLookups, SocketGrants};
 use tessera_app::{LoadOptions, LoadedApp};
 use tessera_engine::{CompileCache, Engine, EngineSettings};
 use tessera_executor::{Executor, ExecutorOptions, Limit, LimitSettings};
@@ -180,11 +181,12 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             .map_err(anyhow::Error::from)
             .with_context(|| format!("--dir {dir}: cannot open {}\n  hint: the host directory must exist", host.display()))?;
     }
-    if args.inherit_network {
-        wasi.inherit_network().allow_tcp(true).allow_udp(true).allow_ip_name_lookup(true);
-    } else if let Some(allowed) = allowed {
-        allow_sockets(&mut wasi, allowed);
-    }
+    let name_lookups = if args.inherit_network {
+        wasi.inherit_network().allow_tcp(true).allow_udp(true);
+        Some(NameLookups::Any)
+    } else {
+        allowed.map(|allowed| allow_sockets(&mut wasi, allowed))
+    };
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     if preview1 {
@@ -194,9 +196,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         return Ok(exit(end.code));
     }
     let component = executor.prepare(&id)?;
+    let mut state = component.capabilities().instance_with_wasi(wasi.build());
+    state.name_lookups = name_lookups;
     match &args.invoke {
         Some(call) => {
-            let outcome = runtime.block_on(command::invoke(&executor, &component, wasi.build(), call))?;
+            let outcome = runtime.block_on(command::invoke(&executor, &component, state, call))?;
             match outcome {
                 Ok(invoked) => {
                     for result in &invoked.results {
@@ -212,7 +216,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             }
         }
         None => {
-            let end = runtime.block_on(command::run(&executor, &component, wasi.build()))?;
+            let end = runtime.block_on(command::run(&executor, &component, state))?;
             report_fuel(args.fuel.0, end.account.and_then(|a| a.fuel_used));
             Ok(exit(end.code))
         }
@@ -265,9 +269,11 @@ fn outbound_patterns(patterns: &[String]) -> Result<Option<AllowedHosts>> {
 }
 
 /// TCP and UDP for addresses the patterns allow (private ones only when named), as Spin
-/// checks sockets; listening is refused.
-fn allow_sockets(wasi: &mut WasiCtxBuilder, allowed: AllowedHosts) {
-    wasi.allow_tcp(true).allow_udp(true).allow_ip_name_lookup(true);
+/// checks sockets, and lookups of the names they name; listening is refused.
+fn allow_sockets(wasi: &mut WasiCtxBuilder, allowed: AllowedHosts) -> NameLookups {
+    wasi.allow_tcp(true).allow_udp(true);
     let advice: tessera_capabilities::network::SocketAdvice = Arc::new(|target| format!("to allow it, add --allow-outbound {target}"));
-    wasi.socket_addr_check(tessera_capabilities::network::socket_check(Arc::new(allowed), Arc::from("the command"), advice));
+    let grants = Arc::new(SocketGrants::new(Arc::new(allowed), Arc::from("the command"), advice));
+    wasi.socket_addr_check(tessera_capabilities::network::socket_check(grants.clone()));
+    NameLookups::Granted(grants)
 }

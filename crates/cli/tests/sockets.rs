@@ -49,6 +49,31 @@ fn tcp_goes_only_where_a_pattern_allows() {
 }
 
 #[test]
+fn names_resolve_only_when_a_grant_names_them() {
+    let (port, pings) = tcp_server();
+    let (other_port, other_pings) = tcp_server();
+    // `localhost` is named by the grant, which also names loopback for it.
+    let server = app(&format!(r#"["tcp://localhost:{port}"]"#)).start(&[]);
+    let r = server.get(&format!("/connect?addr=localhost:{port}"));
+    assert_eq!((r.status, r.body.as_str()), (200, "connected\n"));
+    // The name resolves, but the grant is for one port only.
+    let r = server.get(&format!("/connect?addr=localhost:{other_port}"));
+    assert_eq!(r.status, 403, "{}", r.body);
+    server.wait_for_log(&format!("may not connect to tcp://127.0.0.1:{other_port}"));
+    // An address grant does not let the guest resolve names: Spin refuses every lookup.
+    let by_address = app(&format!(r#"["tcp://127.0.0.1:{port}"]"#)).start(&[]);
+    let r = by_address.get(&format!("/connect?addr=localhost:{port}"));
+    assert_eq!(r.status, 403, "{}", r.body);
+    let log = by_address.wait_for_log("may not look up `localhost`");
+    assert!(log.contains(r#"to allow it, add "tcp://localhost:PORT" to allowed_outbound_hosts in [component.guest]"#), "{log}");
+    // Nothing granted: no lookups at all.
+    let closed = App::new(GUEST_APP).start(&[]);
+    assert_eq!(closed.get(&format!("/connect?addr=localhost:{port}")).status, 403);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!((pings.load(Ordering::Relaxed), other_pings.load(Ordering::Relaxed)), (1, 0));
+}
+
+#[test]
 fn ranges_wildcards_and_variables_match_as_in_spin() {
     let (port, pings) = tcp_server();
     let manifest = GUEST_APP.replace("source = \"{http_guest}\"", "source = \"{http_guest}\"\nallowed_outbound_hosts = [\"tcp://{{ net }}/{{ len }}:1..65535\"]")

@@ -156,7 +156,7 @@ impl AppHost {
         let mut wasi = component.capabilities().wasi_builder()?;
         let argv: Vec<&str> = std::iter::once(component.id()).chain(args.iter().map(String::as_str)).collect();
         wasi.inherit_stdio().args(&argv);
-        let end = tessera_triggers::command::run(&self.executor, component, wasi.build()).await?;
+        let end = tessera_triggers::command::run(&self.executor, component, component.capabilities().instance_with_wasi(wasi.build())).await?;
         Ok(end.code)
     }
 

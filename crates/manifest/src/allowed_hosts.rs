@@ -117,6 +117,11 @@ impl AllowedHost {
         if !in_port {
             return false;
         }
+        self.host_matches(host, true)
+    }
+
+    /// Whether the host part matches `host`; an IP network only when `addresses`.
+    fn host_matches(&self, host: &str, addresses: bool) -> bool {
         let host = normalize_host(host);
         match &self.host {
             HostPattern::Any => true,
@@ -124,10 +129,14 @@ impl AllowedHost {
             HostPattern::Subdomains(domain) => host
                 .strip_suffix(domain.as_str())
                 .is_some_and(|prefix| prefix.ends_with('.') && prefix.len() > 1),
-            HostPattern::Network(net) => host
-                .parse::<IpAddr>()
-                .is_ok_and(|ip| net.contains(&ip.to_canonical())),
+            HostPattern::Network(net) => addresses && host.parse::<IpAddr>().is_ok_and(|ip| net.contains(&ip.to_canonical())),
         }
+    }
+
+    /// Whether the pattern names `host` (a name, not an address) for `scheme`, at any port:
+    /// the check of a name lookup, before a port is known.
+    pub fn matches_host(&self, scheme: &str, host: &str) -> bool {
+        self.allows_scheme(scheme) && self.host_matches(host, false)
     }
 
     /// The component a service-chaining pattern names: `x` for `http://x.spin.internal`,

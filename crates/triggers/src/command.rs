@@ -31,9 +31,10 @@ fn exports(component: &PreparedComponent) -> Vec<String> {
     c.component_type().exports(c.engine()).map(|(name, _)| name.to_string()).collect()
 }
 
-/// Runs `wasi:cli/run` once on a fresh instance whose WASI context is `wasi` (stdio,
-/// arguments, preopens and environment are the caller's choice).
-pub async fn run(executor: &Executor, component: &Arc<PreparedComponent>, wasi: wasmtime_wasi::WasiCtx) -> Result<CommandEnd> {
+/// Runs `wasi:cli/run` once on a fresh instance with `state` (its WASI context's stdio,
+/// arguments, preopens and environment are the caller's choice:
+/// `ComponentCapabilities::instance_with_wasi`).
+pub async fn run(executor: &Executor, component: &Arc<PreparedComponent>, state: tessera_capabilities::InstanceState) -> Result<CommandEnd> {
     if !is_command(component) {
         bail!(
             "component `{}` exports no wasi:cli/run (it exports {}); build it as a command (a `fn main` for wasm32-wasip2), or call one of its functions with --invoke",
@@ -41,7 +42,6 @@ pub async fn run(executor: &Executor, component: &Arc<PreparedComponent>, wasi: 
             list(&exports(component))
         );
     }
-    let state = component.capabilities().instance_with_wasi(wasi);
     let outcome = executor
         .invoke_with_state(component, "command", state, |store, instance| {
             Box::pin(async move {
@@ -85,7 +85,7 @@ pub fn exit_code(error: &InvokeError) -> i32 {
 pub async fn invoke(
     executor: &Executor,
     component: &Arc<PreparedComponent>,
-    wasi: wasmtime_wasi::WasiCtx,
+    state: tessera_capabilities::InstanceState,
     call: &str,
 ) -> Result<std::result::Result<Invoked, InvokeError>> {
     let parsed = wasm_wave::untyped::UntypedFuncCall::parse(call)
@@ -98,7 +98,6 @@ pub async fn invoke(
         .to_wasm_params::<Val>(params.iter())
         .map_err(|e| anyhow::anyhow!("the arguments of `{call}` do not fit `{name}`: {e}"))?;
     let results_len = ty.results().len();
-    let state = component.capabilities().instance_with_wasi(wasi);
     let (interface, func_name) = (interface.map(str::to_string), func_name.to_string());
     let outcome = executor
         .invoke_with_state(component, "invoke", state, move |store, instance| {
