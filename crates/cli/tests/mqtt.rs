@@ -232,3 +232,20 @@ fn mqtt_trigger_mistakes_are_load_errors_at_their_place() {
     let err = Server::try_start(no_broker.path(), &[]).err().expect("must not start");
     assert!(err.contains("spin.toml:4:1") && err.contains("[application.trigger.mqtt]"), "{err}");
 }
+
+#[test]
+fn a_payload_over_16_mib_is_refused_and_one_under_it_is_delivered() {
+    let Some(broker) = Mosquitto::start() else { return };
+    let app = spin_app(&broker);
+    let server = app.start_with_runtime_config("max_request_body_size = \"20MiB\"\nmax_instance_memory = \"256MiB\"\n");
+    let pets = broker.subscribe("pets/#", "pets/probe");
+    let limit = 16 << 20;
+    let over = "x".repeat(limit + 1);
+    let r = publish(&server, "/mqtt?topic=pets/big&qos=1", &broker.url(), Mosquitto::PASSWORD, &over);
+    assert!(r.status == 500 && r.body.contains(&format!("payload of {} bytes is over the limit of {limit} bytes", limit + 1)), "{} {}", r.status, &r.body[..r.body.len().min(300)]);
+    // Just under the limit (leaving room for the packet's header) goes through, acknowledged.
+    let under = "y".repeat(limit - 1024);
+    let r = publish(&server, "/v3/mqtt?topic=pets/big&qos=1", &broker.url(), Mosquitto::PASSWORD, &under);
+    assert_eq!((r.status, r.body.as_str()), (200, "published 1"));
+    assert!(pets.wait_for(1).iter().any(|l| l.starts_with("pets/big yyyy")));
+}
