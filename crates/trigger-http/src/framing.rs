@@ -88,23 +88,19 @@ impl<S> FramingReader<S> {
                     bytes = &bytes[consumed..];
                 }
                 State::Counted(left) => {
-                    let n = (*left).min(bytes.len() as u64);
-                    *left -= n;
-                    bytes = &bytes[n as usize..];
-                    if *left == 0 {
+                    if skip(left, &mut bytes) {
                         self.state = State::Head(Vec::new());
                     }
                 }
                 State::ChunkSize(line) => {
-                    let Some(nl) = bytes.iter().position(|b| *b == b'\n') else {
-                        line.extend_from_slice(bytes);
-                        if line.len() > 4096 {
+                    match take_line(line, &mut bytes, 4096) {
+                        Line::Partial => return,
+                        Line::TooLong => {
                             self.state = State::Lost;
+                            return;
                         }
-                        return;
-                    };
-                    line.extend_from_slice(&bytes[..nl]);
-                    bytes = &bytes[nl + 1..];
+                        Line::Complete => {}
+                    }
                     let text = String::from_utf8_lossy(line);
                     let size = text.split(';').next().unwrap_or("").trim();
                     self.state = match u64::from_str_radix(size, 16) {
@@ -115,23 +111,19 @@ impl<S> FramingReader<S> {
                     };
                 }
                 State::ChunkData(left) => {
-                    let n = (*left).min(bytes.len() as u64);
-                    *left -= n;
-                    bytes = &bytes[n as usize..];
-                    if *left == 0 {
+                    if skip(left, &mut bytes) {
                         self.state = State::ChunkSize(Vec::new());
                     }
                 }
                 State::Trailers(line) => {
-                    let Some(nl) = bytes.iter().position(|b| *b == b'\n') else {
-                        line.extend_from_slice(bytes);
-                        if line.len() > MAX_HEAD {
+                    match take_line(line, &mut bytes, MAX_HEAD) {
+                        Line::Partial => return,
+                        Line::TooLong => {
                             self.state = State::Lost;
+                            return;
                         }
-                        return;
-                    };
-                    line.extend_from_slice(&bytes[..nl]);
-                    bytes = &bytes[nl + 1..];
+                        Line::Complete => {}
+                    }
                     let blank = line.iter().all(|b| *b == b'\r');
                     self.state = if blank { State::Head(Vec::new()) } else { State::Trailers(Vec::new()) };
                 }
@@ -168,6 +160,36 @@ impl<S> FramingReader<S> {
             _ => State::Head(Vec::new()),
         }
     }
+}
+
+/// Passes over up to `left` bytes of `bytes`; true once none are left.
+fn skip(left: &mut u64, bytes: &mut &[u8]) -> bool {
+    let n = (*left).min(bytes.len() as u64);
+    *left -= n;
+    *bytes = &bytes[n as usize..];
+    *left == 0
+}
+
+/// How far a line has come.
+enum Line {
+    /// Ended by `\n` (not kept); the rest of the bytes follow it.
+    Complete,
+    /// All the bytes were taken and the line goes on.
+    Partial,
+    /// Longer than anyone writes one.
+    TooLong,
+}
+
+/// Adds the bytes up to the next `\n` to `line`, taking them (and the `\n`) from `bytes`.
+fn take_line(line: &mut Vec<u8>, bytes: &mut &[u8], limit: usize) -> Line {
+    let Some(nl) = bytes.iter().position(|b| *b == b'\n') else {
+        line.extend_from_slice(bytes);
+        *bytes = &[];
+        return if line.len() > limit { Line::TooLong } else { Line::Partial };
+    };
+    line.extend_from_slice(&bytes[..nl]);
+    *bytes = &bytes[nl + 1..];
+    Line::Complete
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for FramingReader<S> {
