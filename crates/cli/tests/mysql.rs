@@ -123,3 +123,23 @@ fn a_result_larger_than_the_instance_memory_is_refused_and_the_host_stays_up() {
         assert_eq!(sql(&server, route, &url, "query", "SELECT 1 AS one", "").body, "one:Int32\n1\n", "{route}");
     }
 }
+
+#[test]
+fn an_instance_holding_every_pooled_connection_gets_a_clear_error_and_the_pool_recovers() {
+    let Some(db) = Mariadb::start() else { return };
+    let app = app(&db);
+    let server = app.start_with_runtime_config("request_timeout = \"30s\"\n");
+    let url = db.url();
+    // 31 held plus the query's own: all 32 of the component's connections, which works.
+    let headers = [("x-mysql-address", url.as_str()), ("x-params", "")];
+    let post = |held: usize| request("POST", &server.url(&format!("/mysql?mode=query&held={held}")), &headers, Some(b"SELECT 7 AS n"));
+    assert_eq!(post(31).body, "n:Int32\n7\n");
+    // One more waits for a free connection, and after 5 s says why there is none.
+    let started = Instant::now();
+    let r = post(32);
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert!(r.body.contains("all 32 of this component's connections are open (close those no longer used)"), "{}", r.body);
+    assert!(started.elapsed() >= Duration::from_secs(5) && started.elapsed() < Duration::from_secs(15));
+    // The connections went back to the pool with the instance: the next request is served.
+    assert_eq!(sql(&server, "/mysql", &url, "query", "SELECT 8 AS n", "").body, "n:Int32\n8\n");
+}

@@ -128,3 +128,18 @@ fn wasi_0_3_sockets_get_the_same_check() {
     let closed = App::new(&GUEST_APP.replace("{http_guest}", "{p3_guest}")).start(&[]);
     assert!(closed.get(&format!("/connect?port={port}")).body.starts_with("refused: "), "sockets are off without a grant");
 }
+
+#[test]
+fn wasi_0_3_name_lookups_resolve_only_granted_names() {
+    let manifest = |allowed: &str| GUEST_APP.replace("source = \"{http_guest}\"", &format!("source = \"{{p3_guest}}\"\nallowed_outbound_hosts = {allowed}"));
+    let named = App::new(&manifest(r#"["tcp://localhost:5432"]"#)).start(&[]);
+    let r = named.get("/lookup?name=localhost");
+    assert!(r.body.starts_with("resolved ") && r.body.contains("127.0.0.1"), "{}", r.body);
+    // An IP address needs no lookup.
+    assert_eq!(named.get("/lookup?name=10.1.2.3").body, "resolved 10.1.2.3\n");
+    let by_address = App::new(&manifest(r#"["tcp://127.0.0.1:5432"]"#)).start(&[]);
+    assert_eq!(by_address.get("/lookup?name=localhost").body, "refused: ErrorCode::AccessDenied\n");
+    by_address.wait_for_log("may not look up `localhost`");
+    let closed = App::new(&GUEST_APP.replace("{http_guest}", "{p3_guest}")).start(&[]);
+    assert_eq!(closed.get("/lookup?name=localhost").body, "refused: ErrorCode::AccessDenied\n");
+}

@@ -26,7 +26,8 @@
 //!   (`fermyon:spin/mqtt@2.0.0`): opens C sessions (1 by default), publishes N times (1)
 //!   on the last; answers `published N`, or the error as `connection-failed: ...` (502),
 //!   `invalid-address` (400), `too-many-connections` (429) or `other: ...` (500).
-//! - `/mysql?mode=query|execute` (POST body = statement, `x-params` header of `|`-separated
+//! - `/mysql?mode=query|execute[&held=N]` (POST body = statement, N more connections held
+//!   open first, `x-params` header of `|`-separated
 //!   integer/`null`/text parameters, `x-mysql-address`): `spin_sdk::mysql`
 //!   (`fermyon:spin/mysql@2.0.0`); answers `name:type` columns then one line per row, or
 //!   `done`; an error as `error: <variant>` (500, 502 for connection-failed).
@@ -433,6 +434,15 @@ fn mysql(req: Request, _params: Params) -> anyhow::Result<Response> {
         let status = if matches!(e, MysqlError::ConnectionFailed(_)) { 502 } else { 500 };
         Response::new(status, format!("error: {e:?}"))
     };
+    // `held=N`: N more connections are opened first and held for the request.
+    let held_count = req.query().split('&').find_map(|kv| kv.strip_prefix("held=")).and_then(|n| n.parse::<usize>().ok()).unwrap_or(0);
+    let mut held = Vec::new();
+    for _ in 0..held_count {
+        match Connection::open(&address) {
+            Ok(c) => held.push(c),
+            Err(e) => return Ok(error(e)),
+        }
+    }
     let conn = match Connection::open(&address) {
         Ok(c) => c,
         Err(e) => return Ok(error(e)),
