@@ -249,3 +249,26 @@ fn a_payload_over_16_mib_is_refused_and_one_under_it_is_delivered() {
     assert_eq!((r.status, r.body.as_str()), (200, "published 1"));
     assert!(pets.wait_for(1).iter().any(|l| l.starts_with("pets/big yyyy")));
 }
+
+#[test]
+fn mqtts_verifies_the_broker_certificate_against_the_system_roots() {
+    let Some(broker) = Mosquitto::start_tls() else { return };
+    let tls_port = broker.tls_port.unwrap();
+    let app = App::new(&format!(
+        "spin_manifest_version = 2\n[application]\nname = \"tls\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"v2\"\n[component.v2]\nsource = \"{{spin_guest}}\"\nallowed_outbound_hosts = [\"mqtts://127.0.0.1:{tls_port}\"]\n"
+    ));
+    let pets = broker.subscribe("pets/#", "pets/probe");
+    let address = format!("mqtts://127.0.0.1:{tls_port}");
+    // The test CA is not among the system's roots: the handshake fails on the certificate.
+    let untrusting = app.start(&[]);
+    let r = publish(&untrusting, "/mqtt?topic=pets/tls&qos=1", &address, Mosquitto::PASSWORD, "x");
+    assert!(r.status == 502 && r.body.to_lowercase().contains("certificate"), "{} {}", r.status, r.body);
+    drop(untrusting);
+    // With the CA added the way the system's roots are read (SSL_CERT_FILE), it goes through.
+    let mut cmd = tessera();
+    cmd.env("SSL_CERT_FILE", broker.dir.path().join("ca.pem"));
+    let trusting = Server::start_with(cmd, app.path(), &[]);
+    let r = publish(&trusting, "/mqtt?topic=pets/tls&qos=1", &address, Mosquitto::PASSWORD, "over tls");
+    assert_eq!((r.status, r.body.as_str()), (200, "published 1"));
+    assert!(pets.wait_for(1).contains(&"pets/tls over tls".to_string()));
+}

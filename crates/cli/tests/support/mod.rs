@@ -563,14 +563,7 @@ impl Postgres {
     pub fn start_tls() -> Option<(Self, String)> {
         let mut pg = Self::start()?;
         let d = pg.dir.path().to_path_buf();
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl").args(args).current_dir(&d).output().unwrap();
-            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        };
-        openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Tessera test CA"]);
-        openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
-        std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-        openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext"]);
+        test_certificates(&d);
         Command::new("chmod").arg("600").arg(d.join("server.key")).status().unwrap();
         if pg.as_root {
             Command::new("chown").args(["postgres:postgres"]).arg(d.join("server.key")).arg(d.join("server.pem")).status().unwrap();
@@ -587,6 +580,19 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Writes a test CA (`ca.pem`) and a server certificate it signed for 127.0.0.1
+/// (`server.pem`, `server.key`) into `dir`, with `openssl`.
+pub fn test_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Tessera test CA"]);
+    openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext"]);
 }
 
 /// A CNCF distribution registry (Debian's `docker-registry`) of our own on a free loopback
@@ -714,7 +720,9 @@ pub fn ok(out: &Output) -> String {
 pub struct Mosquitto {
     child: Option<Child>,
     pub port: u16,
-    dir: tempfile::TempDir,
+    /// A second listener with TLS (`start_tls`), certified by `dir/ca.pem`.
+    pub tls_port: Option<u16>,
+    pub dir: tempfile::TempDir,
 }
 
 impl Mosquitto {
@@ -744,8 +752,29 @@ impl Mosquitto {
             passwd.display()
         );
         std::fs::write(dir.path().join("mosquitto.conf"), config).unwrap();
-        let mut broker = Self { child: None, port, dir };
+        let mut broker = Self { child: None, port, tls_port: None, dir };
         broker.restart();
+        Some(broker)
+    }
+
+    /// A broker with a TLS listener too (`mqtts://127.0.0.1:tls_port`), its certificate
+    /// signed by the test CA at `dir/ca.pem`.
+    pub fn start_tls() -> Option<Self> {
+        let mut broker = Self::start()?;
+        let d = broker.dir.path().to_path_buf();
+        test_certificates(&d);
+        let tls_port = free_port();
+        let mut config = std::fs::read_to_string(d.join("mosquitto.conf")).unwrap();
+        config.push_str(&format!(
+            "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            d.join("ca.pem").display(),
+            d.join("server.pem").display(),
+            d.join("server.key").display()
+        ));
+        std::fs::write(d.join("mosquitto.conf"), config).unwrap();
+        broker.tls_port = Some(tls_port);
+        broker.restart();
+        wait_until_listening(tls_port, Duration::from_secs(10), || "mosquitto's TLS listener did not start".into());
         Some(broker)
     }
 
