@@ -176,6 +176,10 @@ pub struct AppCapabilities {
 impl AppCapabilities {
     /// Opens the app's backends and checks every grant names one that exists.
     pub fn configure(app: &LoadedApp) -> Result<Self> {
+        // Clients that build their TLS settings from rustls's process-wide provider
+        // (mysql_async, async-nats) would panic at the handshake: rustls cannot pick one
+        // itself when both of its backends are linked, as here. A no-op after the first app.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         Ok(Self { registered: capability::AppStates::configure(app)?, local_services: Default::default() })
     }
 

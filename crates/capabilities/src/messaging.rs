@@ -203,6 +203,7 @@ impl Nats {
         self.client
             .get_or_try_init(|| async {
                 let (shown, problem) = (self.shown.clone(), self.problem.clone());
+                let tls = self.address.starts_with("tls://");
                 let options = match &self.login {
                     Some((user, password)) => async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone()),
                     None => async_nats::ConnectOptions::new(),
@@ -225,7 +226,14 @@ impl Nats {
                                     // A refused login repeats on every attempt: said once.
                                     let text = other.to_string();
                                     if problem.as_deref() != Some(text.as_str()) {
-                                        let hint = if text.contains("authorization") { " (check the user and password in [messaging] url)" } else { "" };
+                                        let hint = if text.contains("authorization") {
+                                            " (check the user and password in [messaging] url)"
+                                        } else if tls && text.contains("IO error") {
+                                            // async-nats reports a failed handshake as no more than this.
+                                            " (with tls://, the server's certificate must be valid for its address and signed by a CA the system trusts; SSL_CERT_FILE names a CA file to trust instead)"
+                                        } else {
+                                            ""
+                                        };
                                         tracing::warn!("messaging: {shown}: {text}{hint}; retrying");
                                     }
                                     *problem = Some(text);

@@ -196,3 +196,25 @@ fn messaging_mistakes_are_load_errors_at_their_place() {
     let err = Server::try_start(app.path(), &[]).err().expect("must not start");
     assert!(err.contains("component `worker`") && err.contains("does not export wasmcloud:messaging/handler@0.2.0's handle-message"), "{err}");
 }
+
+#[test]
+fn tls_urls_verify_the_server_certificate_against_the_system_roots() {
+    let Some(nats) = Nats::start_tls() else { return };
+    let app = App::new(APP);
+    let url = nats.url().replace("nats://", "tls://");
+    let path = app.runtime_config(&format!("[messaging]\ntype = \"nats\"\nurl = \"{url}\"\n"));
+    // The test CA is not among the system's roots: no connection, and the log says why.
+    let untrusting = app.start(&["--runtime-config-file", path.to_str().unwrap()]);
+    let r = untrusting.post("/request?subject=greet.x&timeout=1000", b"x");
+    assert!(r.status == 502 && r.body.contains("not connected to tls://"), "{}", r.body);
+    let log = untrusting.wait_for_log("messaging: tls://");
+    assert!(log.to_lowercase().contains("certificate"), "{log}");
+    drop(untrusting);
+    // With the CA among the roots (SSL_CERT_FILE), requests and replies go over TLS.
+    let mut cmd = tessera();
+    cmd.env("SSL_CERT_FILE", nats.dir.path().join("ca.pem"));
+    let trusting = Server::start_with(cmd, app.path(), &["--runtime-config-file", path.to_str().unwrap()]);
+    trusting.wait_for_log("messaging: connected to tls://");
+    let reply = trusting.post("/request?subject=greet.tls", b"secret");
+    assert_eq!((reply.status, reply.body.as_str()), (200, "echo: secret"));
+}

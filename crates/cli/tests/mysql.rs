@@ -143,3 +143,23 @@ fn an_instance_holding_every_pooled_connection_gets_a_clear_error_and_the_pool_r
     // The connections went back to the pool with the instance: the next request is served.
     assert_eq!(sql(&server, "/mysql", &url, "query", "SELECT 8 AS n", "").body, "n:Int32\n8\n");
 }
+
+#[test]
+fn ssl_mode_required_connects_with_tls_and_verifies_the_certificate() {
+    let Some(db) = Mariadb::start_tls() else { return };
+    let app = app(&db);
+    let server = app.start(&[]);
+    let url = db.url();
+    // Without ssl-mode the connection is plain, as in Spin.
+    assert_eq!(sql(&server, "/mysql", &url, "query", "SELECT 1 AS n", "").body, "n:Int32\n1\n");
+    // With it, the handshake is TLS and the server's certificate must be trusted; the test
+    // CA is not, so both SDKs get connection-failed naming the certificate.
+    for route in ["/mysql", "/v3/mysql"] {
+        let r = sql(&server, route, &format!("{url}?ssl-mode=REQUIRED"), "query", "SELECT 1 AS n", "");
+        assert!(r.status == 502 && r.body.to_lowercase().contains("certificate"), "{route}: {} {}\n{}", r.status, r.body, server.log());
+    }
+    // A server without TLS is refused under ssl-mode=REQUIRED rather than used in plain.
+    let Some(plain) = Mariadb::start() else { return };
+    let r = sql(&server, "/mysql", &format!("{}?ssl-mode=REQUIRED", plain.url()), "query", "SELECT 1", "");
+    assert_eq!(r.status, 502, "{}", r.body);
+}

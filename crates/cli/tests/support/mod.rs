@@ -883,6 +883,8 @@ impl Drop for Subscriber {
 pub struct Mariadb {
     child: Option<Child>,
     pub port: u16,
+    /// Server options beyond the defaults (`start_tls`'s certificate).
+    extra: Vec<String>,
     dir: tempfile::TempDir,
 }
 
@@ -909,7 +911,7 @@ impl Mariadb {
             .output()
             .unwrap();
         assert!(out.status.success(), "mariadb-install-db failed: {}", String::from_utf8_lossy(&out.stderr));
-        let mut db = Self { child: None, port: free_port(), dir };
+        let mut db = Self { child: None, port: free_port(), extra: Vec::new(), dir };
         db.restart();
         let setup = format!(
             "CREATE USER '{u}'@'%' IDENTIFIED BY '{p}'; CREATE DATABASE app; GRANT ALL ON app.* TO '{u}'@'%';",
@@ -917,6 +919,21 @@ impl Mariadb {
             p = Self::PASSWORD
         );
         db.sql(&setup);
+        Some(db)
+    }
+
+    /// A server that also speaks TLS, with a certificate for 127.0.0.1 signed by a test CA
+    /// that no system trusts.
+    pub fn start_tls() -> Option<Self> {
+        let mut db = Self::start()?;
+        let d = db.dir.path().to_path_buf();
+        test_certificates(&d);
+        db.extra = ["ca.pem", "server.pem", "server.key"]
+            .iter()
+            .zip(["--ssl-ca", "--ssl-cert", "--ssl-key"])
+            .map(|(file, option)| format!("{option}={}", d.join(file).display()))
+            .collect();
+        db.restart();
         Some(db)
     }
 
@@ -952,7 +969,8 @@ impl Mariadb {
             .arg(format!("--socket={}", d.join("sock").display()))
             .arg(format!("--pid-file={}", d.join("pid").display()))
             .arg(format!("--port={}", self.port))
-            .args(["--bind-address=127.0.0.1", "--skip-log-bin", "--innodb-buffer-pool-size=16M", "--skip-name-resolve"]);
+            .args(["--bind-address=127.0.0.1", "--skip-log-bin", "--innodb-buffer-pool-size=16M", "--skip-name-resolve"])
+            .args(&self.extra);
         if is_root() {
             cmd.arg("--user=root");
         }
@@ -1006,7 +1024,9 @@ fn wait_until_listening(port: u16, timeout: Duration, why: impl Fn() -> String) 
 pub struct Nats {
     child: Option<Child>,
     pub port: u16,
-    dir: tempfile::TempDir,
+    /// Server options beyond the defaults (`start_tls`'s certificate).
+    extra: Vec<String>,
+    pub dir: tempfile::TempDir,
 }
 
 impl Nats {
@@ -1021,7 +1041,18 @@ impl Nats {
             eprintln!("SKIPPED: nats-server is not installed");
             return None;
         }
-        let mut nats = Self { child: None, port: free_port(), dir: tempfile::tempdir().unwrap() };
+        let mut nats = Self { child: None, port: free_port(), extra: Vec::new(), dir: tempfile::tempdir().unwrap() };
+        nats.restart();
+        Some(nats)
+    }
+
+    /// A server that requires TLS, with a certificate for 127.0.0.1 signed by the test CA
+    /// at `dir/ca.pem`.
+    pub fn start_tls() -> Option<Self> {
+        let mut nats = Self::start()?;
+        let d = nats.dir.path().to_path_buf();
+        test_certificates(&d);
+        nats.extra = vec!["--tls".into(), "--tlscert".into(), d.join("server.pem").display().to_string(), "--tlskey".into(), d.join("server.key").display().to_string()];
         nats.restart();
         Some(nats)
     }
@@ -1042,6 +1073,7 @@ impl Nats {
         let log = self.dir.path().join("log");
         let child = Command::new("nats-server")
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "--user", Self::USER, "--pass", Self::PASSWORD])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
