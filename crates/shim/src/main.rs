@@ -32,6 +32,7 @@ const RUNTIME_CONFIG: &str = "/runtime-config.toml";
 /// SpinKube's default listen address.
 const DEFAULT_LISTEN: &str = "0.0.0.0:80";
 
+mod cleanup;
 mod precompile;
 
 struct TesseraShim;
@@ -246,11 +247,12 @@ fn serve(app: AppSource, cache_dir: Option<PathBuf>) -> Result<i32, Failure> {
 /// Tessera's log lines on the container's stderr. Only the subscriber is set: the shim
 /// library owns the `log` logger of the process.
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,tessera=info,containerd_shim_tessera_v1=info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,tessera=info,containerd_shim_tessera_v1=info,async_nats=off"));
     let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).with_target(false).compact().finish();
     let _ = tracing::subscriber::set_global_default(subscriber);
 }
 
 fn main() {
+    cleanup::after_a_dead_shim();
     TesseraShim::run(None);
 }

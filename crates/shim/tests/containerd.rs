@@ -372,6 +372,30 @@ fn a_root_file_system_app_serves_under_ctr_run_and_drains_on_sigterm() {
 }
 
 #[test]
+fn a_shim_killed_with_sigkill_leaves_no_container_running_and_no_state_behind() {
+    let Some(containerd) = Containerd::start() else { return };
+    let task = Task::start(&containerd, &hello_wasm(), ONE_COMPONENT, "/hello");
+    let state = Path::new("/run/containerd/tessera/default").join(&task.id);
+    assert!(state.join("state.json").is_file(), "the shim library keeps the container's state at {}", state.display());
+    // The shim serving this task (containerd started it with `-id <id>`).
+    let found = Command::new("pgrep").args(["-f", &format!("containerd-shim-tessera-v1 .*-id {} ", task.id)]).output().unwrap();
+    let pids: Vec<String> = String::from_utf8_lossy(&found.stdout).split_whitespace().map(String::from).collect();
+    assert!(!pids.is_empty(), "no shim process for {}", task.id);
+    for pid in &pids {
+        assert!(Command::new("kill").args(["-9", pid]).status().unwrap().success());
+    }
+    // containerd notices, runs the shim's `delete` action, and `ctr run --rm` ends; the
+    // container's process (it serves the app) is gone with its state.
+    let port = task.port;
+    let _ = task.exit();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while state.exists() || get(port, "/hello").is_some() {
+        assert!(Instant::now() < deadline, "left behind: state at {} exists: {}, app answers: {}\n{}", state.display(), state.exists(), get(port, "/hello").is_some(), containerd.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
 fn a_trap_and_a_memory_bomb_do_not_end_the_task_and_sigterm_lets_slow_requests_finish() {
     let Some(containerd) = Containerd::start() else { return };
     let task = Task::start(&containerd, &http_guest(), ONE_COMPONENT, "/hello");
