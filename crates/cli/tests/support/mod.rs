@@ -904,9 +904,13 @@ impl Mariadb {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
+        // A temporary directory of its own: servers bootstrapping at once in the shared /tmp
+        // lost each other's temporary tables (`Unknown table 'mysql.tmp_proxies_priv'`).
+        std::fs::create_dir(dir.path().join("tmp")).unwrap();
         let out = Command::new("mariadb-install-db")
             .args(["--no-defaults", "--auth-root-authentication-method=normal", "--skip-test-db"])
             .arg(format!("--datadir={}", dir.path().join("data").display()))
+            .arg(format!("--tmpdir={}", dir.path().join("tmp").display()))
             .args(if is_root() { &["--user=root"][..] } else { &[][..] })
             .output()
             .unwrap();
@@ -968,6 +972,7 @@ impl Mariadb {
             .arg(format!("--datadir={}", d.join("data").display()))
             .arg(format!("--socket={}", d.join("sock").display()))
             .arg(format!("--pid-file={}", d.join("pid").display()))
+            .arg(format!("--tmpdir={}", d.join("tmp").display()))
             .arg(format!("--port={}", self.port))
             .args(["--bind-address=127.0.0.1", "--skip-log-bin", "--innodb-buffer-pool-size=16M", "--skip-name-resolve"])
             .args(&self.extra);
