@@ -172,7 +172,7 @@ pub async fn look_up(lookups: Option<&NameLookups>, name: &str) -> Result<Vec<Ip
             return Err(LookupError::AccessDenied);
         }
         None => {
-            tracing::warn!("an instance tried to look up `{domain}`, and it may reach no TCP or UDP destination");
+            tracing::warn!("an instance with no TCP or UDP grant tried to look up `{domain}`; to allow it, add \"tcp://{domain}:PORT\" (the port it connects to) to allowed_outbound_hosts");
             return Err(LookupError::AccessDenied);
         }
     };

@@ -69,6 +69,7 @@ fn names_resolve_only_when_a_grant_names_them() {
     // Nothing granted: no lookups at all.
     let closed = App::new(GUEST_APP).start(&[]);
     assert_eq!(closed.get(&format!("/connect?addr=localhost:{port}")).status, 403);
+    closed.wait_for_log(r#"no TCP or UDP grant tried to look up `localhost`; to allow it, add "tcp://localhost:PORT""#);
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!((pings.load(Ordering::Relaxed), other_pings.load(Ordering::Relaxed)), (1, 0));
 }
