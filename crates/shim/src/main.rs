@@ -34,6 +34,7 @@ const DEFAULT_LISTEN: &str = "0.0.0.0:80";
 
 mod cleanup;
 mod precompile;
+mod startup_pages;
 
 struct TesseraShim;
 
@@ -239,6 +240,7 @@ fn serve(app: AppSource, cache_dir: Option<PathBuf>) -> Result<i32, Failure> {
             if let Some(addr) = addr {
                 println!("Serving http://{addr}");
             }
+            startup_pages::release();
         })
         .stops_with(Stop::LoadFailed)?;
     Ok(i32::from(code))
