@@ -103,6 +103,9 @@ pub struct LoadOptions {
     /// The fingerprint of the trusted key whose signature on the registry artifact this app
     /// was pulled from was verified: under `[trust]` it vouches for every component in it.
     pub artifact_signed_by: Option<String>,
+    /// Variable values given by a host of many apps, in place of the process environment
+    /// (`SPIN_VARIABLE_*` would otherwise be shared by every app).
+    pub variables: Option<BTreeMap<String, String>>,
 }
 
 impl std::fmt::Debug for LoadOptions {
@@ -114,6 +117,7 @@ impl std::fmt::Debug for LoadOptions {
             .field("state_dir", &self.state_dir)
             .field("fetcher", &self.fetcher.is_some())
             .field("artifact_signed_by", &self.artifact_signed_by)
+            .field("variables", &self.variables.as_ref().map(|v| v.keys().collect::<Vec<_>>()))
             .finish()
     }
 }
@@ -299,7 +303,13 @@ impl LoadedApp {
             .clone()
             .or_else(|| runtime_config.log_dir.clone())
             .unwrap_or_else(|| state_dir.join("logs"));
-        let variables = Variables::resolve(&manifest, &runtime_config.variables_providers)?;
+        let variables = match &options.variables {
+            Some(given) => Variables::resolve_with(&manifest, &runtime_config.variables_providers, |key| {
+                let name = key.strip_prefix("TESSERA_VARIABLE_").or_else(|| key.strip_prefix("SPIN_VARIABLE_"))?;
+                given.get(&name.to_ascii_lowercase()).cloned()
+            })?,
+            None => Variables::resolve(&manifest, &runtime_config.variables_providers)?,
+        };
         let trust = runtime_config.trust.as_ref().map(TrustPolicy::from_table).transpose()?;
 
         let mut staging = None;

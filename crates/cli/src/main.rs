@@ -3,6 +3,7 @@
 mod build;
 mod call;
 mod compose;
+mod host;
 mod inspect;
 mod log_output;
 mod registry;
@@ -33,6 +34,8 @@ struct Cli {
 enum Command {
     /// Run an app's triggers: HTTP routes, Redis channels, cron jobs (like `spin up`).
     Up(up::UpArgs),
+    /// Serve many apps in one process, routed by Host header and path prefix (apps.toml).
+    Host(host::HostArgs),
     /// Run a command component, a WASI preview 1 module, or one exported function (like `wasmtime run`).
     Run(run::RunArgs),
     /// Call one function of a plugin component within quotas, and show what it used.
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
     let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     let result = match cli.command {
         Command::Up(args) => up::run(args),
+        Command::Host(args) => host::run(args),
         Command::Run(args) => run::run(args),
         Command::Call(args) => call::run(args),
         Command::Build(args) => done(build::run(&args)),

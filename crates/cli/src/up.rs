@@ -86,6 +86,7 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
             state_dir: reference.as_ref().map(|_| PathBuf::from(".spin")),
             fetcher: Some(Arc::new(tessera_registry::SourceCache::new(args.registry.options()))),
             artifact_signed_by,
+            variables: None,
         },
     )?;
     app.create_dirs()?;
@@ -166,7 +167,7 @@ fn raise_open_file_limit(max_connections: usize) {
 
 /// Listens on `address` (`HOST:PORT`, the host a name or an IP), as `--listen` and
 /// `SPIN_HTTP_LISTEN_ADDR` give it.
-fn listen(address: &str) -> Result<std::net::TcpListener> {
+pub(crate) fn listen(address: &str) -> Result<std::net::TcpListener> {
     let hint = "hint: is another server using it? pick another address with --listen or SPIN_HTTP_LISTEN_ADDR (port 0 picks a free one)";
     let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(address)
         .with_context(|| format!("cannot use `{address}` as the listen address\n  hint: write HOST:PORT, e.g. 127.0.0.1:3000, localhost:3000 or 0.0.0.0:80"))?

@@ -9,6 +9,11 @@
 //! [`AppHost::run_command`] runs a `[[trigger.command]]` app once.
 #![deny(missing_docs)]
 
+pub mod apps_file;
+mod many_apps;
+
+pub use many_apps::{AppStatus, HostSettings, ManyApps, Reconciled};
+
 use anyhow::{Context as _, Result};
 use std::net::SocketAddr;
 use std::sync::Arc;

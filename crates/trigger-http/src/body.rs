@@ -30,6 +30,8 @@ pub struct AccessLog {
     pub start: Instant,
     /// Component id, or `-` for host answers.
     pub component: Arc<str>,
+    /// The app's name, when the host serves many (`tessera host`).
+    pub app: Option<Arc<str>>,
     /// Peak instance memory, when an instance ran.
     pub peak_memory: Option<Arc<AtomicU64>>,
     /// The instance's CPU time until the response ended, when an instance ran.
@@ -47,9 +49,13 @@ impl Drop for AccessLog {
             Some(c) => format!("{:.2}ms", c.get().as_secs_f64() * 1000.0),
             None => "-".into(),
         };
+        let app = match &self.app {
+            Some(app) => format!("app={app} "),
+            None => String::new(),
+        };
         tracing::info!(
             target: "tessera::access",
-            "{} {} {} {:.2}ms component={} cpu={} peak_memory={} request_id={}",
+            "{} {} {} {:.2}ms {app}component={} cpu={} peak_memory={} request_id={}",
             self.method, self.path, self.status, ms, self.component, cpu, peak, self.id
         );
     }

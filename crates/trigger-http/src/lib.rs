@@ -63,17 +63,57 @@ pub struct HttpTrigger {
     slots: Arc<InstanceSlots>,
     next_request_id: AtomicU64,
     /// Connections open now, on every serving thread.
-    open: AtomicUsize,
+    open: Arc<AtomicUsize>,
     listener: ListenerLimits,
+    /// The app's name in access-log lines, when one host serves many apps.
+    app_label: std::sync::OnceLock<Arc<str>>,
 }
 
 /// What one client connection may cost (the runtime config's listener keys).
 #[derive(Debug, Clone, Copy)]
-struct ListenerLimits {
+pub struct ListenerLimits {
     max_header_size: usize,
     max_headers: usize,
     header_read_timeout: Duration,
     max_connections: usize,
+}
+
+impl ListenerLimits {
+    /// The limits a runtime config sets.
+    pub fn of(rc: &tessera_manifest::RuntimeConfig) -> Self {
+        Self {
+            max_header_size: rc.max_request_header_size as usize,
+            max_headers: rc.max_request_headers,
+            header_read_timeout: rc.header_read_timeout,
+            max_connections: rc.max_connections,
+        }
+    }
+}
+
+/// What answers the requests of a listener: one app's trigger, or a host that routes each
+/// request to one of many apps.
+pub trait Frontend: Send + Sync + 'static {
+    /// Answers one request; `framing_conflict` when its head had both `Content-Length` and
+    /// `Transfer-Encoding` (see `framing`).
+    fn answer(
+        &self,
+        req: hyper::Request<Incoming>,
+        client: SocketAddr,
+        local: SocketAddr,
+        framing_conflict: bool,
+    ) -> impl std::future::Future<Output = hyper::Response<ResponseBody>> + Send;
+}
+
+impl Frontend for HttpTrigger {
+    fn answer(
+        &self,
+        req: hyper::Request<Incoming>,
+        client: SocketAddr,
+        local: SocketAddr,
+        framing_conflict: bool,
+    ) -> impl std::future::Future<Output = hyper::Response<ResponseBody>> + Send {
+        self.handle(req, client, local, framing_conflict)
+    }
 }
 
 impl HttpTrigger {
@@ -125,21 +165,21 @@ impl HttpTrigger {
                 RouteInfo { label, path: path.trim_end_matches('/').to_string(), wildcard }
             })
             .collect();
-        let rc = &app.runtime_config;
         Ok(Self {
             router,
             targets,
             routes,
             slots: executor.slots().clone(),
             next_request_id: AtomicU64::new(1),
-            open: AtomicUsize::new(0),
-            listener: ListenerLimits {
-                max_header_size: rc.max_request_header_size as usize,
-                max_headers: rc.max_request_headers,
-                header_read_timeout: rc.header_read_timeout,
-                max_connections: rc.max_connections,
-            },
+            open: Arc::new(AtomicUsize::new(0)),
+            listener: ListenerLimits::of(&app.runtime_config),
+            app_label: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Names the app in each access-log line (a host serving many apps); set once.
+    pub fn label_app(&self, name: &str) {
+        let _ = self.app_label.set(name.into());
     }
 
     /// The routes served, most specific first.
@@ -167,122 +207,146 @@ impl HttpTrigger {
     /// closed (new clients are refused) and each connection ends after the request it is
     /// serving, if any.
     pub fn serve_per_thread(self: Arc<Self>, listener: std::net::TcpListener, threads: usize, stop: tokio::sync::watch::Receiver<bool>) -> Result<()> {
-        listener.set_nonblocking(true)?;
-        let local = listener.local_addr()?;
-        let mut workers = Vec::new();
-        for i in 0..threads.max(1) {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                // A spinning guest yields only every epoch tick (10 ms); with tokio's
-                // defaults (61 and 31 polls) timers, I/O and new connections on its thread
-                // would wait up to 0.6 s. Checking every 4 polls bounds that to ~40 ms.
-                .event_interval(4)
-                .global_queue_interval(4)
-                .build()
-                .context("cannot start the async runtime")?;
-            workers.push(ServingThread { handle: runtime.handle().clone(), connections: Arc::new(AtomicUsize::new(0)) });
-            std::thread::Builder::new()
-                .name(format!("tessera-http-{i}"))
-                .spawn(move || runtime.block_on(std::future::pending::<()>()))
-                .context("cannot start a serving thread")?;
-        }
-        let acceptor = workers[0].handle.clone();
-        let max_connections = self.listener.max_connections;
-        let open = Arc::new(tokio::sync::Semaphore::new(max_connections));
-        let mut stopping = stop.clone();
-        acceptor.spawn(async move {
-            let listener = match TcpListener::from_std(listener) {
-                Ok(l) => l,
-                Err(e) => return tracing::error!("cannot use the listening socket: {e}"),
-            };
-            let mut warned_full = false;
-            loop {
-                // At max_connections, further clients wait in the kernel's listen backlog.
-                let slot = match open.clone().try_acquire_owned() {
-                    Ok(slot) => slot,
-                    Err(_) => {
-                        if !warned_full {
-                            tracing::warn!("{max_connections} connections are open (max_connections): new ones wait until one closes (raise max_connections in the runtime config)");
-                            warned_full = true;
-                        }
-                        let Ok(slot) = open.clone().acquire_owned().await else { return };
-                        slot
+        let (limits, open) = (self.listener, self.open.clone());
+        serve_per_thread(self, limits, open, listener, threads, stop)
+    }
+
+}
+
+/// Serves connections from `listener` for `frontend`, as [`HttpTrigger::serve_per_thread`]
+/// describes; `open` counts the connections open now.
+pub fn serve_per_thread<F: Frontend>(
+    frontend: Arc<F>,
+    limits: ListenerLimits,
+    open_connections: Arc<AtomicUsize>,
+    listener: std::net::TcpListener,
+    threads: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
+    listener.set_nonblocking(true)?;
+    let local = listener.local_addr()?;
+    let mut workers = Vec::new();
+    for i in 0..threads.max(1) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            // A spinning guest yields only every epoch tick (10 ms); with tokio's
+            // defaults (61 and 31 polls) timers, I/O and new connections on its thread
+            // would wait up to 0.6 s. Checking every 4 polls bounds that to ~40 ms.
+            .event_interval(4)
+            .global_queue_interval(4)
+            .build()
+            .context("cannot start the async runtime")?;
+        workers.push(ServingThread { handle: runtime.handle().clone(), connections: Arc::new(AtomicUsize::new(0)) });
+        std::thread::Builder::new()
+            .name(format!("tessera-http-{i}"))
+            .spawn(move || runtime.block_on(std::future::pending::<()>()))
+            .context("cannot start a serving thread")?;
+    }
+    let acceptor = workers[0].handle.clone();
+    let max_connections = limits.max_connections;
+    let open = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let mut stopping = stop.clone();
+    acceptor.spawn(async move {
+        let listener = match TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => return tracing::error!("cannot use the listening socket: {e}"),
+        };
+        let mut warned_full = false;
+        loop {
+            // At max_connections, further clients wait in the kernel's listen backlog.
+            let slot = match open.clone().try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => {
+                    if !warned_full {
+                        tracing::warn!("{max_connections} connections are open (max_connections): new ones wait until one closes (raise max_connections in the runtime config)");
+                        warned_full = true;
                     }
-                };
-                if open.available_permits() > max_connections / 2 {
-                    warned_full = false;
+                    let Ok(slot) = open.clone().acquire_owned().await else { return };
+                    slot
                 }
-                let accepted = tokio::select! {
-                    accepted = listener.accept() => accepted,
-                    // Dropping the listener refuses new clients.
-                    _ = stopping.changed() => return,
-                };
-                let (stream, client) = match accepted {
-                    Ok(c) => c,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!("cannot accept a connection: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let Ok(stream) = stream.into_std() else { continue };
-                let worker = workers.iter().min_by_key(|w| w.connections.load(Ordering::Relaxed)).expect("one thread at least");
-                let connections = worker.connections.clone();
-                connections.fetch_add(1, Ordering::Relaxed);
-                self.open.fetch_add(1, Ordering::Relaxed);
-                let this = self.clone();
-                let stop = stop.clone();
-                worker.handle.spawn(async move {
-                    if let Ok(stream) = tokio::net::TcpStream::from_std(stream) {
-                        this.clone().serve_connection(stream, client, local, stop).await;
-                    }
-                    connections.fetch_sub(1, Ordering::Relaxed);
-                    this.open.fetch_sub(1, Ordering::Relaxed);
-                    drop(slot);
-                });
+            };
+            if open.available_permits() > max_connections / 2 {
+                warned_full = false;
             }
-        });
-        Ok(())
-    }
-
-    async fn serve_connection(self: Arc<Self>, stream: tokio::net::TcpStream, client: SocketAddr, local: SocketAddr, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let _ = stream.set_nodelay(true);
-        let limits = self.listener;
-        // hyper refuses a header section larger than its read buffer (431).
-        let max_buf = limits.max_header_size.max(8192);
-        let (stream, conflicts) = framing::FramingReader::new(stream);
-        let next_request = std::sync::atomic::AtomicU64::new(0);
-        let service = hyper::service::service_fn(move |req| {
-            let this = self.clone();
-            let framing_conflict = conflicts.take(next_request.fetch_add(1, Ordering::Relaxed));
-            async move { Ok::<_, Infallible>(this.handle(req, client, local, framing_conflict).await) }
-        });
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .max_headers(limits.max_headers)
-            .max_buf_size(max_buf)
-            .keep_alive(true)
-            .serve_connection(TokioIo::new(stream), service);
-        let mut conn = std::pin::pin!(conn);
-        let served = tokio::select! {
-            result = conn.as_mut() => Some(result),
-            _ = async { drop(stop.wait_for(|stopping| *stopping).await) } => None,
-        };
-        let result = match served {
-            Some(result) => result,
-            None => {
-                // Finish the request in progress (if any), then close.
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        };
-        if let Err(e) = result {
-            tracing::debug!("connection from {client}: {e}");
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                // Dropping the listener refuses new clients.
+                _ = stopping.changed() => return,
+            };
+            let (stream, client) = match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(stream) = stream.into_std() else { continue };
+            let worker = workers.iter().min_by_key(|w| w.connections.load(Ordering::Relaxed)).expect("one thread at least");
+            let connections = worker.connections.clone();
+            connections.fetch_add(1, Ordering::Relaxed);
+            open_connections.fetch_add(1, Ordering::Relaxed);
+            let frontend = frontend.clone();
+            let open_connections = open_connections.clone();
+            let stop = stop.clone();
+            worker.handle.spawn(async move {
+                if let Ok(stream) = tokio::net::TcpStream::from_std(stream) {
+                    serve_connection(frontend, limits, stream, client, local, stop).await;
+                }
+                connections.fetch_sub(1, Ordering::Relaxed);
+                open_connections.fetch_sub(1, Ordering::Relaxed);
+                drop(slot);
+            });
         }
-    }
+    });
+    Ok(())
+}
 
+async fn serve_connection<F: Frontend>(
+    frontend: Arc<F>,
+    limits: ListenerLimits,
+    stream: tokio::net::TcpStream,
+    client: SocketAddr,
+    local: SocketAddr,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    // hyper refuses a header section larger than its read buffer (431).
+    let max_buf = limits.max_header_size.max(8192);
+    let (stream, conflicts) = framing::FramingReader::new(stream);
+    let next_request = std::sync::atomic::AtomicU64::new(0);
+    let service = hyper::service::service_fn(move |req| {
+        let frontend = frontend.clone();
+        let framing_conflict = conflicts.take(next_request.fetch_add(1, Ordering::Relaxed));
+        async move { Ok::<_, Infallible>(frontend.answer(req, client, local, framing_conflict).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.max_headers)
+        .max_buf_size(max_buf)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service);
+    let mut conn = std::pin::pin!(conn);
+    let served = tokio::select! {
+        result = conn.as_mut() => Some(result),
+        _ = async { drop(stop.wait_for(|stopping| *stopping).await) } => None,
+    };
+    let result = match served {
+        Some(result) => result,
+        None => {
+            // Finish the request in progress (if any), then close.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!("connection from {client}: {e}");
+    }
+}
+
+impl HttpTrigger {
     /// Handles one request; `framing_conflict` when its head had both `Content-Length` and
     /// `Transfer-Encoding` (see `framing`).
     pub async fn handle(
@@ -296,17 +360,17 @@ impl HttpTrigger {
         let id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
         if framing_conflict {
             let message = format!("a request may not have both Content-Length and Transfer-Encoding (they disagree on where it ends)\nrequest id: {id}\n");
-            let mut response = text(400, &message, Some(LogLine::of(id, start, &req).finish(400, &no_component(), None)));
+            let mut response = text(400, &message, Some(LogLine::of(self.app_label.get(), id, start, &req).finish(400, &no_component(), None)));
             response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
             return response;
         }
         let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
         if header_bytes > self.listener.max_header_size {
             let message = format!("request header section is {header_bytes} bytes, over max_request_header_size ({} bytes)\nrequest id: {id}\n", self.listener.max_header_size);
-            return text(431, &message, Some(LogLine::of(id, start, &req).finish(431, &no_component(), None)));
+            return text(431, &message, Some(LogLine::of(self.app_label.get(), id, start, &req).finish(431, &no_component(), None)));
         }
         let Some(matched) = self.router.route(req.uri().path()) else {
-            let log = LogLine::of(id, start, &req).finish(404, &no_component(), None);
+            let log = LogLine::of(self.app_label.get(), id, start, &req).finish(404, &no_component(), None);
             return text(404, &format!("no route matches {}\n", req.uri().path()), Some(log));
         };
         let host_header = req
@@ -335,7 +399,7 @@ impl HttpTrigger {
             LocalTarget::App => match self.router.route(&path) {
                 Some(matched) => self.dispatch(arrival, *matched.target, &matched, request).await,
                 None => {
-                    let log = LogLine::of(id, start, &request).finish(404, &no_component(), None);
+                    let log = LogLine::of(self.app_label.get(), id, start, &request).finish(404, &no_component(), None);
                     text(404, &format!("no route matches {path}\n"), Some(log))
                 }
             },
@@ -358,7 +422,7 @@ impl HttpTrigger {
         B: http_body::Body<Data = Bytes, Error = wasmtime_wasi_http::Error> + Send + 'static,
     {
         let Arrival { id, start, client, full_url, waiting_for_client } = arrival;
-        let line = LogLine::of(id, start, &request);
+        let line = LogLine::of(self.app_label.get(), id, start, &request);
         let target = &self.targets[target];
         let (component, served, limits) = match target {
             Target::Static(s) => return static_response(s, line.finish(s.status_code, &no_component(), None)),
@@ -442,6 +506,7 @@ impl HttpTrigger {
 
 /// What the access log says of a request before it is answered.
 struct LogLine {
+    app: Option<Arc<str>>,
     id: u64,
     start: Instant,
     method: http::Method,
@@ -449,9 +514,9 @@ struct LogLine {
 }
 
 impl LogLine {
-    fn of<B>(id: u64, start: Instant, request: &http::Request<B>) -> Self {
+    fn of<B>(app: Option<&Arc<str>>, id: u64, start: Instant, request: &http::Request<B>) -> Self {
         let path = request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_else(|| "/".into());
-        Self { id, start, method: request.method().clone(), path }
+        Self { app: app.cloned(), id, start, method: request.method().clone(), path }
     }
 
     /// The line, written when the response is done.
@@ -463,6 +528,7 @@ impl LogLine {
             status,
             start: self.start,
             component: component.clone(),
+            app: self.app.clone(),
             peak_memory: cost.map(|c| c.peak_memory.clone()),
             cpu: cost.map(|c| c.cpu.clone()),
         }
@@ -514,6 +580,11 @@ fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
 
 fn full(body: impl Into<Bytes>) -> http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError> {
     Full::new(body.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// A plain-text response the host gives itself, with no access-log line.
+pub fn text_response(status: u16, message: &str) -> hyper::Response<ResponseBody> {
+    text(status, message, None)
 }
 
 fn text(status: u16, message: &str, log: Option<AccessLog>) -> hyper::Response<ResponseBody> {

@@ -172,8 +172,25 @@ impl Server {
         if !extra.contains(&"--cache-dir") {
             cmd.arg("--cache-dir").arg(cache_dir());
         }
+        cmd.args(extra);
+        Self::launch(cmd)
+    }
+
+    /// Starts `tessera host --apps APPS_FILE` on a free port.
+    pub fn host(apps_file: &Path, extra: &[&str]) -> Result<Self, String> {
+        Self::host_with(tessera(), apps_file, extra)
+    }
+
+    /// Starts `tessera host` from a prepared command (e.g. with environment variables set).
+    pub fn host_with(mut cmd: Command, apps_file: &Path, extra: &[&str]) -> Result<Self, String> {
+        cmd.args(["host", "--apps"]).arg(apps_file).args(["--listen", "127.0.0.1:0", "--cache-dir"]).arg(cache_dir());
+        cmd.args(extra);
+        Self::launch(cmd)
+    }
+
+    /// Runs `cmd` and waits for its `Serving` line.
+    fn launch(mut cmd: Command) -> Result<Self, String> {
         let mut child = cmd
-            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -1,0 +1,226 @@
+//! `tessera host`: many apps in one process, routed by Host header and path prefix, each
+//! with its own state, variables, `[trust]` policy and quota; the apps file reconciled on
+//! SIGHUP with no request failing while an app is replaced.
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+use support::*;
+
+/// An app of the HTTP test guest on every path.
+fn http_app() -> App {
+    App::new("spin_manifest_version = 2\n[application]\nname = \"web\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"guest\"\n[component.guest]\nsource = \"{http_guest}\"\n")
+}
+
+/// An app of the Spin SDK guest with the default key-value store and a required variable.
+fn spin_app() -> App {
+    App::new(
+        "spin_manifest_version = 2\n[application]\nname = \"kv\"\n[variables]\ngreeting = { required = true }\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"spin\"\n[component.spin]\nsource = \"{spin_guest}\"\nkey_value_stores = [\"default\"]\nvariables = { greeting = \"{{ greeting }}\" }\n",
+    )
+}
+
+fn get_from(server: &Server, host: &str, path: &str) -> Response {
+    request("GET", &server.url(path), &[("host", host)], None)
+}
+
+fn write_apps(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("apps.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn dir_of(app: &App) -> String {
+    app.path().display().to_string()
+}
+
+#[test]
+fn apps_are_routed_by_host_header_and_path_prefix() {
+    let (web, api) = (http_app(), http_app());
+    let dir = tempfile::tempdir().unwrap();
+    let apps = write_apps(
+        dir.path(),
+        &format!("[[app]]\nname = \"web\"\nsource = \"{}\"\npath_prefix = \"/web\"\n\n[[app]]\nname = \"api\"\nsource = \"{}\"\nhosts = [\"api.test\"]\n", dir_of(&web), dir_of(&api)),
+    );
+    let server = Server::host(&apps, &["--state-dir", dir.path().join("state").to_str().unwrap()]).unwrap();
+    let out = server.stdout.lock().unwrap().clone();
+    assert!(out.contains("App web (any host, under /web):") && out.contains("App api (api.test, under /):"), "{out}");
+
+    // Under its prefix the app is served as if alone at `/`: the prefix is stripped (as a
+    // reverse proxy's strip-prefix does) and `x-forwarded-prefix` says where it is mounted.
+    let r = server.get("/web/headers?q=1");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("spin-path-info: /headers") && r.body.contains("x-forwarded-prefix: /web"), "{}", r.body);
+    assert!(r.body.contains(&format!("spin-full-url: http://{}/headers?q=1", server.addr)), "{}", r.body);
+    assert_eq!(server.get("/web").status, 200, "the prefix alone is the app's `/`");
+    // Whole segments only: /webshop is not under /web.
+    let r = server.get("/webshop");
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(r.body.contains("no app serves host") && r.body.contains("/webshop"), "{}", r.body);
+
+    // By Host header, any case and port; the named host wins over the any-host app.
+    for host in ["api.test", "API.test:8080"] {
+        let r = get_from(&server, host, "/hello");
+        assert_eq!(r.status, 200, "{host}: {}", r.body);
+    }
+    let r = get_from(&server, "api.test", "/headers");
+    assert!(r.body.contains("spin-base-path: /\n") || r.body.contains("spin-base-path: /\r"), "{}", r.body);
+    assert_eq!(get_from(&server, "other.test", "/hello").status, 404);
+}
+
+#[test]
+fn each_app_has_its_own_state_variables_and_trust() {
+    let (a, b, c) = (spin_app(), spin_app(), http_app());
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    let out = std::process::Command::new("ssh-keygen").args(["-t", "ed25519", "-q", "-N", "", "-f"]).arg(&key).output().expect("ssh-keygen (openssh-client)");
+    assert!(out.status.success());
+    std::fs::write(dir.path().join("trust.toml"), format!("[trust]\nkeys = [\"{}.pub\"]\n", key.display())).unwrap();
+    let apps = write_apps(
+        dir.path(),
+        &format!(
+            "[[app]]\nname = \"a\"\nsource = \"{}\"\npath_prefix = \"/a\"\nvariables = {{ greeting = \"from a\" }}\n\n\
+             [[app]]\nname = \"b\"\nsource = \"{}\"\npath_prefix = \"/b\"\nvariables = {{ greeting = \"from b\" }}\n\n\
+             [[app]]\nname = \"c\"\nsource = \"{}\"\npath_prefix = \"/c\"\nruntime_config = \"trust.toml\"\n",
+            dir_of(&a),
+            dir_of(&b),
+            dir_of(&c)
+        ),
+    );
+    // A variable in the host's environment reaches no app: each has its own values.
+    let mut cmd = tessera();
+    cmd.env("SPIN_VARIABLE_GREETING", "from the environment");
+    let state = dir.path().join("state");
+    let server = Server::host_with(cmd, &apps, &["--state-dir", state.to_str().unwrap()]).unwrap();
+    assert_eq!(server.get("/a/variables/greeting").body, "from a");
+    assert_eq!(server.get("/b/variables/greeting").body, "from b");
+
+    // Each app's default store is its own file under <state-dir>/<app>.
+    assert_eq!(request("PUT", &server.url("/a/kv/default/k"), &[], Some(b"only a")).status, 200);
+    assert_eq!(server.get("/a/kv/default/k").body, "only a");
+    assert_eq!(server.get("/b/kv/default/k").status, 404);
+    assert!(state.join("a").exists() && state.join("b").exists(), "state dirs per app");
+
+    // `c`'s [trust] refuses its unsigned component: it is not deployed, the others serve.
+    let log = server.wait_for_log("app `c` not deployed");
+    assert!(log.contains("app `c` not deployed") && log.contains("[trust] refuses component `guest`"), "{log}");
+    assert_eq!(server.get("/c/hello").status, 404);
+    assert_eq!(server.get("/a/variables/greeting").status, 200);
+}
+
+#[test]
+fn a_tenant_at_its_quota_waits_for_its_own_slots() {
+    let (noisy, quiet) = (http_app(), http_app());
+    let dir = tempfile::tempdir().unwrap();
+    let apps = write_apps(
+        dir.path(),
+        &format!(
+            "[[app]]\nname = \"noisy\"\nsource = \"{}\"\npath_prefix = \"/noisy\"\n[app.quota]\ninstances = 1\nqueued = 0\nmemory = \"16 MiB\"\n\n\
+             [[app]]\nname = \"quiet\"\nsource = \"{}\"\npath_prefix = \"/quiet\"\n\n\
+             [[app]]\nname = \"greedy\"\nsource = \"{}\"\npath_prefix = \"/greedy\"\n[app.quota]\ninstances = 5000\n",
+            dir_of(&noisy),
+            dir_of(&quiet),
+            dir_of(&quiet)
+        ),
+    );
+    let server = Server::host(&apps, &["--state-dir", dir.path().join("state").to_str().unwrap(), "--max-instances", "64"]).unwrap();
+    let log = server.wait_for_log("app `greedy` not deployed");
+    assert!(log.contains("asks for 5000 instance slots") && log.contains("raise --max-instances"), "{log}");
+
+    let slow = {
+        let url = server.url("/noisy/sleep?ms=1500");
+        std::thread::spawn(move || request("GET", &url, &[], None))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    // The noisy app's one slot is taken and it may queue none: 503 for it alone.
+    let r = server.get("/noisy/hello");
+    assert_eq!(r.status, 503, "{}", r.body);
+    let r = server.get("/quiet/hello");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(slow.join().unwrap().status, 200);
+
+    // Its memory quota holds its instances to 16 MiB; the other app keeps the host's 128.
+    assert_eq!(server.get("/noisy/memory-bomb").status, 500);
+    let log = server.wait_for_log("max_instance_memory is 16777216");
+    assert!(log.contains("hit its memory limit") && log.contains("max_instance_memory is 16777216"), "{log}");
+    assert_eq!(server.get("/quiet/memory-bomb").status, 500);
+    // Access-log lines name the app (its path is as the app saw it, without the prefix).
+    server.wait_for_log_lines("GET /memory-bomb 500", 2);
+    let log = server.log();
+    let line = log.lines().find(|l| l.contains("GET /memory-bomb 500") && l.contains("app=quiet")).expect("access log line");
+    let peak: u64 = line.split("peak_memory=").nth(1).unwrap().split("KiB").next().unwrap().parse().unwrap();
+    assert!(peak > 100 * 1024, "the quiet app's instance grew past the noisy app's quota: {line}");
+}
+
+#[test]
+fn sighup_reconciles_the_apps_file_and_updates_drop_no_request() {
+    let (greeter, web) = (spin_app(), http_app());
+    let dir = tempfile::tempdir().unwrap();
+    let entry = |greeting: &str| format!("[[app]]\nname = \"greeter\"\nsource = \"{}\"\nvariables = {{ greeting = \"{greeting}\" }}\n", dir_of(&greeter));
+    let web_entry = format!("\n[[app]]\nname = \"web\"\nsource = \"{}\"\npath_prefix = \"/web\"\n", dir_of(&web));
+    let apps = write_apps(dir.path(), &entry("v1"));
+    let server = Server::host(&apps, &["--state-dir", dir.path().join("state").to_str().unwrap()]).unwrap();
+    assert_eq!(server.get("/variables/greeting").body, "v1");
+    assert_eq!(server.get("/web/hello").status, 404);
+
+    // Load from four clients for the whole test; every answer must be 200.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (answered, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(Mutex::new(Vec::new())));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, stop, answered, failed) = (server.url("/variables/greeting"), stop.clone(), answered.clone(), failed.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let r = request("GET", &url, &[], None);
+                    if r.status == 200 {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failed.lock().unwrap().push(format!("{}: {}", r.status, r.body));
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // Add an app and change another's variables: the new version takes over.
+    write_apps(dir.path(), &(entry("v2") + &web_entry));
+    server.signal("HUP");
+    let log = server.wait_for_log("apps: 1 deployed, 1 updated");
+    assert_eq!(server.get("/variables/greeting").body, "v2");
+    assert_eq!(server.get("/web/hello").status, 200);
+    assert!(log.contains("app `greeter`: version 2 serves; version 1 drains"), "{log}");
+
+    // A request in flight on the old version finishes there while the update happens.
+    let slow = {
+        let url = server.url("/web/sleep?ms=1500");
+        std::thread::spawn(move || request("GET", &url, &[], None))
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    std::fs::write(web.path().join("spin.toml"), std::fs::read_to_string(web.path().join("spin.toml")).unwrap() + "\n").unwrap();
+    server.signal("HUP");
+    server.wait_for_log("app `web`: version 2 serves");
+    assert_eq!(slow.join().unwrap().status, 200, "the in-flight request on the old version");
+
+    // A broken file changes nothing; removing an entry undeploys the app.
+    write_apps(dir.path(), "[[app]]\nname = \"Bad Name\"\nsource = \"x\"\n");
+    server.signal("HUP");
+    let log = server.wait_for_log("the apps deployed stay as they are");
+    assert!(log.contains("apps.toml:2:8"), "{log}");
+    assert_eq!(server.get("/web/hello").status, 200);
+    write_apps(dir.path(), &entry("v2"));
+    server.signal("HUP");
+    server.wait_for_log("app `web`: no longer in the apps file; undeployed");
+    assert_eq!(server.get("/web/hello").status, 404);
+
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let failed = failed.lock().unwrap();
+    assert!(failed.is_empty(), "{} of {} requests failed during the updates: {:?}", failed.len(), answered.load(Ordering::Relaxed) + failed.len(), &failed[..failed.len().min(5)]);
+    assert!(answered.load(Ordering::Relaxed) > 50, "the clients were answered throughout");
+}
+
+use std::sync::Mutex;
