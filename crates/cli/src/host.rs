@@ -11,11 +11,21 @@ use tessera_host::{HostSettings, ManyApps, Reconciled};
 
 /// Arguments of `tessera host`.
 #[derive(clap::Args)]
-#[command(after_help = "Example:\n  tessera host --apps apps.toml --listen 0.0.0.0:3000\n  kill -HUP <pid>    # apply changes to apps.toml and to the apps' files")]
+#[command(after_help = "Examples:\n  tessera host --apps apps.toml --listen 0.0.0.0:3000\n  kill -HUP <pid>    # apply changes to apps.toml and to the apps' files\n  TESSERA_ADMIN_TOKEN=$(openssl rand -hex 32) tessera host --admin 127.0.0.1:3001\n  curl -H \"Authorization: Bearer $TOKEN\" -X PUT --data-binary 'source = \"apps/shop\"' http://127.0.0.1:3001/v1/apps/shop")]
 pub struct HostArgs {
     /// The apps to serve (see the README's `apps.toml`); read again on SIGHUP.
     #[arg(long, value_name = "FILE")]
-    pub apps: PathBuf,
+    pub apps: Option<PathBuf>,
+    /// Serve the admin API (deploy, list, inspect, update, undeploy) on this address; it
+    /// needs a token (TESSERA_ADMIN_TOKEN or --admin-token-file).
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<String>,
+    /// A file holding the admin API's bearer token.
+    #[arg(long, value_name = "FILE", conflicts_with = "admin_token")]
+    pub admin_token_file: Option<PathBuf>,
+    /// The admin API's bearer token.
+    #[arg(long, env = "TESSERA_ADMIN_TOKEN", hide_env_values = true, hide = true)]
+    pub admin_token: Option<String>,
     /// The address to serve every app's HTTP on (port 0 picks a free port).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:3000")]
     pub listen: String,
@@ -51,7 +61,15 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 pub fn run(args: HostArgs) -> Result<ExitCode> {
-    let specs = tessera_host::apps_file::read(&args.apps)?;
+    anyhow::ensure!(
+        args.apps.is_some() || args.admin.is_some(),
+        "nothing to serve\n  hint: give --apps FILE (an apps.toml) or --admin ADDR (deploy through the admin API), or both"
+    );
+    let token = admin_token(&args)?;
+    let specs = match &args.apps {
+        Some(path) => tessera_host::apps_file::read(path)?,
+        None => Vec::new(),
+    };
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
@@ -78,17 +96,25 @@ pub fn run(args: HostArgs) -> Result<ExitCode> {
         let listener = crate::up::listen(&args.listen)?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        host.serve_http(listener, threads, stopped)?;
+        host.serve_http(listener, threads, stopped.clone())?;
+        if let (Some(address), Some(token)) = (&args.admin, token) {
+            let listener = tokio::net::TcpListener::from_std(crate::up::listen(address).context("the admin API's address (--admin)")?)?;
+            println!("Admin API on http://{}", listener.local_addr()?);
+            tokio::spawn(tessera_host::admin::serve(host.clone(), listener, token, stopped));
+        }
         print_apps(&host, addr).await;
         let signal = loop {
             tokio::select! {
-                _ = hangup.recv() => {
-                    tracing::info!("SIGHUP: reading {} again", args.apps.display());
-                    match tessera_host::apps_file::read(&args.apps) {
-                        Ok(specs) => report(&host.reconcile(specs).await),
-                        Err(e) => tracing::error!("{e}; the apps deployed stay as they are"),
+                _ = hangup.recv() => match &args.apps {
+                    Some(path) => {
+                        tracing::info!("SIGHUP: reading {} again", path.display());
+                        match tessera_host::apps_file::read(path) {
+                            Ok(specs) => report(&host.reconcile(specs).await),
+                            Err(e) => tracing::error!("{e}; the apps deployed stay as they are"),
+                        }
                     }
-                }
+                    None => tracing::info!("SIGHUP: no apps file to read (--apps)"),
+                },
                 _ = interrupt.recv() => break "SIGINT",
                 _ = terminate.recv() => break "SIGTERM",
             }
@@ -103,6 +129,21 @@ pub fn run(args: HostArgs) -> Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The admin API's token: none without --admin; --admin without one is refused.
+fn admin_token(args: &HostArgs) -> Result<Option<String>> {
+    if args.admin.is_none() {
+        return Ok(None);
+    }
+    let token = match (&args.admin_token_file, &args.admin_token) {
+        (Some(path), _) => std::fs::read_to_string(path).with_context(|| format!("cannot read the admin token file {}", path.display()))?,
+        (None, Some(token)) => token.clone(),
+        (None, None) => anyhow::bail!("--admin needs a token, and none was given\n  hint: set TESSERA_ADMIN_TOKEN or give --admin-token-file FILE (e.g. from `openssl rand -hex 32`)"),
+    };
+    let token = token.trim().to_string();
+    anyhow::ensure!(token.len() >= 16, "the admin token is {} characters; it must have 16 at least\n  hint: make one with `openssl rand -hex 32`", token.len());
+    Ok(Some(token))
 }
 
 fn report(done: &Reconciled) {

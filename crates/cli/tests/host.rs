@@ -224,3 +224,94 @@ fn sighup_reconciles_the_apps_file_and_updates_drop_no_request() {
 }
 
 use std::sync::Mutex;
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+fn admin(server: &Server) -> String {
+    let out = server.wait_for_stdout("Admin API on http://");
+    let line = out.lines().find_map(|l| l.strip_prefix("Admin API on http://")).expect("the admin API's address");
+    format!("http://{}", line.trim())
+}
+
+fn call(admin: &str, method: &str, path: &str, body: Option<&str>, extra: &[(&str, &str)]) -> Response {
+    let auth = format!("Bearer {TOKEN}");
+    let mut headers = vec![("authorization", auth.as_str())];
+    headers.extend_from_slice(extra);
+    request(method, &format!("{admin}{path}"), &headers, body.map(str::as_bytes))
+}
+
+#[test]
+fn the_admin_api_deploys_lists_updates_and_undeploys_behind_its_token() {
+    let (site, api) = (http_app(), spin_app());
+    let dir = tempfile::tempdir().unwrap();
+    let apps = write_apps(dir.path(), &format!("[[app]]\nname = \"site\"\nsource = \"{}\"\n", dir_of(&site)));
+    let mut cmd = tessera();
+    cmd.env("TESSERA_ADMIN_TOKEN", TOKEN);
+    let server = Server::host_with(cmd, &apps, &["--state-dir", dir.path().join("state").to_str().unwrap(), "--admin", "127.0.0.1:0"]).unwrap();
+    let admin = admin(&server);
+
+    // No token, a wrong one: 401, and nothing is told.
+    let r = request("GET", &format!("{admin}/v1/apps"), &[], None);
+    assert_eq!((r.status, r.header("www-authenticate")), (401, Some("Bearer")), "{}", r.body);
+    let r = request("GET", &format!("{admin}/v1/apps"), &[("authorization", "Bearer 0123456789abcdef0123456789abcdeX")], None);
+    assert_eq!(r.status, 401);
+    assert!(!r.body.contains("site"), "{}", r.body);
+
+    // Deploy from a directory.
+    let entry = |greeting: &str| format!("source = \"{}\"\npath_prefix = \"/api\"\nvariables = {{ greeting = \"{greeting}\" }}\n", dir_of(&api));
+    let r = call(&admin, "PUT", "/v1/apps/api", Some(&entry("one")), &[]);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(r.body.contains("\"version\": 1"), "{}", r.body);
+    assert_eq!(server.get("/api/variables/greeting").body, "one");
+    let r = call(&admin, "GET", "/v1/apps", None, &[]);
+    assert!(r.body.contains("\"name\": \"api\"") && r.body.contains("\"name\": \"site\""), "{}", r.body);
+    let r = call(&admin, "GET", "/v1/apps/api", None, &[]);
+    assert!(r.status == 200 && r.body.contains("\"path_prefix\": \"/api\""), "{}", r.body);
+    assert_eq!(call(&admin, "GET", "/v1/apps/nope", None, &[]).status, 404);
+
+    // An update, as JSON: version 2 serves.
+    let json = format!("{{\"source\": \"{}\", \"path_prefix\": \"/api\", \"variables\": {{\"greeting\": \"two\"}}}}", dir_of(&api));
+    let r = call(&admin, "PUT", "/v1/apps/api", Some(&json), &[("content-type", "application/json")]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("\"version\": 2"), "{}", r.body);
+    assert_eq!(server.get("/api/variables/greeting").body, "two");
+
+    // A bad entry names its line; a route another app serves, and an app that does not
+    // load, are refused and the deployed version keeps serving.
+    let r = call(&admin, "PUT", "/v1/apps/api", Some(&format!("source = \"{}\"\npath_prefix = \"api\"\n", dir_of(&api))), &[]);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("PUT /v1/apps/api:2:15") && r.body.contains("not a path"), "{}", r.body);
+    let r = call(&admin, "PUT", "/v1/apps/api", Some(&format!("source = \"{}\"\n", dir_of(&api))), &[]);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("which app `site` serves"), "{}", r.body);
+    let r = call(&admin, "PUT", "/v1/apps/api", Some(&format!("source = \"{}\"\npath_prefix = \"/api\"\n", dir_of(&api))), &[]);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("greeting") && r.body.contains("keeps serving"), "{}", r.body);
+    assert_eq!(server.get("/api/variables/greeting").body, "two");
+
+    // Reconciling the apps file leaves an app deployed through the API alone.
+    server.signal("HUP");
+    server.wait_for_log("1 unchanged, 0 undeployed");
+    assert_eq!(server.get("/api/variables/greeting").status, 200);
+
+    let r = call(&admin, "DELETE", "/v1/apps/api", None, &[]);
+    assert_eq!(r.status, 204, "{}", r.body);
+    // Its paths fall through to the app on `/` again.
+    let r = server.get("/api/variables/greeting");
+    assert!(r.status == 200 && r.body.contains("/api/variables/greeting") && r.body != "two", "{}", r.body);
+    assert_eq!(call(&admin, "DELETE", "/v1/apps/api", None, &[]).status, 404);
+    assert_eq!(server.get("/hello").status, 200, "the file's app serves on");
+}
+
+#[test]
+fn the_admin_api_needs_a_token_to_listen() {
+    let site = http_app();
+    let dir = tempfile::tempdir().unwrap();
+    let apps = write_apps(dir.path(), &format!("[[app]]\nname = \"site\"\nsource = \"{}\"\n", dir_of(&site)));
+    let err = Server::host(&apps, &["--admin", "127.0.0.1:0"]).err().expect("no token, no start");
+    assert!(err.contains("--admin needs a token") && err.contains("TESSERA_ADMIN_TOKEN"), "{err}");
+    let mut cmd = tessera();
+    cmd.env("TESSERA_ADMIN_TOKEN", "short");
+    let err = Server::host_with(cmd, &apps, &["--admin", "127.0.0.1:0"]).err().expect("a short token is refused");
+    assert!(err.contains("16 at least"), "{err}");
+}

@@ -73,7 +73,7 @@ struct RawFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawApp {
-    name: Spanned<String>,
+    name: Option<Spanned<String>>,
     source: Spanned<String>,
     #[serde(default)]
     hosts: Vec<Spanned<String>>,
@@ -86,7 +86,7 @@ struct RawApp {
     quota: RawQuota,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawQuota {
     instances: Option<Spanned<i64>>,
@@ -105,86 +105,117 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<AppSpec>, ManifestError> {
     let src = SourceFile::new(path, text);
     let raw: RawFile = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    let relative = |p: &str| base.join(p);
     let mut specs: Vec<AppSpec> = Vec::new();
     let mut claimed: BTreeMap<(String, String), String> = BTreeMap::new();
     for app in raw.app {
-        let app = app.into_inner();
-        let name = app.name.get_ref();
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-            return Err(src.error(app.name.span(), format!("app name `{name}` is not allowed")).with_hint("use lowercase letters, digits and `-`, e.g. `shop-api`"));
-        }
-        if specs.iter().any(|s| &s.name == name) {
-            return Err(src.error(app.name.span(), format!("a second app is named `{name}`")).with_hint("give each [[app]] a name of its own"));
-        }
-        let source = app.source.get_ref();
-        let source = if looks_like_reference(source) {
-            AppSource::Registry(source.clone())
-        } else {
-            let local = relative(source);
-            if !local.exists() {
-                return Err(src.error(app.source.span(), format!("app `{name}`: source {} does not exist", local.display()))
-                    .with_hint("give a directory holding spin.toml, a spin.toml, a component, or a registry reference REGISTRY/REPOSITORY:TAG"));
-            }
-            AppSource::Local(local)
+        let (entry_span, app) = (app.span(), app.into_inner());
+        let Some(name) = app.name.clone() else {
+            return Err(src.error(entry_span, "an [[app]] has no name").with_hint("add `name = \"...\"` to it"));
         };
-        let mut hosts = Vec::new();
-        for host in &app.hosts {
-            let h = normalize_host(host.get_ref());
-            if h.is_empty() || h.contains('/') || h.contains(' ') {
-                return Err(src.error(host.span(), format!("`{}` is not a host name", host.get_ref())).with_hint("write a name as in the Host header, e.g. `shop.example.com`"));
-            }
-            hosts.push(h);
+        let spec = check(&src, base, name.get_ref(), app.name.as_ref().map(|n| n.span()), &app)?;
+        if specs.iter().any(|s| s.name == spec.name) {
+            return Err(src.error(name.span(), format!("a second app is named `{}`", spec.name)).with_hint("give each [[app]] a name of its own"));
         }
-        let path_prefix = match &app.path_prefix {
-            None => "/".to_string(),
-            Some(p) if p.get_ref().starts_with('/') && !p.get_ref().contains("...") && !p.get_ref().contains(':') => {
-                tessera_manifest::routes::normalize_base(p.get_ref())
-            }
-            Some(p) => {
-                return Err(src.error(p.span(), format!("path_prefix `{}` is not a path", p.get_ref())).with_hint("write a path such as `/shop`, with no wildcard or parameter"));
-            }
-        };
         // Two apps may not answer the same host and prefix: which one serves would be a guess.
-        let keys = if hosts.is_empty() { vec![String::new()] } else { hosts.clone() };
-        for host in keys {
-            if let Some(other) = claimed.insert((host.clone(), path_prefix.clone()), name.clone()) {
-                let at = app.path_prefix.as_ref().map_or(app.name.span(), |p| p.span());
-                let host = if host.is_empty() { "any host".to_string() } else { format!("host `{host}`") };
-                return Err(src.error(at, format!("apps `{other}` and `{name}` both serve {host} under `{path_prefix}`")).with_hint("give one of them another path_prefix or hosts"));
+        for key in route_keys(&spec) {
+            if let Some(other) = claimed.insert(key.clone(), spec.name.clone()) {
+                let at = app.path_prefix.as_ref().map_or(name.span(), |p| p.span());
+                return Err(src.error(at, format!("apps `{other}` and `{}` both serve {}", spec.name, describe_route(&key))).with_hint("give one of them another path_prefix or hosts"));
             }
         }
-        let count = |v: &Option<Spanned<i64>>, key: &str| -> Result<Option<usize>, ManifestError> {
-            match v {
-                None => Ok(None),
-                Some(n) if *n.get_ref() >= 1 => Ok(Some(*n.get_ref() as usize)),
-                Some(n) if key == "queued" && *n.get_ref() == 0 => Ok(Some(0)),
-                Some(n) => Err(src.error(n.span(), format!("quota.{key} of app `{name}` must be at least 1")).with_hint("give a positive number")),
-            }
-        };
-        let memory = match &app.quota.memory {
-            None => None,
-            Some(v) => {
-                let bytes = match v.get_ref() {
-                    toml::Value::Integer(n) if *n > 0 => Some(*n as u64),
-                    toml::Value::String(s) => tessera_manifest::parse_size(s).ok(),
-                    _ => None,
-                };
-                Some(bytes.ok_or_else(|| src.error(v.span(), format!("quota.memory of app `{name}` is not a size")).with_hint("write bytes or a size such as \"64 MiB\""))?)
-            }
-        };
-        specs.push(AppSpec {
-            name: name.clone(),
-            source,
-            hosts,
-            path_prefix,
-            runtime_config: app.runtime_config.as_deref().map(relative),
-            state_dir: app.state_dir.as_deref().map(relative),
-            variables: app.variables,
-            quota: Quota { instances: count(&app.quota.instances, "instances")?, queued: count(&app.quota.queued, "queued")?, memory },
-        });
+        specs.push(spec);
     }
     Ok(specs)
+}
+
+/// Checks one app's entry, sent as the TOML keys of an `[[app]]` (without `name`, which
+/// is `name`); `origin` names where it came from in errors, and relative paths are
+/// relative to `base`.
+pub fn parse_entry(origin: &Path, base: &Path, name: &str, text: &str) -> Result<AppSpec, ManifestError> {
+    let src = SourceFile::new(origin, text);
+    let raw: RawApp = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
+    if let Some(other) = raw.name.as_ref().filter(|n| n.get_ref() != name) {
+        return Err(src.error(other.span(), format!("the entry is named `{}` but was sent for `{name}`", other.get_ref())).with_hint("drop `name` or make it match"));
+    }
+    check(&src, base, name, None, &raw)
+}
+
+/// The (host, prefix) pairs an app answers; the empty host stands for any.
+pub fn route_keys(spec: &AppSpec) -> Vec<(String, String)> {
+    if spec.hosts.is_empty() {
+        vec![(String::new(), spec.path_prefix.clone())]
+    } else {
+        spec.hosts.iter().map(|h| (h.clone(), spec.path_prefix.clone())).collect()
+    }
+}
+
+/// `any host under `/x`` or `host `h` under `/x``.
+pub fn describe_route((host, prefix): &(String, String)) -> String {
+    if host.is_empty() { format!("any host under `{prefix}`") } else { format!("host `{host}` under `{prefix}`") }
+}
+
+fn check(src: &SourceFile<'_>, base: &Path, name: &str, name_span: Option<std::ops::Range<usize>>, app: &RawApp) -> Result<AppSpec, ManifestError> {
+    let at = |span: std::ops::Range<usize>, message: String| src.error(span, message);
+    let whole = || name_span.clone().unwrap_or(0..0);
+    let relative = |p: &str| base.join(p);
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        return Err(at(whole(), format!("app name `{name}` is not allowed")).with_hint("use lowercase letters, digits and `-`, e.g. `shop-api`"));
+    }
+    let source_text = app.source.get_ref();
+    let source = if looks_like_reference(source_text) {
+        AppSource::Registry(source_text.clone())
+    } else {
+        let local = relative(source_text);
+        if !local.exists() {
+            return Err(at(app.source.span(), format!("app `{name}`: source {} does not exist", local.display()))
+                .with_hint("give a directory holding spin.toml, a spin.toml, a component, or a registry reference REGISTRY/REPOSITORY:TAG"));
+        }
+        AppSource::Local(local)
+    };
+    let mut hosts = Vec::new();
+    for host in &app.hosts {
+        let h = normalize_host(host.get_ref());
+        if h.is_empty() || h.contains('/') || h.contains(' ') {
+            return Err(at(host.span(), format!("`{}` is not a host name", host.get_ref())).with_hint("write a name as in the Host header, e.g. `shop.example.com`"));
+        }
+        hosts.push(h);
+    }
+    let path_prefix = match &app.path_prefix {
+        None => "/".to_string(),
+        Some(p) if p.get_ref().starts_with('/') && !p.get_ref().contains("...") && !p.get_ref().contains(':') => tessera_manifest::routes::normalize_base(p.get_ref()),
+        Some(p) => {
+            return Err(at(p.span(), format!("path_prefix `{}` is not a path", p.get_ref())).with_hint("write a path such as `/shop`, with no wildcard or parameter"));
+        }
+    };
+    let count = |v: &Option<Spanned<i64>>, key: &str| -> Result<Option<usize>, ManifestError> {
+        match v {
+            None => Ok(None),
+            Some(n) if *n.get_ref() >= 1 => Ok(Some(*n.get_ref() as usize)),
+            Some(n) if key == "queued" && *n.get_ref() == 0 => Ok(Some(0)),
+            Some(n) => Err(at(n.span(), format!("quota.{key} of app `{name}` must be at least 1")).with_hint("give a positive number")),
+        }
+    };
+    let memory = match &app.quota.memory {
+        None => None,
+        Some(v) => {
+            let bytes = match v.get_ref() {
+                toml::Value::Integer(n) if *n > 0 => Some(*n as u64),
+                toml::Value::String(s) => tessera_manifest::parse_size(s).ok(),
+                _ => None,
+            };
+            Some(bytes.ok_or_else(|| at(v.span(), format!("quota.memory of app `{name}` is not a size")).with_hint("write bytes or a size such as \"64 MiB\""))?)
+        }
+    };
+    Ok(AppSpec {
+        name: name.to_string(),
+        source,
+        hosts,
+        path_prefix,
+        runtime_config: app.runtime_config.as_deref().map(relative),
+        state_dir: app.state_dir.as_deref().map(relative),
+        variables: app.variables.clone(),
+        quota: Quota { instances: count(&app.quota.instances, "instances")?, queued: count(&app.quota.queued, "queued")?, memory },
+    })
 }
 
 /// A `Host` header as routes compare it: lowercase, without the port.

@@ -9,6 +9,7 @@
 //! [`AppHost::run_command`] runs a `[[trigger.command]]` app once.
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod apps_file;
 mod many_apps;
 

@@ -84,6 +84,9 @@ pub struct Reconciled {
 /// One deployed version of an app.
 struct Deployed {
     spec: AppSpec,
+    /// Listed in the apps file (reconciliation owns it), rather than deployed through the
+    /// admin API (reconciliation leaves it alone unless the file names it).
+    from_file: bool,
     /// Its manifest, components and runtime config.
     files: Vec<PathBuf>,
     /// What they looked like when loaded, to see whether a reload changes anything.
@@ -161,15 +164,25 @@ impl ManyApps {
         self.open_connections.load(Ordering::Relaxed)
     }
 
-    /// Deploys `spec`, or replaces the version deployed under its name. The new version is
-    /// loaded in full before it takes any request; on failure the old one keeps serving.
+    /// Deploys `spec` (the admin API), or replaces the version deployed under its name. The
+    /// new version is loaded in full before it takes any request; on failure the old one
+    /// keeps serving.
     pub async fn deploy(self: &Arc<Self>, spec: AppSpec) -> Result<AppStatus> {
         let mut apps = self.apps.lock().await;
-        self.deploy_locked(&mut apps, spec).await
+        self.deploy_locked(&mut apps, spec, false).await
     }
 
-    async fn deploy_locked(self: &Arc<Self>, apps: &mut BTreeMap<String, Deployed>, spec: AppSpec) -> Result<AppStatus> {
+    async fn deploy_locked(self: &Arc<Self>, apps: &mut BTreeMap<String, Deployed>, spec: AppSpec, from_file: bool) -> Result<AppStatus> {
         let name = spec.name.clone();
+        let keys = crate::apps_file::route_keys(&spec);
+        if let Some((other, key)) = apps.values().filter(|d| d.spec.name != name).find_map(|d| {
+            crate::apps_file::route_keys(&d.spec).into_iter().find(|k| keys.contains(k)).map(|k| (d.spec.name.clone(), k))
+        }) {
+            anyhow::bail!(
+                "app `{name}` would serve {}, which app `{other}` serves\n  hint: give `{name}` another path_prefix or hosts",
+                crate::apps_file::describe_route(&key)
+            );
+        }
         let others: usize = apps.iter().filter(|(n, _)| **n != name).map(|(_, d)| d.status.instances).sum();
         let this = self.clone();
         // Compiling may take seconds: off the runtime's threads.
@@ -206,7 +219,7 @@ impl ManyApps {
             deployed_at: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         };
         let serving = host.serve(None, 1)?;
-        let old = apps.insert(name.clone(), Deployed { spec, files, fingerprint, status: status.clone(), http, serving });
+        let old = apps.insert(name.clone(), Deployed { spec, from_file, files, fingerprint, status: status.clone(), http, serving });
         self.publish_routes(apps);
         match old {
             Some(old) => {
@@ -238,14 +251,16 @@ impl ManyApps {
         self.apps.lock().await.get(name).map(|d| d.status.clone())
     }
 
-    /// Makes the deployed apps those of `specs`: new ones deployed, changed ones (their
-    /// entry, manifest or components) updated, missing ones undeployed. One app's failure
-    /// leaves the others' changes made and its own old version serving.
+    /// Makes the apps of the apps file those of `specs`: new ones deployed, changed ones
+    /// (their entry, manifest or components) updated, ones no longer listed undeployed.
+    /// Apps deployed through the admin API are left alone unless `specs` names them. One
+    /// app's failure leaves the others' changes made and its own old version serving.
     pub async fn reconcile(self: &Arc<Self>, specs: Vec<AppSpec>) -> Reconciled {
         let mut apps = self.apps.lock().await;
         let mut done = Reconciled::default();
         let wanted: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
-        for name in apps.keys().filter(|n| !wanted.contains(n)).cloned().collect::<Vec<_>>() {
+        let dropped: Vec<String> = apps.iter().filter(|(n, d)| d.from_file && !wanted.contains(n)).map(|(n, _)| n.clone()).collect();
+        for name in dropped {
             let old = apps.remove(&name).expect("listed");
             self.publish_routes(&apps);
             tracing::info!("app `{name}`: no longer in the apps file; undeployed");
@@ -254,16 +269,17 @@ impl ManyApps {
         }
         for spec in specs {
             let name = spec.name.clone();
-            let existed = match apps.get(&name) {
+            let existed = match apps.get_mut(&name) {
                 // A registry app changes with its entry (a new tag or digest).
                 Some(d) if d.spec == spec && fingerprint_of(&d.files) == d.fingerprint => {
+                    d.from_file = true;
                     done.unchanged.push(name);
                     continue;
                 }
                 Some(_) => true,
                 None => false,
             };
-            match self.deploy_locked(&mut apps, spec).await {
+            match self.deploy_locked(&mut apps, spec, true).await {
                 Ok(_) if existed => done.updated.push(name),
                 Ok(_) => done.deployed.push(name),
                 Err(e) => {

@@ -1,0 +1,119 @@
+//! The admin API of a host of many apps, on its own listener, every request carrying
+//! `Authorization: Bearer <token>` (anything else is 401):
+//!
+//! - `GET /v1/apps`: the deployed apps (JSON);
+//! - `GET /v1/apps/NAME`: one app, or 404;
+//! - `PUT /v1/apps/NAME`: deploys the app, or a new version of it, from the body: the keys
+//!   of an apps file's `[[app]]` entry as TOML (or the same as a JSON object with
+//!   `Content-Type: application/json`); 201 when new, 200 when updated, 400 for a bad
+//!   entry (with its line and column), 422 when the app does not load (the version
+//!   deployed before keeps serving);
+//! - `DELETE /v1/apps/NAME`: undeploys it (204), or 404.
+//!
+//! Relative paths in an entry are relative to the host's working directory.
+
+use crate::many_apps::ManyApps;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The largest entry the API reads.
+const MAX_BODY: usize = 64 << 10;
+
+/// Serves the admin API on `listener` until `stop` turns true.
+pub async fn serve(host: Arc<ManyApps>, listener: tokio::net::TcpListener, token: String, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let token: Arc<str> = token.into();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.changed() => return,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let (host, token) = (host.clone(), token.clone());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let (host, token) = (host.clone(), token.clone());
+                async move { Ok::<_, std::convert::Infallible>(answer(&host, &token, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+type Response = hyper::Response<Full<Bytes>>;
+
+async fn answer(host: &Arc<ManyApps>, token: &str, req: hyper::Request<Incoming>) -> Response {
+    if !authorized(&req, token) {
+        let mut r = json(401, &serde_json::json!({ "error": "missing or wrong bearer token", "hint": "send Authorization: Bearer <the host's admin token>" }));
+        r.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+        return r;
+    }
+    let path = req.uri().path().to_string();
+    let name = path.strip_prefix("/v1/apps/").filter(|n| !n.is_empty() && !n.contains('/'));
+    match (req.method().clone(), path.as_str(), name) {
+        (http::Method::GET, "/v1/apps", _) => json(200, &host.list().await),
+        (http::Method::GET, _, Some(name)) => match host.inspect(name).await {
+            Some(status) => json(200, &status),
+            None => not_found(name),
+        },
+        (http::Method::PUT, _, Some(name)) => deploy(host, name.to_string(), req).await,
+        (http::Method::DELETE, _, Some(name)) => match host.undeploy(name).await {
+            Ok(()) => hyper::Response::builder().status(204).body(Full::new(Bytes::new())).expect("response"),
+            Err(_) => not_found(name),
+        },
+        _ => json(404, &serde_json::json!({ "error": format!("{} {path} is not part of the admin API", req.method()), "hint": "use GET /v1/apps, GET|PUT|DELETE /v1/apps/NAME" })),
+    }
+}
+
+async fn deploy(host: &Arc<ManyApps>, name: String, req: hyper::Request<Incoming>) -> Response {
+    let is_json = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return error(413, format!("the entry is over {MAX_BODY} bytes"), "send only the keys of one [[app]] entry"),
+    };
+    let Ok(text) = String::from_utf8(body.to_vec()) else {
+        return error(400, "the entry is not UTF-8".into(), "send TOML or JSON text");
+    };
+    let text = if is_json {
+        match serde_json::from_str::<serde_json::Value>(&text).map_err(|e| e.to_string()).and_then(|v| toml::to_string(&v).map_err(|e| e.to_string())) {
+            Ok(toml) => toml,
+            Err(e) => return error(400, format!("the JSON entry cannot be read: {e}"), "send an object with the keys of an [[app]] entry"),
+        }
+    } else {
+        text
+    };
+    let origin = format!("PUT /v1/apps/{name}");
+    let spec = match crate::apps_file::parse_entry(Path::new(&origin), Path::new("."), &name, &text) {
+        Ok(spec) => spec,
+        Err(e) => return error(400, e.to_string(), "fix the entry; the README lists the keys of [[app]]"),
+    };
+    let existed = host.inspect(&name).await.is_some();
+    match host.deploy(spec).await {
+        Ok(status) => json(if existed { 200 } else { 201 }, &status),
+        Err(e) => error(422, format!("{e:#}"), if existed { "the version deployed before keeps serving" } else { "nothing was deployed" }),
+    }
+}
+
+/// Compares the bearer token in constant time.
+fn authorized<B>(req: &hyper::Request<B>, token: &str) -> bool {
+    let Some(given) = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) else {
+        return false;
+    };
+    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn json(status: u16, value: &impl serde::Serialize) -> Response {
+    let body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    hyper::Response::builder().status(status).header(http::header::CONTENT_TYPE, "application/json").body(Full::new(Bytes::from(body))).expect("response")
+}
+
+fn error(status: u16, message: String, hint: &str) -> Response {
+    json(status, &serde_json::json!({ "error": message, "hint": hint }))
+}
+
+fn not_found(name: &str) -> Response {
+    error(404, format!("no app is named `{name}`"), "GET /v1/apps lists the apps deployed")
+}
