@@ -43,6 +43,10 @@ pub struct UpArgs {
     /// Compile every component again instead of using the compile cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Serve Prometheus metrics on this address (GET /metrics), per component: requests by
+    /// status, latency, guest CPU, peak memory, slot waits, limits hit.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
     /// Arguments for a `[[trigger.command]]` app (after `--`); argv[0] is the component id.
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<String>,
@@ -96,7 +100,9 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
     raise_open_file_limit(rc.max_connections);
     let shutdown_timeout = rc.shutdown_timeout;
     let engine = Engine::new(&settings)?;
-    let host = AppHost::load(&engine, Arc::new(app))?;
+    let metrics = args.metrics.as_ref().map(|_| Arc::new(tessera_executor::metrics::Metrics::default()));
+    let options = tessera_executor::ExecutorOptions { metrics: metrics.as_ref().map(|m| m.for_app(&app.manifest.application.name)), ..Default::default() };
+    let host = AppHost::load_with(&engine, Arc::new(app), options)?;
     host.log_loads();
 
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -117,6 +123,12 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
         None => None,
     };
     let addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+    if let (Some(address), Some(metrics)) = (&args.metrics, metrics) {
+        let _tokio = runtime.enter();
+        let listener = tokio::net::TcpListener::from_std(listen(address).context("the metrics address (--metrics)")?)?;
+        println!("Metrics on http://{}/metrics", listener.local_addr()?);
+        runtime.spawn(tessera_host::admin::serve_metrics(metrics, listener));
+    }
     let code = host.serve_until_signal(&runtime, listener, threads, shutdown_timeout, |host| print_triggers(host, addr))?;
     Ok(ExitCode::from(code))
 }

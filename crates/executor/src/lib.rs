@@ -13,6 +13,7 @@
 mod accounting;
 pub mod exports;
 mod failure;
+pub mod metrics;
 mod preview1;
 mod slots;
 mod stubs;
@@ -65,11 +66,13 @@ pub struct ExecutorOptions {
     /// Log each failed invocation as an error. An embedder that gets every failure as a
     /// value (and may see millions of quota hits a day) logs them at debug level instead.
     pub log_failures: bool,
+    /// Where the app's invocations, slots and limits hit are counted (Prometheus).
+    pub metrics: Option<Arc<metrics::AppMetrics>>,
 }
 
 impl Default for ExecutorOptions {
     fn default() -> Self {
-        Self { limits: RUNTIME_CONFIG_LIMITS, fuel: None, link: None, log_failures: true }
+        Self { limits: RUNTIME_CONFIG_LIMITS, fuel: None, link: None, log_failures: true, metrics: None }
     }
 }
 
@@ -92,6 +95,9 @@ impl Executor {
         let capabilities = AppCapabilities::configure(&app)?;
         let rc = &app.runtime_config;
         let slots = Arc::new(InstanceSlots::new(rc.max_concurrent_requests, rc.max_queued_requests, rc.queue_timeout));
+        if let Some(metrics) = &options.metrics {
+            metrics.watch_slots(&slots);
+        }
         Ok(Self {
             engine: engine.clone(),
             app,
@@ -118,6 +124,11 @@ impl Executor {
     /// entry point calls this once it exists).
     pub fn serve_locally(&self, services: std::sync::Weak<dyn tessera_capabilities::outbound_http::LocalServices>) {
         self.capabilities.serve_locally(services);
+    }
+
+    /// Where the app's metrics are recorded, when they are.
+    pub fn metrics(&self) -> Option<&Arc<metrics::AppMetrics>> {
+        self.options.metrics.as_ref()
     }
 
     /// The instance slots every entry point of this executor shares.
@@ -180,6 +191,7 @@ impl Executor {
             limits: LimitsInForce { timeout: limits.request_timeout, max_wasm_stack: self.app.runtime_config.max_wasm_stack, fuel: self.options.fuel },
             settings: self.options.limits,
             log_failures: self.options.log_failures,
+            metrics: self.options.metrics.clone(),
         }
     }
 
@@ -246,8 +258,18 @@ impl Executor {
         instantiate: impl for<'a> FnOnce(&'a mut Store<D>) -> BoxFuture<'a, wasmtime::Result<I>> + Send + 'static,
         call: impl for<'a> FnOnce(&'a mut Store<D>, I) -> BoxFuture<'a, wasmtime::Result<T>> + Send + 'static,
     ) -> Result<Invoked<T>, InvokeError> {
-        let _permit = slots.admit().await.map_err(InvokeError::Busy)?;
+        let arrived = Instant::now();
+        let admitted = slots.admit().await;
+        if let Some(metrics) = &subject.metrics {
+            metrics.slot_wait(arrived.elapsed());
+            if let Err(why) = admitted {
+                metrics.limit_hit(&subject.id, if why == Rejected::QueueFull { "max_queued_requests" } else { "queue_timeout" });
+                metrics.invocation(metrics::InvocationRecord { component: &subject.id, trigger, outcome: "busy", duration: arrived.elapsed(), cpu: None, peak_memory: None });
+            }
+        }
+        let _permit = admitted.map_err(InvokeError::Busy)?;
         let span = subject.span(trigger, self.next_invocation_id());
+        let metrics = subject.metrics.clone().map(|m| (m, subject.id.clone()));
         let started = Instant::now();
         let subject = subject.clone();
         let run = async move {
@@ -273,7 +295,26 @@ impl Executor {
             let failure = Failure::classify(error, data.limiter().hit(), data.max_handles(), &subject.limits, timed_out);
             Err((subject.failed(failure), account))
         };
-        match tracing::Instrument::instrument(run, span).await {
+        let result = tracing::Instrument::instrument(run, span).await;
+        if let Some((metrics, component)) = metrics {
+            let (outcome, account) = match &result {
+                Ok(invoked) => ("ok", Some(&invoked.account)),
+                Err((_, account)) => ("failed", Some(account)),
+            };
+            let record = metrics::InvocationRecord {
+                component: &component,
+                trigger,
+                outcome,
+                duration: arrived.elapsed(),
+                cpu: account.map(|a| a.cpu),
+                peak_memory: account.map(|a| a.peak_memory),
+            };
+            // HTTP requests are counted when their answer ends (the access log).
+            if trigger != "http" {
+                metrics.invocation(record);
+            }
+        }
+        match result {
             Ok(invoked) => Ok(invoked),
             Err((failure, account)) => Err(InvokeError::Failed { failure, account: Some(account) }),
         }
@@ -320,6 +361,7 @@ pub(crate) struct Subject {
     limits: LimitsInForce,
     settings: LimitSettings,
     log_failures: bool,
+    metrics: Option<Arc<metrics::AppMetrics>>,
 }
 
 impl Subject {
@@ -332,6 +374,9 @@ impl Subject {
     fn failed(&self, failure: Failure) -> Failure {
         if matches!(failure, Failure::Exit(_)) {
             return failure;
+        }
+        if let (Some(metrics), Some(limit)) = (&self.metrics, failure.limit()) {
+            metrics.limit_hit(&self.id, (self.settings.name)(limit));
         }
         if self.log_failures {
             tracing::error!("{}", failure.describe(&self.id, &self.settings));

@@ -11,6 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// Slots for running instances plus a bounded waiting line.
 pub struct InstanceSlots {
     slots: Arc<Semaphore>,
+    total: usize,
     waiting: AtomicUsize,
     max_waiting: usize,
     max_wait: Duration,
@@ -30,10 +31,21 @@ impl InstanceSlots {
     pub fn new(slots: usize, max_waiting: usize, max_wait: Duration) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(slots)),
+            total: slots,
             waiting: AtomicUsize::new(0),
             max_waiting,
             max_wait,
         }
+    }
+
+    /// Slots held now.
+    pub fn in_use(&self) -> usize {
+        self.total.saturating_sub(self.slots.available_permits())
+    }
+
+    /// Invocations waiting for a slot now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// Waits for a slot; the permit frees it when dropped.

@@ -8,7 +8,8 @@
 //!   `Content-Type: application/json`); 201 when new, 200 when updated, 400 for a bad
 //!   entry (with its line and column), 422 when the app does not load (the version
 //!   deployed before keeps serving);
-//! - `DELETE /v1/apps/NAME`: undeploys it (204), or 404.
+//! - `DELETE /v1/apps/NAME`: undeploys it (204), or 404;
+//! - `GET /metrics`: every app's metrics in Prometheus' text format.
 //!
 //! Relative paths in an entry are relative to the host's working directory.
 
@@ -54,6 +55,7 @@ async fn answer(host: &Arc<ManyApps>, token: &str, req: hyper::Request<Incoming>
     let name = path.strip_prefix("/v1/apps/").filter(|n| !n.is_empty() && !n.contains('/'));
     match (req.method().clone(), path.as_str(), name) {
         (http::Method::GET, "/v1/apps", _) => json(200, &host.list().await),
+        (http::Method::GET, "/metrics", _) => metrics_response(host.metrics()),
         (http::Method::GET, _, Some(name)) => match host.inspect(name).await {
             Some(status) => json(200, &status),
             None => not_found(name),
@@ -65,6 +67,32 @@ async fn answer(host: &Arc<ManyApps>, token: &str, req: hyper::Request<Incoming>
         },
         _ => json(404, &serde_json::json!({ "error": format!("{} {path} is not part of the admin API", req.method()), "hint": "use GET /v1/apps, GET|PUT|DELETE /v1/apps/NAME" })),
     }
+}
+
+/// Serves `GET /metrics` (no token: bind it where only the scraper reaches) on `listener`:
+/// `tessera up --metrics`.
+pub async fn serve_metrics(metrics: Arc<tessera_executor::metrics::Metrics>, listener: tokio::net::TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let response = match (req.method(), req.uri().path()) {
+                    (&http::Method::GET, "/metrics") => metrics_response(&metrics),
+                    _ => error(404, format!("{} is not served here", req.uri().path()), "scrape GET /metrics"),
+                };
+                async move { Ok::<_, std::convert::Infallible>(response) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+fn metrics_response(metrics: &tessera_executor::metrics::Metrics) -> Response {
+    hyper::Response::builder()
+        .header(http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(Full::new(Bytes::from(metrics.encode())))
+        .expect("response")
 }
 
 async fn deploy(host: &Arc<ManyApps>, name: String, req: hyper::Request<Incoming>) -> Response {

@@ -71,7 +71,12 @@ pub struct AppHost {
 impl AppHost {
     /// Opens the app's backends and prepares every component its triggers use.
     pub fn load(engine: &Engine, app: Arc<LoadedApp>) -> Result<Self> {
-        let executor = Arc::new(Executor::new(engine, app.clone(), ExecutorOptions::default())?);
+        Self::load_with(engine, app, ExecutorOptions::default())
+    }
+
+    /// [`AppHost::load`] with executor options of the caller's (metrics).
+    pub fn load_with(engine: &Engine, app: Arc<LoadedApp>, options: ExecutorOptions) -> Result<Self> {
+        let executor = Arc::new(Executor::new(engine, app.clone(), options)?);
         let manifest = &app.manifest;
         let http = if manifest.http_triggers.is_empty() { None } else { Some(HttpTrigger::new(&executor)?) };
         let redis = RedisTrigger::new(&executor)?;

@@ -128,6 +128,7 @@ pub struct ManyApps {
     versions: std::sync::Mutex<BTreeMap<String, u64>>,
     open_connections: Arc<AtomicUsize>,
     next_unrouted: AtomicU64,
+    metrics: Arc<tessera_executor::metrics::Metrics>,
 }
 
 impl ManyApps {
@@ -149,6 +150,7 @@ impl ManyApps {
             versions: std::sync::Mutex::default(),
             open_connections: Arc::default(),
             next_unrouted: AtomicU64::new(1),
+            metrics: Arc::default(),
         }))
     }
 
@@ -157,6 +159,11 @@ impl ManyApps {
     pub fn serve_http(self: &Arc<Self>, listener: std::net::TcpListener, threads: usize, stop: tokio::sync::watch::Receiver<bool>) -> Result<()> {
         let limits = ListenerLimits::of(&tessera_manifest::RuntimeConfig::default());
         tessera_trigger_http::serve_per_thread(self.clone(), limits, self.open_connections.clone(), listener, threads, stop)
+    }
+
+    /// Every app's metrics.
+    pub fn metrics(&self) -> &Arc<tessera_executor::metrics::Metrics> {
+        &self.metrics
     }
 
     /// Client connections open now.
@@ -237,6 +244,7 @@ impl ManyApps {
         let old = apps.remove(name).with_context(|| format!("no app is named `{name}`"))?;
         self.publish_routes(&apps);
         tracing::info!("app `{name}`: undeployed; its work in progress finishes");
+        self.metrics.remove_app(name);
         self.retire(old);
         Ok(())
     }
@@ -355,7 +363,8 @@ impl ManyApps {
         let mut files = vec![manifest_path.clone()];
         files.extend(app.components.values().map(|c| c.source.clone()));
         files.extend(spec.runtime_config.clone());
-        let host = AppHost::load(&self.engine, Arc::new(app)).with_context(|| format!("app `{name}`"))?;
+        let options = tessera_executor::ExecutorOptions { metrics: Some(self.metrics.for_app(name)), ..Default::default() };
+        let host = AppHost::load_with(&self.engine, Arc::new(app), options).with_context(|| format!("app `{name}`"))?;
         Ok((host, files, instances))
     }
 

@@ -313,7 +313,7 @@ impl PluginHost {
         let executor = Executor::new(
             &host.engine,
             Arc::new(app),
-            ExecutorOptions { limits: crate::quotas::QUOTA_NAMES, fuel: None, link: host.options.link.clone(), log_failures: false },
+            ExecutorOptions { limits: crate::quotas::QUOTA_NAMES, fuel: None, link: host.options.link.clone(), log_failures: false, metrics: None },
         )?;
         let prepared = executor.prepare(&id)?;
         Ok(Loaded { executor, prepared, digest: digest.to_string() })

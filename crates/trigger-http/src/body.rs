@@ -32,6 +32,8 @@ pub struct AccessLog {
     pub component: Arc<str>,
     /// The app's name, when the host serves many (`tessera host`).
     pub app: Option<Arc<str>>,
+    /// Where the request is counted, when metrics are on.
+    pub metrics: Option<Arc<tessera_executor::metrics::AppMetrics>>,
     /// Peak instance memory, when an instance ran.
     pub peak_memory: Option<Arc<AtomicU64>>,
     /// The instance's CPU time until the response ended, when an instance ran.
@@ -40,7 +42,18 @@ pub struct AccessLog {
 
 impl Drop for AccessLog {
     fn drop(&mut self) {
-        let ms = self.start.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = self.start.elapsed();
+        if let Some(metrics) = &self.metrics {
+            metrics.invocation(tessera_executor::metrics::InvocationRecord {
+                component: &self.component,
+                trigger: "http",
+                outcome: status_label(self.status),
+                duration: elapsed,
+                cpu: self.cpu.as_ref().map(|c| c.get()),
+                peak_memory: self.peak_memory.as_ref().map(|p| p.load(Ordering::Relaxed)),
+            });
+        }
+        let ms = elapsed.as_secs_f64() * 1000.0;
         let peak = match &self.peak_memory {
             Some(p) => format!("{}KiB", p.load(Ordering::Relaxed) / 1024),
             None => "-".into(),
@@ -59,6 +72,18 @@ impl Drop for AccessLog {
             self.method, self.path, self.status, ms, self.component, cpu, peak, self.id
         );
     }
+}
+
+/// A status as a metric label, without allocating for the common ones.
+fn status_label(status: u16) -> &'static str {
+    const LABELS: [&str; 14] = ["200", "201", "204", "301", "302", "304", "400", "401", "403", "404", "500", "502", "503", "504"];
+    LABELS.iter().find(|l| l.parse::<u16>() == Ok(status)).copied().unwrap_or(match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    })
 }
 
 /// The body of every response Tessera sends.

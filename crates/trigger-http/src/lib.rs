@@ -67,6 +67,7 @@ pub struct HttpTrigger {
     listener: ListenerLimits,
     /// The app's name in access-log lines, when one host serves many apps.
     app_label: std::sync::OnceLock<Arc<str>>,
+    metrics: Option<Arc<tessera_executor::metrics::AppMetrics>>,
 }
 
 /// What one client connection may cost (the runtime config's listener keys).
@@ -174,7 +175,14 @@ impl HttpTrigger {
             open: Arc::new(AtomicUsize::new(0)),
             listener: ListenerLimits::of(&app.runtime_config),
             app_label: std::sync::OnceLock::new(),
+            metrics: executor.metrics().cloned(),
         })
+    }
+
+    fn limit_hit(&self, component: &str, limit: &str) {
+        if let Some(metrics) = &self.metrics {
+            metrics.limit_hit(component, limit);
+        }
     }
 
     /// Names the app in each access-log line (a host serving many apps); set once.
@@ -360,17 +368,18 @@ impl HttpTrigger {
         let id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
         if framing_conflict {
             let message = format!("a request may not have both Content-Length and Transfer-Encoding (they disagree on where it ends)\nrequest id: {id}\n");
-            let mut response = text(400, &message, Some(LogLine::of(self.app_label.get(), id, start, &req).finish(400, &no_component(), None)));
+            let mut response = text(400, &message, Some(LogLine::of(self, id, start, &req).finish(400, &no_component(), None)));
             response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
             return response;
         }
         let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
         if header_bytes > self.listener.max_header_size {
             let message = format!("request header section is {header_bytes} bytes, over max_request_header_size ({} bytes)\nrequest id: {id}\n", self.listener.max_header_size);
-            return text(431, &message, Some(LogLine::of(self.app_label.get(), id, start, &req).finish(431, &no_component(), None)));
+            self.limit_hit("-", "max_request_header_size");
+            return text(431, &message, Some(LogLine::of(self, id, start, &req).finish(431, &no_component(), None)));
         }
         let Some(matched) = self.router.route(req.uri().path()) else {
-            let log = LogLine::of(self.app_label.get(), id, start, &req).finish(404, &no_component(), None);
+            let log = LogLine::of(self, id, start, &req).finish(404, &no_component(), None);
             return text(404, &format!("no route matches {}\n", req.uri().path()), Some(log));
         };
         let host_header = req
@@ -399,7 +408,7 @@ impl HttpTrigger {
             LocalTarget::App => match self.router.route(&path) {
                 Some(matched) => self.dispatch(arrival, *matched.target, &matched, request).await,
                 None => {
-                    let log = LogLine::of(self.app_label.get(), id, start, &request).finish(404, &no_component(), None);
+                    let log = LogLine::of(&self, id, start, &request).finish(404, &no_component(), None);
                     text(404, &format!("no route matches {path}\n"), Some(log))
                 }
             },
@@ -422,7 +431,7 @@ impl HttpTrigger {
         B: http_body::Body<Data = Bytes, Error = wasmtime_wasi_http::Error> + Send + 'static,
     {
         let Arrival { id, start, client, full_url, waiting_for_client } = arrival;
-        let line = LogLine::of(self.app_label.get(), id, start, &request);
+        let line = LogLine::of(self, id, start, &request);
         let target = &self.targets[target];
         let (component, served, limits) = match target {
             Target::Static(s) => return static_response(s, line.finish(s.status_code, &no_component(), None)),
@@ -432,6 +441,7 @@ impl HttpTrigger {
         let (max_body, timeout) = (limits.max_request_body_size, limits.request_timeout);
 
         if declared_length(request.headers()).is_some_and(|n| n > max_body) {
+            self.limit_hit(component, "max_request_body_size");
             return text(413, &format!("request body larger than max_request_body_size ({max_body} bytes)\nrequest id: {id}\n"), Some(log(413, None)));
         }
         let (mut parts, body) = request.into_parts();
@@ -447,9 +457,15 @@ impl HttpTrigger {
             .boxed_unsync();
         let request = http::Request::from_parts(parts, body);
 
-        let permit = match self.slots.admit().await {
+        let asked = Instant::now();
+        let admitted = self.slots.admit().await;
+        if let Some(metrics) = &self.metrics {
+            metrics.slot_wait(asked.elapsed());
+        }
+        let permit = match admitted {
             Ok(p) => p,
             Err(why) => {
+                self.limit_hit(component, if why == tessera_executor::Rejected::QueueFull { "max_queued_requests" } else { "queue_timeout" });
                 tracing::warn!("request {id}: every instance slot is busy and {why:?}: answering 503 (raise max_concurrent_requests or max_queued_requests in the runtime config)");
                 let mut r = text(503, &format!("server busy, try again\nrequest id: {id}\n"), Some(log(503, None)));
                 r.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
@@ -474,6 +490,7 @@ impl HttpTrigger {
                 let max_response = limits.max_response_body_size;
                 if let Some(n) = declared_length(response.headers()).filter(|n| *n > max_response) {
                     tracing::error!("request {id}: component `{component}` answered with a {n}-byte body, over max_response_body_size ({max_response} bytes); answered 502 instead (raise max_response_body_size in the runtime config, globally or under [component.{component}])");
+                    self.limit_hit(component, "max_response_body_size");
                     return text(502, &format!("the component's response body ({n} bytes) is over max_response_body_size ({max_response} bytes)\nrequest id: {id}\n"), Some(log(502, Some(&cost))));
                 }
                 let (parts, body) = response.into_parts();
@@ -507,6 +524,7 @@ impl HttpTrigger {
 /// What the access log says of a request before it is answered.
 struct LogLine {
     app: Option<Arc<str>>,
+    metrics: Option<Arc<tessera_executor::metrics::AppMetrics>>,
     id: u64,
     start: Instant,
     method: http::Method,
@@ -514,9 +532,9 @@ struct LogLine {
 }
 
 impl LogLine {
-    fn of<B>(app: Option<&Arc<str>>, id: u64, start: Instant, request: &http::Request<B>) -> Self {
+    fn of<B>(trigger: &HttpTrigger, id: u64, start: Instant, request: &http::Request<B>) -> Self {
         let path = request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_else(|| "/".into());
-        Self { app: app.cloned(), id, start, method: request.method().clone(), path }
+        Self { app: trigger.app_label.get().cloned(), metrics: trigger.metrics.clone(), id, start, method: request.method().clone(), path }
     }
 
     /// The line, written when the response is done.
@@ -529,6 +547,7 @@ impl LogLine {
             start: self.start,
             component: component.clone(),
             app: self.app.clone(),
+            metrics: self.metrics.clone(),
             peak_memory: cost.map(|c| c.peak_memory.clone()),
             cpu: cost.map(|c| c.cpu.clone()),
         }
