@@ -37,7 +37,7 @@ NATIVE_SUBSCRIBER = ROOT / "target/release/native-subscriber"
 COMMAND_GUEST = ROOT / "tests/guests/target/wasm32-wasip2/release/command_guest.wasm"
 REDIS_GUEST = ROOT / "tests/guests/target/wasm32-wasip2/release/redis_guest.wasm"
 HOLD_OPEN = ROOT / "target/release/hold-open"
-SCENARIOS = ["hello", "instantiate", "startup", "python", "idle", "concurrent", "kv", "cpu", "run", "redis", "compose", "containerd", "plugins"]
+SCENARIOS = ["hello", "instantiate", "startup", "python", "idle", "concurrent", "kv", "cpu", "run", "redis", "compose", "containerd", "plugins", "host", "metrics"]
 SHIM = ROOT / "target/release/containerd-shim-tessera-v1"
 # native-hello linked statically, for an image of that one file (runc's peer).
 STATIC_TARGET = subprocess.run(["rustc", "-vV"], capture_output=True, text=True).stdout.split("host: ")[1].split()[0]
@@ -58,6 +58,11 @@ TARGET_CONTAINER_MIB = 10.0
 TARGET_PLUGIN_CALL_P50_US = 10.0
 TARGET_PLUGIN_VS_EXTISM = 2.0
 PLUGIN_GUESTS = ROOT / "bench/guests/plugin"
+# Issue 18: under 1 MiB per idle app beyond compiled code in one host of many, latency
+# within 10% of a one-app host; metrics cost under 3% of hello-world throughput.
+TARGET_HOST_APP_MIB = 1.0
+TARGET_HOST_LATENCY_RATIO = 1.10
+TARGET_METRICS_COST = 0.03
 
 
 def log(msg):
@@ -767,6 +772,118 @@ def scenario_containerd(args, results):
     results["containerd"] = out
 
 
+def host_apps(dir, count):
+    """`count` copies of hello-c and hello-rust (alternating) under distinct names, and an
+    apps file serving each under /app-N."""
+    entries = []
+    for i in range(count):
+        example = ROOT / ("examples/hello-c" if i % 2 == 0 else "examples/hello-rust")
+        app = dir / f"app-{i}"
+        app.mkdir()
+        for f in example.iterdir():
+            if f.suffix in (".toml", ".wasm") and f.name != "Cargo.toml":
+                shutil.copy(f, app / f.name)
+        entries.append(f'[[app]]\nname = "app-{i}"\nsource = "{app}"\npath_prefix = "/app-{i}"\n[app.quota]\ninstances = 2\n')
+    (dir / "apps.toml").write_text("\n".join(entries))
+    return dir / "apps.toml"
+
+
+def latencies(port, paths, count):
+    """Milliseconds of `count` sequential GETs on one kept-alive connection, cycling `paths`."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    out = []
+    for i in range(count):
+        started = time.perf_counter()
+        conn.request("GET", paths[i % len(paths)])
+        r = conn.getresponse()
+        r.read()
+        if r.status != 200:
+            raise RuntimeError(f"GET {paths[i % len(paths)]}: {r.status}")
+        out.append((time.perf_counter() - started) * 1000)
+    conn.close()
+    out.sort()
+    return {"p50_ms": out[len(out) // 2], "p99_ms": out[int(len(out) * 0.99)]}
+
+
+def scenario_host(args, results):
+    """Density: N small apps in one `tessera host` against one `tessera up` per app (Spin's
+    model: one process per app; 50 sampled and projected), same machine, same run."""
+    import random
+    count = args.host_apps
+    out = {"apps": count}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        cache = tmp / "cache"
+        big, one = tmp / "many", tmp / "one"
+        big.mkdir(), one.mkdir()
+        apps_file = host_apps(big, count)
+        one_file = host_apps(one, 1)
+        # Warm the compile cache: every copy has the same bytes, so one compile each.
+        def host(apps, port):
+            return Server("tessera host", [TESSERA, "host", "--apps", apps, "--listen", f"127.0.0.1:{port}", "--cache-dir", cache,
+                                           "--state-dir", tmp / f"state-{port}", "--max-instances", str(2 * count + 16)], port, cwd=tmp)
+        with host(one_file, free_port()) as h:
+            h.wait_ready("/app-0/")
+        with host(one_file, free_port()) as single, host(apps_file, free_port()) as many:
+            ready_one = single.wait_ready("/app-0/")
+            ready_many = many.wait_ready(f"/app-{count - 1}/")
+            paths = [f"/app-{i}/" for i in range(count)]
+            random.seed(7)
+            random.shuffle(paths)
+            for p in paths:
+                http_get(many.port, p)
+            for _ in range(100):
+                http_get(single.port, "/app-0/")
+            time.sleep(1.5)
+            m_many, m_one = smaps_split(many.proc.pid), smaps_split(single.proc.pid)
+            per_app_kib = (m_many["beyond_code_kib"] - m_one["beyond_code_kib"]) / (count - 1)
+            code_per_app_kib = (m_many["code_kib"] - m_one["code_kib"]) / (count - 1)
+            lat_many = latencies(many.port, paths, 4000)
+            lat_one = latencies(single.port, ["/app-0/"], 4000)
+            out["one_host"] = {
+                "deploy_ms_per_app": round((ready_many - ready_one) * 1000 / (count - 1), 3),
+                "startup_s": round(ready_many, 2),
+                "rss_kib": m_many["rss_kib"],
+                "beyond_code_kib_per_app": round(per_app_kib, 1),
+                "code_kib_per_app": round(code_per_app_kib, 1),
+                "latency_random_app": lat_many,
+                "latency_one_app_host": lat_one,
+            }
+            log(f"host of {count}: {per_app_kib / 1024:.2f} MiB per idle app beyond code, {code_per_app_kib / 1024:.2f} MiB code; "
+                f"deploy {out['one_host']['deploy_ms_per_app']} ms/app; p50 {lat_many['p50_ms']:.3f} vs one-app {lat_one['p50_ms']:.3f} ms")
+        # One `tessera up` per app: 50 of them, projected to `count`.
+        sample = min(50, count)
+        servers = [tessera(big / f"app-{i}", free_port(), cache, state_dir=big / f"app-{i}") for i in range(sample)]
+        try:
+            for s in servers:
+                s.wait_ready()
+            time.sleep(1.5)
+            pss = sum(pss_kib(s.proc.pid) for s in servers) / sample
+            rss = sum(smaps_split(s.proc.pid)["rss_kib"] for s in servers) / sample
+        finally:
+            for s in servers:
+                s.stop()
+        out["process_per_app"] = {"sampled": sample, "pss_kib_per_app": round(pss), "rss_kib_per_app": round(rss),
+                                  "projected_gib": round(pss * count / 1024 / 1024, 2)}
+        log(f"one process per app: {pss / 1024:.1f} MiB PSS each, {pss * count / 1024 / 1024:.2f} GiB for {count}")
+    results["host"] = out
+
+
+def scenario_metrics(args, results):
+    """Hello-world throughput with metrics off and on (`tessera up --metrics`), same run."""
+    app = ROOT / "examples/hello-rust"
+    with tempfile.TemporaryDirectory() as cache:
+        off = tessera(app, free_port(), cache)
+        port = free_port()
+        on = Server("tessera, metrics on", [TESSERA, "up", "-f", app, "--listen", f"127.0.0.1:{port}", "--cache-dir", cache,
+                                             "--metrics", f"127.0.0.1:{free_port()}"], port)
+        with off, on:
+            for s in (off, on):
+                s.wait_ready()
+            results["metrics"] = alternate([off, on], "/", args.duration, args.rounds)
+
+
 def redis_publish(port, channel, messages):
     """Publishes every message on `channel`, pipelined; returns the subscribers of the last."""
     with socket.create_connection(("127.0.0.1", port)) as s:
@@ -799,6 +916,27 @@ def scenario_plugins(args, results):
            component, module]
     out = run(cmd, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, RUST_LIB_BACKTRACE="0")).stdout
     results["plugins"] = dict(json.loads(out), command=" ".join(str(c) for c in cmd[:12]))
+
+
+def report_host(h, targets):
+    one, per = h["one_host"], h["process_per_app"]
+    beyond = one["beyond_code_kib_per_app"] / 1024
+    ratio = one["latency_random_app"]["p50_ms"] / one["latency_one_app_host"]["p50_ms"]
+    lines = [f"## Many apps in one host: {h['apps']:,} apps", "",
+             "Copies of hello-c and hello-rust under distinct names in one `tessera host` (`apps.toml`, each under "
+             "`/app-N`), against a host of one app and against one `tessera up` process per app (Spin's model; "
+             f"{per['sampled']} sampled, projected), compile cache warm, same run.", "",
+             "| | figure |", "| --- | ---: |",
+             f"| resident memory per idle app beyond compiled code | {beyond:.2f} MiB |",
+             f"| compiled code mapped per app (page cache) | {one['code_kib_per_app'] / 1024:.2f} MiB |",
+             f"| deploy time per app (start to all serving) | {one['deploy_ms_per_app']:.2f} ms |",
+             f"| host resident memory, all loaded and idle | {one['rss_kib'] / 1024:.0f} MiB |",
+             f"| p50 / p99 to a random app, all loaded | {one['latency_random_app']['p50_ms']:.3f} / {one['latency_random_app']['p99_ms']:.3f} ms |",
+             f"| p50 / p99 in a one-app host | {one['latency_one_app_host']['p50_ms']:.3f} / {one['latency_one_app_host']['p99_ms']:.3f} ms |",
+             f"| one process per app: PSS each | {per['pss_kib_per_app'] / 1024:.1f} MiB ({per['projected_gib']} GiB for {h['apps']:,}) |", ""]
+    targets.append((f"idle app in a host of {h['apps']:,} < {TARGET_HOST_APP_MIB:.0f} MiB beyond compiled code", f"{beyond:.2f} MiB", beyond < TARGET_HOST_APP_MIB))
+    targets.append((f"latency to a random app of {h['apps']:,} within {TARGET_HOST_LATENCY_RATIO - 1:.0%} of a one-app host (p50)", f"{ratio:.2f}x", ratio <= TARGET_HOST_LATENCY_RATIO))
+    return lines
 
 
 def report_plugins(p, targets):
@@ -1045,6 +1183,18 @@ def report(results, meta, argv):
         lines.append("")
     if "plugins" in results:
         lines += report_plugins(results["plugins"], targets)
+    if "host" in results:
+        lines += report_host(results["host"], targets)
+    if "metrics" in results:
+        m = results["metrics"]
+        off, on = m["tessera"]["rps"], m["tessera, metrics on"]["rps"]
+        cost = 1 - on / off
+        lines += ["## Metrics: their cost on hello-world throughput", "",
+                  "hello-rust under `tessera up`, without and with `--metrics`, wrk rounds alternating.", "",
+                  "| | req/s | rounds |", "| --- | ---: | --- |",
+                  f"| metrics off | {off:,.0f} | {m['tessera']['raw_rps']} |",
+                  f"| metrics on | {on:,.0f} | {m['tessera, metrics on']['raw_rps']} |", ""]
+        targets.append((f"metrics cost < {TARGET_METRICS_COST:.0%} of hello throughput", f"{cost:.1%}", cost < TARGET_METRICS_COST))
     if "containerd" in results:
         c = results["containerd"]
         lines += ["## Kubernetes: containers under containerd", "",
@@ -1106,6 +1256,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per peer")
     parser.add_argument("--connections", type=int, default=10_000, help="requests held open at once")
     parser.add_argument("--no-setup", action="store_true", help="skip installing peers and building")
+    parser.add_argument("--host-apps", type=int, default=1000, help="apps in the density scenario")
     parser.add_argument("--out", default=str(ROOT / "bench/RESULTS.md"))
     parser.add_argument("--report-only", action="store_true",
                         help="only write the report again from the last run's target/bench/results.json")
