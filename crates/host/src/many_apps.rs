@@ -11,7 +11,7 @@ use crate::apps_file::{AppSource, AppSpec, normalize_host};
 use crate::{AppHost, Serving};
 use anyhow::{Context as _, Result};
 use hyper::body::Incoming;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -96,26 +96,36 @@ struct Deployed {
     serving: Serving,
 }
 
-/// Where requests go: apps by host and path prefix, the most specific first.
+/// Where requests go: apps by host (`""` for any) and path prefix. A lookup costs one hash
+/// probe per path segment, however many apps there are.
 #[derive(Default)]
 struct RoutingTable {
-    entries: Vec<RouteEntry>,
+    by_host: HashMap<String, HashMap<String, RouteEntry>>,
 }
 
+#[derive(Clone)]
 struct RouteEntry {
-    hosts: Vec<String>,
     prefix: String,
     http: Arc<HttpTrigger>,
 }
 
 impl RoutingTable {
+    /// Apps naming the host first, then apps for any host; the longest prefix first.
     fn route(&self, host: &str, path: &str) -> Option<&RouteEntry> {
-        self.entries.iter().find(|e| (e.hosts.is_empty() || e.hosts.iter().any(|h| h == host)) && under_prefix(path, &e.prefix))
+        [host, ""].into_iter().filter_map(|h| self.by_host.get(h)).find_map(|prefixes| prefixes_of(path).find_map(|p| prefixes.get(p)))
     }
 }
 
-fn under_prefix(path: &str, prefix: &str) -> bool {
-    prefix == "/" || path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
+/// `/a/b/c`, `/a/b`, `/a`, `/`: the prefixes a path is under, at segment boundaries.
+fn prefixes_of(path: &str) -> impl Iterator<Item = &str> {
+    let path = path.trim_end_matches('/');
+    let mut end = Some(path.len());
+    std::iter::from_fn(move || {
+        let at = end?;
+        let prefix = if at == 0 { "/" } else { &path[..at] };
+        end = if at == 0 { None } else { Some(path[..at].rfind('/').unwrap_or(0)) };
+        Some(prefix)
+    })
 }
 
 /// Many apps served by one process.
@@ -369,16 +379,14 @@ impl ManyApps {
     }
 
     fn publish_routes(&self, apps: &BTreeMap<String, Deployed>) {
-        let mut entries: Vec<RouteEntry> = apps
-            .values()
-            .filter_map(|d| {
-                let http = d.http.clone()?;
-                Some(RouteEntry { hosts: d.spec.hosts.clone(), prefix: d.spec.path_prefix.clone(), http })
-            })
-            .collect();
-        // Apps naming the host come before apps for any host; longer prefixes first.
-        entries.sort_by_key(|e| (e.hosts.is_empty(), std::cmp::Reverse(e.prefix.len())));
-        *self.routes.write().expect("routes") = Arc::new(RoutingTable { entries });
+        let mut table = RoutingTable::default();
+        for deployed in apps.values() {
+            let Some(http) = &deployed.http else { continue };
+            for (host, prefix) in crate::apps_file::route_keys(&deployed.spec) {
+                table.by_host.entry(host).or_default().insert(prefix.clone(), RouteEntry { prefix, http: http.clone() });
+            }
+        }
+        *self.routes.write().expect("routes") = Arc::new(table);
     }
 
     /// Lets an old version finish its work in the background; its requests in flight hold
@@ -454,8 +462,9 @@ mod tests {
 
     #[test]
     fn prefixes_match_whole_segments() {
-        assert!(under_prefix("/shop", "/shop") && under_prefix("/shop/cart", "/shop") && under_prefix("/x", "/"));
-        assert!(!under_prefix("/shopping", "/shop"));
+        assert_eq!(prefixes_of("/shop/cart/").collect::<Vec<_>>(), ["/shop/cart", "/shop", "/"]);
+        assert_eq!(prefixes_of("/").collect::<Vec<_>>(), ["/"]);
+        assert_eq!(prefixes_of("/shopping").collect::<Vec<_>>(), ["/shopping", "/"]);
         assert_eq!(strip_prefix("/shop/cart?x=1", "/shop").as_deref(), Some("/cart?x=1"));
         assert_eq!(strip_prefix("/shop?x=1", "/shop").as_deref(), Some("/?x=1"));
         assert_eq!(strip_prefix("/shop", "/"), None);
