@@ -30,6 +30,7 @@ pub mod outbound_http;
 pub mod postgres;
 pub mod redis;
 pub mod sqlite;
+pub mod trace_context;
 pub mod variables;
 pub mod wasi_cli;
 

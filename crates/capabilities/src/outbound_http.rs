@@ -187,15 +187,28 @@ impl WasiHttpHooks for InstanceHooks {
                 Ok((response, Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>))
             }));
         }
-        // The future runs in a task of its own: keep the invocation's span for its logs.
-        Box::new(tracing::Instrument::in_current_span(async move {
+        // A client span per request, its context sent on (`traceparent`); the future runs
+        // in a task of its own, inside it.
+        let span = tracing::info_span!(
+            "outbound_http.send_request",
+            "otel.name" = format!("{} {}", request.method(), request.uri().host().unwrap_or("")),
+            "otel.kind" = "client",
+            "http.request.method" = %request.method(),
+            "url.full" = %request.uri(),
+            "http.response.status_code" = tracing::field::Empty,
+        );
+        let mut request = request;
+        crate::trace_context::inject(&span, request.headers_mut());
+        let recorded = span.clone();
+        Box::new(tracing::Instrument::instrument(async move {
             let request = policy.admit(request).await?;
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            recorded.record("http.response.status_code", response.status().as_u16());
             Ok((
                 response.map(http_body_util::BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn Future<Output = _> + Send>,
             ))
-        }))
+        }, span))
     }
 }
 

@@ -532,6 +532,7 @@ fn size_of(value: &pg::DbValue) -> usize {
     }
 }
 
+#[tracing::instrument(name = "postgres.query", level = "info", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.query.text = %statement))]
 async fn query(conn: &PgConnection, statement: &str, params: Vec<pg::ParameterValue>) -> Result<pg::RowSet, pg::Error> {
     use futures::TryStreamExt as _;
     let client = &conn.client;
@@ -576,6 +577,7 @@ async fn query(conn: &PgConnection, statement: &str, params: Vec<pg::ParameterVa
     Ok(pg::RowSet { columns, rows: out })
 }
 
+#[tracing::instrument(name = "postgres.execute", level = "info", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.query.text = %statement))]
 async fn execute(conn: &PgConnection, statement: &str, params: Vec<pg::ParameterValue>) -> Result<u64, pg::Error> {
     let client = &conn.client;
     let params = params.into_iter().map(param).collect::<Result<Vec<_>, _>>()?;

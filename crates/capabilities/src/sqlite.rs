@@ -189,6 +189,7 @@ fn db_error(e: rusqlite::Error) -> DbError {
     }
 }
 
+#[tracing::instrument(name = "sqlite.execute", level = "info", skip_all, fields(otel.kind = "client", db.system = "sqlite", db.query.text = %sql))]
 async fn execute(conn: Arc<Mutex<rusqlite::Connection>>, sql: String, params: Vec<SqlValue>) -> Result<QueryResult, DbError> {
     tokio::task::spawn_blocking(move || {
         let conn = conn.lock().map_err(|_| DbError::Io("connection lock poisoned".into()))?;

@@ -62,7 +62,7 @@ fn main() -> ExitCode {
         unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     }
     let cli = Cli::parse();
-    let log = init_tracing();
+    let (log, traces) = init_tracing();
     let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     let result = match cli.command {
         Command::Up(args) => up::run(args),
@@ -76,6 +76,9 @@ fn main() -> ExitCode {
         Command::Sign(args) => done(sign::sign(args)),
         Command::Verify(args) => done(sign::verify(args)),
     };
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
     log.flush();
     match result {
         Ok(code) => code,
@@ -86,16 +89,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() -> log_output::BatchedStderr {
+fn init_tracing() -> (log_output::BatchedStderr, Option<tessera_host::telemetry::Traces>) {
+    use tracing_subscriber::prelude::*;
     let log = log_output::BatchedStderr::start();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,tessera=info,async_nats=off"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(log.clone())
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .compact()
-        .init();
-    log
+        .with_filter(filter);
+    let traces = match tessera_host::telemetry::Traces::from_env() {
+        Ok(traces) => traces,
+        Err(e) => {
+            eprintln!("warning: {e:#}; traces are not exported");
+            None
+        }
+    };
+    tracing_subscriber::registry().with(fmt).with(traces.as_ref().map(|t| t.layer())).init();
+    (log, traces)
 }

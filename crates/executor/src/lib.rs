@@ -366,7 +366,16 @@ pub(crate) struct Subject {
 
 impl Subject {
     fn span(&self, trigger: &'static str, id: u64) -> tracing::Span {
-        tracing::info_span!("invocation", app = %self.app, component = %self.id, trigger = %trigger, id)
+        // `otel.*` name and kind the span when traces are exported (Spin's names, Tessera's prefix).
+        let name = match trigger {
+            "http" => "tessera_trigger_http.handle_http_request",
+            "redis" => "tessera_trigger_redis.handle_message",
+            "mqtt" => "tessera_trigger_mqtt.handle_message",
+            "messaging" => "tessera_trigger_messaging.handle_message",
+            "cron" => "tessera_trigger_cron.handle_cron_event",
+            _ => "tessera.invoke",
+        };
+        tracing::info_span!("invocation", app = %self.app, component = %self.id, trigger = %trigger, id, "otel.name" = name, "otel.kind" = "server")
     }
 
     /// Logs `failure` (a non-zero exit is the command's own business, not logged) and

@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod apps_file;
 mod many_apps;
+pub mod telemetry;
 
 pub use many_apps::{AppStatus, HostSettings, ManyApps, Reconciled};
 

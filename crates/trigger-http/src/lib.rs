@@ -475,6 +475,8 @@ impl HttpTrigger {
         let cost = InstanceCost { peak_memory: Arc::new(AtomicU64::new(0)), cpu: SharedCpu::default() };
         let failed = Arc::new(AtomicBool::new(false));
         let data = RequestData { id, peak_memory: cost.peak_memory.clone(), cpu: cost.cpu.clone(), failed: failed.clone(), span: served.span(id) };
+        // A `traceparent` from the client makes this request's span part of its trace.
+        tessera_capabilities::trace_context::continue_from(request.headers(), &data.span);
         // The deadline is checked first: when it and the instance's own end (a grace period
         // later) are seen in the same turn, the client must get the 504.
         let deadline = tokio::time::sleep(timeout);

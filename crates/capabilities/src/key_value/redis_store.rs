@@ -74,18 +74,22 @@ return 1
 
 #[async_trait::async_trait]
 impl Store for RedisStore {
+    #[tracing::instrument(name = "key_value.get", level = "info", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
         self.run(async |c| c.get(key).await).await
     }
 
+    #[tracing::instrument(name = "key_value.set", level = "info", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     async fn set(&self, key: &str, value: &[u8]) -> Result<(), BackendError> {
         self.run(async |c| c.set(key, value).await).await
     }
 
+    #[tracing::instrument(name = "key_value.delete", level = "info", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     async fn delete(&self, key: &str) -> Result<(), BackendError> {
         self.run(async |c| c.del(key).await).await
     }
 
+    #[tracing::instrument(name = "key_value.exists", level = "info", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     async fn exists(&self, key: &str) -> Result<bool, BackendError> {
         self.run(async |c| c.exists(key).await).await
     }

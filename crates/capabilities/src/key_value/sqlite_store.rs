@@ -85,6 +85,7 @@ impl SqliteStore {
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
+    #[tracing::instrument(name = "key_value.get", level = "info", skip_all, fields(otel.kind = "client", db.system = "sqlite"))]
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
         let key = key.to_string();
         self.with(move |c, s| {
@@ -94,6 +95,7 @@ impl Store for SqliteStore {
         .await
     }
 
+    #[tracing::instrument(name = "key_value.set", level = "info", skip_all, fields(otel.kind = "client", db.system = "sqlite"))]
     async fn set(&self, key: &str, value: &[u8]) -> Result<(), BackendError> {
         let (key, value) = (key.to_string(), value.to_vec());
         self.with(move |c, s| {
@@ -107,12 +109,14 @@ impl Store for SqliteStore {
         .await
     }
 
+    #[tracing::instrument(name = "key_value.delete", level = "info", skip_all, fields(otel.kind = "client", db.system = "sqlite"))]
     async fn delete(&self, key: &str) -> Result<(), BackendError> {
         let key = key.to_string();
         self.with(move |c, s| c.execute("DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2", params![s, key]).map(|_| ()))
             .await
     }
 
+    #[tracing::instrument(name = "key_value.exists", level = "info", skip_all, fields(otel.kind = "client", db.system = "sqlite"))]
     async fn exists(&self, key: &str) -> Result<bool, BackendError> {
         Ok(self.get(key).await?.is_some())
     }
