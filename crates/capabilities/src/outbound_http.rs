@@ -189,21 +189,32 @@ impl WasiHttpHooks for InstanceHooks {
         }
         // A client span per request, its context sent on (`traceparent`); the future runs
         // in a task of its own, inside it.
+        // Its attributes are recorded only while traces are exported, so log lines inside
+        // it stay as they were.
         let span = tracing::info_span!(
             "outbound_http.send_request",
-            "otel.name" = format!("{} {}", request.method(), request.uri().host().unwrap_or("")),
-            "otel.kind" = "client",
-            "http.request.method" = %request.method(),
-            "url.full" = %request.uri(),
+            "otel.name" = tracing::field::Empty,
+            "otel.kind" = tracing::field::Empty,
+            "http.request.method" = tracing::field::Empty,
+            "url.full" = tracing::field::Empty,
             "http.response.status_code" = tracing::field::Empty,
         );
+        let traced = crate::trace_context::is_on();
+        if traced {
+            span.record("otel.name", format!("{} {}", request.method(), request.uri().host().unwrap_or("")));
+            span.record("otel.kind", "client");
+            span.record("http.request.method", request.method().as_str());
+            span.record("url.full", request.uri().to_string());
+        }
         let mut request = request;
         crate::trace_context::inject(&span, request.headers_mut());
         let recorded = span.clone();
         Box::new(tracing::Instrument::instrument(async move {
             let request = policy.admit(request).await?;
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            recorded.record("http.response.status_code", response.status().as_u16());
+            if traced {
+                recorded.record("http.response.status_code", response.status().as_u16());
+            }
             Ok((
                 response.map(http_body_util::BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn Future<Output = _> + Send>,

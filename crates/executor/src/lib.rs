@@ -366,7 +366,20 @@ pub(crate) struct Subject {
 
 impl Subject {
     fn span(&self, trigger: &'static str, id: u64) -> tracing::Span {
-        // `otel.*` name and kind the span when traces are exported (Spin's names, Tessera's prefix).
+        // `otel.*` name and kind the span when traces are exported (Spin's names, Tessera's
+        // prefix); recorded only then, so log lines keep to the four fields.
+        let span = tracing::info_span!(
+            "invocation",
+            app = %self.app,
+            component = %self.id,
+            trigger = %trigger,
+            id,
+            "otel.name" = tracing::field::Empty,
+            "otel.kind" = tracing::field::Empty
+        );
+        if !tessera_capabilities::trace_context::is_on() {
+            return span;
+        }
         let name = match trigger {
             "http" => "tessera_trigger_http.handle_http_request",
             "redis" => "tessera_trigger_redis.handle_message",
@@ -375,7 +388,9 @@ impl Subject {
             "cron" => "tessera_trigger_cron.handle_cron_event",
             _ => "tessera.invoke",
         };
-        tracing::info_span!("invocation", app = %self.app, component = %self.id, trigger = %trigger, id, "otel.name" = name, "otel.kind" = "server")
+        span.record("otel.name", name);
+        span.record("otel.kind", "server");
+        span
     }
 
     /// Logs `failure` (a non-zero exit is the command's own business, not logged) and
