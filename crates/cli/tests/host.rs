@@ -315,3 +315,43 @@ fn the_admin_api_needs_a_token_to_listen() {
     let err = Server::host_with(cmd, &apps, &["--admin", "127.0.0.1:0"]).err().expect("a short token is refused");
     assert!(err.contains("16 at least"), "{err}");
 }
+
+#[test]
+fn hostile_admin_requests_are_refused_with_a_reason_and_change_nothing() {
+    let site = http_app();
+    let dir = tempfile::tempdir().unwrap();
+    let apps = write_apps(dir.path(), &format!("[[app]]\nname = \"site\"\nsource = \"{}\"\n", dir_of(&site)));
+    let mut cmd = tessera();
+    cmd.env("TESSERA_ADMIN_TOKEN", TOKEN);
+    let server = Server::host_with(cmd, &apps, &["--state-dir", dir.path().join("state").to_str().unwrap(), "--admin", "127.0.0.1:0"]).unwrap();
+    let admin = admin(&server);
+
+    // A body past 64 KiB, bytes that are not text, a name that is not one, a path escape.
+    let huge = format!("source = \"{}\"\n# {}\n", dir_of(&site), "x".repeat(100 << 10));
+    let r = call(&admin, "PUT", "/v1/apps/big", Some(&huge), &[]);
+    assert_eq!(r.status, 413, "{}", r.body);
+    let r = request("PUT", &format!("{admin}/v1/apps/bin"), &[("authorization", &format!("Bearer {TOKEN}"))], Some(&[0xff, 0xfe, 0x00]));
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = call(&admin, "PUT", "/v1/apps/Not_A_Name", Some(&format!("source = \"{}\"\npath_prefix = \"/n\"\n", dir_of(&site))), &[]);
+    assert!(r.status == 400 && r.body.contains("is not allowed"), "{}", r.body);
+    let r = call(&admin, "PUT", "/v1/apps/..%2F..%2Fetc", Some(&format!("source = \"{}\"\npath_prefix = \"/e\"\n", dir_of(&site))), &[]);
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = call(&admin, "PUT", "/v1/apps/x", Some("source = \"../../../../nonexistent\"\npath_prefix = \"/x\"\n"), &[]);
+    assert!(r.status == 400 && r.body.contains("does not exist"), "{}", r.body);
+    let r = call(&admin, "PUT", "/v1/apps/named", Some(&format!("name = \"other\"\nsource = \"{}\"\n", dir_of(&site))), &[]);
+    assert!(r.status == 400 && r.body.contains("sent for `named`"), "{}", r.body);
+    assert_eq!(call(&admin, "POST", "/v1/apps", None, &[]).status, 404);
+    assert_eq!(call(&admin, "GET", "/v1/apps/a/b", None, &[]).status, 404);
+
+    // A flood of wrong tokens: each refused, nothing deployed, the host serving.
+    let floods: Vec<_> = (0..8)
+        .map(|i| {
+            let url = format!("{admin}/v1/apps");
+            std::thread::spawn(move || (0..25).all(|_| request("GET", &url, &[("authorization", &format!("Bearer wrong-{i}-0123456789abcdef"))], None).status == 401))
+        })
+        .collect();
+    assert!(floods.into_iter().all(|f| f.join().unwrap()));
+    let r = call(&admin, "GET", "/v1/apps", None, &[]);
+    assert!(r.body.contains("\"site\"") && !r.body.contains("\"big\"") && !r.body.contains("\"x\""), "{}", r.body);
+    assert_eq!(server.get("/hello").status, 200);
+}
