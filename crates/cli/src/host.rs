@@ -121,10 +121,6 @@ pub fn run(args: HostArgs) -> Result<ExitCode> {
         };
         println!("Shutting down ({signal}): finishing in-flight work for up to {:?}", args.shutdown_timeout);
         let _ = stop.send(true);
-        let deadline = tokio::time::Instant::now() + args.shutdown_timeout;
-        while host.open_connections() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
         host.drain_all().await;
         anyhow::Ok(())
     })?;

@@ -110,10 +110,5 @@ pub async fn pull(reference: &str, connection: &Connection) -> Result<tessera_re
 /// Whether `from` names a registry artifact rather than a local file or directory:
 /// it does not exist here and reads as REGISTRY/REPOSITORY[:TAG|@DIGEST].
 pub fn looks_like_reference(from: &Path) -> bool {
-    let Some(text) = from.to_str() else { return false };
-    if from.exists() || !text.contains('/') || text.starts_with('.') || text.starts_with('/') {
-        return false;
-    }
-    let registry = text.split('/').next().unwrap_or("");
-    (registry.contains('.') || registry.contains(':') || registry == "localhost") && parse_reference(text).is_ok()
+    from.to_str().is_some_and(|text| tessera_registry::looks_like_reference(text, from.exists()))
 }

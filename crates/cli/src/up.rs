@@ -70,7 +70,7 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
         }
         None => find_manifest(&args.from)?,
     };
-    let manifest = if is_component_file(&manifest_path) {
+    let manifest = if tessera_manifest::is_component_file(&manifest_path) {
         anyhow::ensure!(!args.build, "--build needs an app's spin.toml; {} is a component already", manifest_path.display());
         Manifest::for_component(&manifest_path)
     } else {
@@ -131,15 +131,6 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
     }
     let code = host.serve_until_signal(&runtime, listener, threads, shutdown_timeout, |host| print_triggers(host, addr))?;
     Ok(ExitCode::from(code))
-}
-
-/// Whether `path` is a component file rather than a manifest.
-fn is_component_file(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "wasm")
-        || std::fs::File::open(path).and_then(|mut f| {
-            let mut magic = [0u8; 4];
-            std::io::Read::read_exact(&mut f, &mut magic).map(|()| magic == *b"\0asm")
-        }).unwrap_or(false)
 }
 
 /// Under a `[trust]` policy, the trusted key whose signature on the pulled artifact

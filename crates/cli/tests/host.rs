@@ -12,7 +12,7 @@ use support::*;
 
 /// An app of the HTTP test guest on every path.
 fn http_app() -> App {
-    App::new("spin_manifest_version = 2\n[application]\nname = \"web\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"guest\"\n[component.guest]\nsource = \"{http_guest}\"\n")
+    App::new(GUEST_APP)
 }
 
 /// An app of the Spin SDK guest with the default key-value store and a required variable.

@@ -82,10 +82,6 @@ fn percent(s: &str) -> String {
     s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"_-.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
-fn http_app() -> App {
-    App::new("spin_manifest_version = 2\n[application]\nname = \"web\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"guest\"\n[component.guest]\nsource = \"{http_guest}\"\n")
-}
-
 fn apps_file(dir: &Path, entries: &str) -> std::path::PathBuf {
     std::fs::write(dir.join("apps.toml"), entries).unwrap();
     dir.join("apps.toml")
@@ -93,7 +89,7 @@ fn apps_file(dir: &Path, entries: &str) -> std::path::PathBuf {
 
 #[test]
 fn prometheus_scrapes_a_hosts_apps_with_the_admin_token_and_the_figures_match_the_traffic() {
-    let (a, b) = (http_app(), http_app());
+    let (a, b) = (App::new(GUEST_APP), App::new(GUEST_APP));
     let dir = tempfile::tempdir().unwrap();
     let apps = apps_file(
         dir.path(),
@@ -138,7 +134,7 @@ fn prometheus_scrapes_a_hosts_apps_with_the_admin_token_and_the_figures_match_th
 
 #[test]
 fn tessera_up_serves_metrics_when_asked() {
-    let app = http_app();
+    let app = App::new(GUEST_APP);
     let server = app.start(&["--metrics", "127.0.0.1:0"]);
     let out = server.wait_for_stdout("Metrics on http://");
     let url = out.lines().find_map(|l| l.strip_prefix("Metrics on ")).unwrap().trim().to_string();
@@ -147,6 +143,6 @@ fn tessera_up_serves_metrics_when_asked() {
     }
     assert_eq!(server.get("/memory-bomb").status, 500);
     let Some(prometheus) = Prometheus::start(url.trim_start_matches("http://").trim_end_matches("/metrics"), None) else { return };
-    assert_eq!(prometheus.wait_for(r#"tessera_invocations_total{app="web",component="guest",outcome="200"}"#, 3.0), Some(3.0), "{}", prometheus.target_health());
-    assert_eq!(prometheus.wait_for(r#"tessera_limits_hit_total{app="web",limit="max_instance_memory"}"#, 1.0), Some(1.0));
+    assert_eq!(prometheus.wait_for(r#"tessera_invocations_total{app="e2e",component="guest",outcome="200"}"#, 3.0), Some(3.0), "{}", prometheus.target_health());
+    assert_eq!(prometheus.wait_for(r#"tessera_limits_hit_total{app="e2e",limit="max_instance_memory"}"#, 1.0), Some(1.0));
 }

@@ -309,10 +309,7 @@ impl Executor {
                 cpu: account.map(|a| a.cpu),
                 peak_memory: account.map(|a| a.peak_memory),
             };
-            // HTTP requests are counted when their answer ends (the access log).
-            if trigger != "http" {
-                metrics.invocation(record);
-            }
+            metrics.invocation(record);
         }
         match result {
             Ok(invoked) => Ok(invoked),

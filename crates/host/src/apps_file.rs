@@ -162,7 +162,7 @@ fn check(src: &SourceFile<'_>, base: &Path, name: &str, name_span: Option<std::o
         return Err(at(whole(), format!("app name `{name}` is not allowed")).with_hint("use lowercase letters, digits and `-`, e.g. `shop-api`"));
     }
     let source_text = app.source.get_ref();
-    let source = if looks_like_reference(source_text) {
+    let source = if tessera_registry::looks_like_reference(source_text, relative(source_text).exists()) {
         AppSource::Registry(source_text.clone())
     } else {
         let local = relative(source_text);
@@ -225,13 +225,6 @@ pub fn normalize_host(host: &str) -> String {
         Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(':') => name.to_string(),
         _ => host,
     }
-}
-
-/// `REGISTRY/REPOSITORY:TAG` or `...@sha256:...`, rather than a path.
-fn looks_like_reference(source: &str) -> bool {
-    let Some((registry, _)) = source.split_once('/') else { return false };
-    (registry.contains('.') || registry.contains(':') || registry == "localhost") && (source.rsplit('/').next().is_some_and(|last| last.contains(':') || last.contains('@')))
-        && !Path::new(source).exists()
 }
 
 #[cfg(test)]

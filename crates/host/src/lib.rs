@@ -253,6 +253,13 @@ pub struct Serving {
     _executor: Arc<Executor>,
 }
 
+/// Waits until `open()` connections are 0 or `deadline` passes.
+async fn until_closed(open: impl Fn() -> usize, deadline: tokio::time::Instant) {
+    while open() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// What a drain left unfinished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DrainReport {
@@ -284,9 +291,7 @@ impl Serving {
             }
         }
         let open = || self.http.as_ref().map_or(0, |h| h.open_connections());
-        while open() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until_closed(open, deadline).await;
         DrainReport { open_connections: open(), unfinished_tasks, elapsed: started.elapsed() }
     }
 }

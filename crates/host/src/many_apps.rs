@@ -309,11 +309,14 @@ impl ManyApps {
         done
     }
 
-    /// Stops every app, letting in-flight work finish for up to the shutdown timeout.
+    /// Stops every app once the listener is closed (`serve_http`'s `stop`): lets the
+    /// client connections end, then in-flight messages and cron runs finish, each for up
+    /// to the shutdown timeout.
     pub async fn drain_all(&self) {
+        let timeout = self.settings.shutdown_timeout;
+        crate::until_closed(|| self.open_connections(), tokio::time::Instant::now() + timeout).await;
         let apps = std::mem::take(&mut *self.apps.lock().await);
         *self.routes.write().expect("routes") = Arc::default();
-        let timeout = self.settings.shutdown_timeout;
         let mut drains = tokio::task::JoinSet::new();
         for app in apps.into_values() {
             drains.spawn(app.serving.drain(timeout));
@@ -332,7 +335,7 @@ impl ManyApps {
                 runtime.block_on(tessera_registry::pull(&reference, &self.settings.registry))?.manifest
             }
         };
-        let manifest = if manifest_path.extension().is_some_and(|e| e == "wasm") {
+        let manifest = if tessera_manifest::is_component_file(&manifest_path) {
             Manifest::for_component(&manifest_path)
         } else {
             Manifest::from_file(&manifest_path)?

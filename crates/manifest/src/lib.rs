@@ -20,6 +20,15 @@ pub use error::{ManifestError, SourceFile};
 pub use manifest::*;
 pub use runtime_config::{BackendTable, ComponentLimits, RuntimeConfig, parse_duration, parse_size};
 
+/// Whether `path` is a component file rather than a manifest.
+pub fn is_component_file(path: &std::path::Path) -> bool {
+    path.extension().is_some_and(|e| e == "wasm")
+        || std::fs::File::open(path).and_then(|mut f| {
+            let mut magic = [0u8; 4];
+            std::io::Read::read_exact(&mut f, &mut magic).map(|()| magic == *b"\0asm")
+        }).unwrap_or(false)
+}
+
 /// Finds the manifest for `-f`: a file as given, or `spin.toml` (then `tessera.toml`) in a
 /// directory.
 pub fn find_manifest(path: &std::path::Path) -> Result<std::path::PathBuf, ManifestError> {

@@ -16,5 +16,5 @@ pub use sources::SourceCache;
 
 pub use oci::{
     Artifact, CNCF_WASM_LAYER, DATA_LAYER, LOCKED_APP, Pulled, Pushed, RegistryOptions, WASM_LAYER, artifact, auth_for,
-    login, parse_reference, pull, push,
+    login, looks_like_reference, parse_reference, pull, push,
 };

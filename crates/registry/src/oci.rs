@@ -50,6 +50,17 @@ impl RegistryOptions {
     }
 }
 
+/// Whether `text` names a registry artifact (`REGISTRY/REPOSITORY:TAG`, the registry a
+/// host name, address or `localhost`) rather than a local path; `exists` says whether a
+/// path of that name exists, which wins.
+pub fn looks_like_reference(text: &str, exists: bool) -> bool {
+    if exists || !text.contains('/') || text.starts_with('.') || text.starts_with('/') {
+        return false;
+    }
+    let registry = text.split('/').next().unwrap_or("");
+    (registry.contains('.') || registry.contains(':') || registry == "localhost") && parse_reference(text).is_ok()
+}
+
 /// Parses `REF` (`registry/repository:tag` or `@sha256:...`), explaining the form on error.
 pub fn parse_reference(reference: &str) -> Result<Reference> {
     reference.parse::<Reference>().with_context(|| {

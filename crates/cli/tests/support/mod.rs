@@ -204,9 +204,6 @@ impl Server {
         while Instant::now() < deadline {
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(line) => {
-                    if line.starts_with("Admin API on http://") {
-                        continue;
-                    }
                     if let Some(addr) = line.strip_prefix("Serving http://") {
                         // Let the route lines arrive too.
                         std::thread::sleep(Duration::from_millis(50));
