@@ -81,6 +81,7 @@ pub struct IncomingValue {
 impl Capability for Blobstore {
     // Containers come only from `blobstore`; `types` and `container` alone reach nothing.
     const IMPORTS: &'static [&'static str] = &["wasi:blobstore/blobstore"];
+    const NAME: &'static str = "blobstore";
     const GRANT: Grant = Grant::BlobContainers;
     type Component = Arc<Shared>;
     type Instance = Arc<Shared>;

@@ -13,12 +13,15 @@ use anyhow::Result;
 use std::any::{Any, TypeId};
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tessera_app::{LoadedApp, LoadedComponent};
 use wasmtime::component::{Linker, ResourceTable};
 
 /// One host capability. The implementing type is its app-wide state (backends opened
 /// once and shared by every component and trigger of the app).
 pub trait Capability: Sized + Send + Sync + 'static {
+    /// Its name in metrics (`key_value`, `sqlite`, ...).
+    const NAME: &'static str;
     /// Prefixes of the interfaces it serves (`spin:sqlite/`), for `tessera inspect`.
     const IMPORTS: &'static [&'static str];
     /// The manifest grant without which those interfaces can do nothing.
@@ -60,6 +63,7 @@ type ComponentState = Box<dyn Any + Send + Sync>;
 /// A [`Capability`] with its types erased, so the registry can hold every kind.
 trait Registered: Send + Sync {
     fn capability(&self) -> TypeId;
+    fn name(&self) -> &'static str;
     fn imports(&self) -> (&'static [&'static str], Grant);
     fn link(&self, linker: &mut Linker<InstanceState>, concurrency: Concurrency) -> Result<()>;
     fn needs_concurrency(&self, interface: &str) -> bool;
@@ -77,6 +81,9 @@ impl<C> Registration<C> {
 impl<C: Capability> Registered for Registration<C> {
     fn capability(&self) -> TypeId {
         TypeId::of::<C>()
+    }
+    fn name(&self) -> &'static str {
+        C::NAME
     }
     fn imports(&self) -> (&'static [&'static str], Grant) {
         (C::IMPORTS, C::GRANT)
@@ -134,13 +141,32 @@ impl AppStates {
             .zip(&self.0)
             .map(|(c, state)| c.configure_component(state, app, component))
             .collect::<Result<Vec<_>>>()?;
-        Ok(ComponentStates(states.into()))
+        let calls = CAPABILITIES.iter().map(|_| AtomicU64::new(0)).collect();
+        Ok(ComponentStates { states: states.into(), calls: Arc::new(calls) })
     }
 }
 
-/// One component's configured capabilities, in registry order, shared by its instances.
+/// One component's configured capabilities, in registry order, shared by its instances,
+/// and the host calls its instances made into each.
 #[derive(Clone)]
-pub(crate) struct ComponentStates(Arc<[ComponentState]>);
+pub(crate) struct ComponentStates {
+    states: Arc<[ComponentState]>,
+    calls: Arc<RegisteredCalls>,
+}
+
+impl ComponentStates {
+    pub(crate) fn calls(&self) -> &Arc<RegisteredCalls> {
+        &self.calls
+    }
+}
+
+/// Host calls into each registered capability, in registry order.
+pub(crate) type RegisteredCalls = Box<[AtomicU64]>;
+
+/// The registered capabilities' names with the calls counted in `calls`.
+pub(crate) fn named_calls(calls: &RegisteredCalls) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+    CAPABILITIES.iter().zip(calls.iter()).map(|(c, n)| (c.name(), n.load(Ordering::Relaxed)))
+}
 
 /// Where `C` is in the registry.
 fn index_of<C: Capability>() -> usize {
@@ -161,13 +187,15 @@ impl InstanceStates {
         Self { component: component.clone(), made: Vec::new() }
     }
 
+    /// Capability `C`'s state, for one host call into it (counted).
     fn get<C: Capability>(&mut self) -> &mut C::Instance {
         let index = index_of::<C>();
+        self.component.calls[index].fetch_add(1, Ordering::Relaxed);
         if self.made.is_empty() {
             self.made.resize_with(CAPABILITIES.len(), || None);
         }
         let slot = &mut self.made[index];
-        let state = slot.get_or_insert_with(|| CAPABILITIES[index].instance(&self.component.0[index]));
+        let state = slot.get_or_insert_with(|| CAPABILITIES[index].instance(&self.component.states[index]));
         state.downcast_mut().expect("instance state of the registered capability")
     }
 }

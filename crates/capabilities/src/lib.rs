@@ -209,6 +209,23 @@ impl AppCapabilities {
     }
 }
 
+/// Counters of the host calls one component's instances made into each capability
+/// (outbound HTTP requests among them), shared with the component.
+#[derive(Clone)]
+pub struct CapabilityCalls {
+    registered: Arc<capability::RegisteredCalls>,
+    outbound_http: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl CapabilityCalls {
+    /// Each capability's name (`key_value`, `sqlite`, `outbound_http`, ...) with the calls
+    /// made into it so far.
+    pub fn counts(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        let outbound = self.outbound_http.load(std::sync::atomic::Ordering::Relaxed);
+        capability::named_calls(&self.registered).chain(std::iter::once(("outbound_http", outbound)))
+    }
+}
+
 /// One component's configured capabilities, shared by all its instances.
 pub struct ComponentCapabilities {
     id: Arc<str>,
@@ -224,6 +241,11 @@ impl ComponentCapabilities {
     /// The component id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The host calls this component's instances make, by capability, read when asked.
+    pub fn calls(&self) -> CapabilityCalls {
+        CapabilityCalls { registered: self.registered.calls().clone(), outbound_http: self.outbound_http.requests_asked() }
     }
 
     /// Fresh per-instance state for one request.

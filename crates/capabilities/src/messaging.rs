@@ -98,6 +98,7 @@ pub fn allow_reply(state: &mut InstanceState, subject: String) {
 
 impl Capability for Messaging {
     const IMPORTS: &'static [&'static str] = &["wasmcloud:messaging/consumer"];
+    const NAME: &'static str = "messaging";
     const GRANT: Grant = Grant::AllowedPublishSubjects;
     type Component = Arc<Shared>;
     type Instance = InstanceMessaging;

@@ -67,6 +67,7 @@ pub struct InstanceMqtt {
 
 impl Capability for Mqtt {
     const IMPORTS: &'static [&'static str] = &["spin:mqtt/", "fermyon:spin/mqtt"];
+    const NAME: &'static str = "mqtt";
     const GRANT: Grant = Grant::AllowedOutboundHosts;
     type Component = Arc<Shared>;
     type Instance = InstanceMqtt;
@@ -245,6 +246,7 @@ fn connect_failure(target: &str, e: ConnectionError) -> String {
 
 impl Session {
     /// Publishes and waits for the acknowledgement `qos` asks for.
+    #[tracing::instrument(name = "mqtt.publish", level = "info", skip_all, fields(otel.kind = "producer", messaging.system = "mqtt", messaging.destination.name = %topic))]
     async fn publish(&self, topic: String, payload: Vec<u8>, qos: QoS) -> Result<(), MqttError> {
         if payload.len() > MAX_PAYLOAD {
             return Err(MqttError::Other(format!("payload of {} bytes is over the limit of {MAX_PAYLOAD} bytes", payload.len())));

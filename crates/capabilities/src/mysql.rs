@@ -67,6 +67,7 @@ pub struct InstanceMysql {
 
 impl Capability for Mysql {
     const IMPORTS: &'static [&'static str] = &["spin:mysql/", "fermyon:spin/mysql"];
+    const NAME: &'static str = "mysql";
     const GRANT: Grant = Grant::AllowedOutboundHosts;
     type Component = Arc<Shared>;
     type Instance = InstanceMysql;
@@ -303,6 +304,7 @@ fn query_error(e: mysql_async::Error) -> Error {
 
 impl MysqlConnection {
     /// Runs a query and reads its rows whole (within the result limit).
+    #[tracing::instrument(name = "mysql.query", level = "info", skip_all, fields(otel.kind = "client", db.system = "mysql", db.query.text = %statement))]
     async fn query(&self, statement: &str, params: Vec<ParameterValue>) -> Result<(Vec<Column>, Vec<Vec<DbValue>>), Error> {
         let params = mysql_async::Params::Positional(params.into_iter().map(parameter).collect());
         let mut conn = self.conn.lock().await;
@@ -333,6 +335,7 @@ impl MysqlConnection {
         Ok((columns, rows))
     }
 
+    #[tracing::instrument(name = "mysql.execute", level = "info", skip_all, fields(otel.kind = "client", db.system = "mysql", db.query.text = %statement))]
     async fn execute(&self, statement: &str, params: Vec<ParameterValue>) -> Result<(), Error> {
         let params = mysql_async::Params::Positional(params.into_iter().map(parameter).collect());
         self.conn.lock().await.exec_drop(statement, params).await.map_err(query_error)

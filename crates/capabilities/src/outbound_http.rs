@@ -16,6 +16,7 @@ use anyhow::Result;
 use http::uri::Scheme;
 use crate::network::{Denied, OutboundPolicy, display_ip};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use futures::future::BoxFuture;
 use tessera_app::LoadedComponent;
@@ -111,6 +112,8 @@ struct Policy {
     max_requests: u32,
     local: LocalServicesSlot,
     max_chain_depth: u32,
+    /// Requests every instance of the component asked to send (metrics).
+    asked: Arc<AtomicU64>,
 }
 
 impl ComponentState {
@@ -122,8 +125,14 @@ impl ComponentState {
                 max_requests: component.limits.max_outbound_requests,
                 local,
                 max_chain_depth,
+                asked: Arc::default(),
             }),
         }
+    }
+
+    /// Counts the requests the component's instances asked to send.
+    pub(crate) fn requests_asked(&self) -> Arc<AtomicU64> {
+        self.policy.asked.clone()
     }
 
     /// Hooks for one instance.
@@ -168,6 +177,7 @@ impl WasiHttpHooks for InstanceHooks {
         _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         let policy = self.policy.clone();
+        policy.asked.fetch_add(1, Ordering::Relaxed);
         self.sent = self.sent.saturating_add(1);
         if self.sent > policy.max_requests {
             // Logged once; the guest gets the same refusal for every further request.

@@ -68,6 +68,7 @@ pub struct Postgres;
 
 impl Capability for Postgres {
     const IMPORTS: &'static [&'static str] = &["spin:postgres/", "fermyon:spin/postgres"];
+    const NAME: &'static str = "postgres";
     const GRANT: Grant = Grant::AllowedOutboundHosts;
     type Component = Arc<Shared>;
     type Instance = InstancePostgres;

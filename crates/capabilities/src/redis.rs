@@ -50,6 +50,7 @@ pub struct Redis;
 
 impl Capability for Redis {
     const IMPORTS: &'static [&'static str] = &["spin:redis/", "fermyon:spin/redis"];
+    const NAME: &'static str = "redis";
     const GRANT: Grant = Grant::AllowedOutboundHosts;
     type Component = Arc<Shared>;
     type Instance = InstanceRedis;
@@ -120,7 +121,13 @@ impl Connection {
     }
 
     /// Runs `cmd`; a broken connection is dropped so the next call reconnects.
+    #[tracing::instrument(name = "redis.command", level = "info", skip_all, fields(otel.kind = "client", db.system = "redis", db.operation.name = tracing::field::Empty))]
     async fn query<R: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<R, RedisError> {
+        if crate::trace_context::is_on()
+            && let Some(redis::Arg::Simple(name)) = cmd.args_iter().next()
+        {
+            tracing::Span::current().record("db.operation.name", String::from_utf8_lossy(name).as_ref());
+        }
         let mut conn = self.get().await?;
         match cmd.query_async::<R>(&mut conn).await {
             Ok(v) => Ok(v),

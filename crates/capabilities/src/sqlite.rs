@@ -56,6 +56,7 @@ pub struct Sqlite {
 
 impl Capability for Sqlite {
     const IMPORTS: &'static [&'static str] = &["spin:sqlite/", "fermyon:spin/sqlite"];
+    const NAME: &'static str = "sqlite";
     const GRANT: Grant = Grant::SqliteDatabases;
     type Component = Arc<Granted<PathBuf>>;
     type Instance = InstanceSqlite;

@@ -30,6 +30,7 @@ pub struct Variables;
 
 impl Capability for Variables {
     const IMPORTS: &'static [&'static str] = &["spin:variables/", "fermyon:spin/variables", "fermyon:spin/config", "wasi:config/"];
+    const NAME: &'static str = "variables";
     const GRANT: Grant = Grant::Variables;
     type Component = Arc<BTreeMap<String, String>>;
     type Instance = InstanceVariables;

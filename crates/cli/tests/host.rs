@@ -355,3 +355,105 @@ fn hostile_admin_requests_are_refused_with_a_reason_and_change_nothing() {
     assert!(r.body.contains("\"site\"") && !r.body.contains("\"big\"") && !r.body.contains("\"x\""), "{}", r.body);
     assert_eq!(server.get("/hello").status, 200);
 }
+
+/// An archive entry as written: path, kind, contents.
+type Entry<'a> = (&'a str, tar::EntryType, &'a [u8]);
+
+/// A tar.gz of `entries` as written: paths and kinds are not checked, as a hostile
+/// client's are not.
+fn tar_gz(entries: &[Entry<'_>]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, kind, data) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(*kind);
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+        if *kind == tar::EntryType::Symlink {
+            header.set_link_name("/etc/passwd").unwrap();
+        }
+        header.set_cksum();
+        builder.append(&header, *data).unwrap();
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &builder.into_inner().unwrap()).unwrap();
+    gz.finish().unwrap()
+}
+
+fn put_archive(admin: &str, path: &str, archive: &[u8]) -> Response {
+    let auth = format!("Bearer {TOKEN}");
+    request("PUT", &format!("{admin}{path}"), &[("authorization", auth.as_str()), ("content-type", "application/gzip")], Some(archive))
+}
+
+fn unpacked_archives(state: &Path) -> usize {
+    std::fs::read_dir(state.join(".archives")).map_or(0, |d| d.count())
+}
+
+/// Waits up to 5 s for `count` unpacked archives (old versions drain first).
+fn wait_for_unpacked(state: &Path, count: usize) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while unpacked_archives(state) != count {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+#[test]
+fn apps_deploy_from_an_archive_and_hostile_archives_are_refused() {
+    let site = http_app();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let apps = write_apps(dir.path(), &format!("[[app]]\nname = \"site\"\nsource = \"{}\"\n", dir_of(&site)));
+    let mut cmd = tessera();
+    cmd.env("TESSERA_ADMIN_TOKEN", TOKEN);
+    let server = Server::host_with(cmd, &apps, &["--state-dir", state.to_str().unwrap(), "--admin", "127.0.0.1:0"]).unwrap();
+    let admin = admin(&server);
+
+    // The app's folder as `tar czf shop.tar.gz shop/` makes it: the manifest names its
+    // component by a path relative to itself.
+    let manifest = GUEST_APP.replace("{http_guest}", "guest.wasm");
+    let wasm = std::fs::read(guest("http_guest.wasm")).unwrap();
+    let archive = tar_gz(&[("shop/", tar::EntryType::Directory, b""), ("shop/spin.toml", tar::EntryType::Regular, manifest.as_bytes()), ("shop/guest.wasm", tar::EntryType::Regular, &wasm)]);
+    let r = put_archive(&admin, "/v1/apps/shop?path_prefix=/shop&instances=2", &archive);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let status: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!((status["path_prefix"].as_str(), status["instances"].as_u64()), (Some("/shop"), Some(2)), "{}", r.body);
+    let r = server.get("/shop/hello");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(unpacked_archives(&state), 1);
+
+    // A new version: the old unpacked copy goes once it has drained; undeploying removes the last.
+    assert_eq!(put_archive(&admin, "/v1/apps/shop?path_prefix=/shop", &archive).status, 200);
+    assert_eq!(server.get("/shop/hello").status, 200);
+    assert!(wait_for_unpacked(&state, 1), "{} unpacked archives after an update", unpacked_archives(&state));
+    assert_eq!(call(&admin, "DELETE", "/v1/apps/shop", None, &[]).status, 204);
+    assert!(wait_for_unpacked(&state, 0), "{} unpacked archives after undeploying", unpacked_archives(&state));
+
+    // Hostile archives: each refused by name, nothing written outside, nothing deployed.
+    let cases: [(&[Entry<'_>], &str); 4] = [
+        (&[("spin.toml", tar::EntryType::Regular, manifest.as_bytes()), ("../../escaped", tar::EntryType::Regular, b"x")], "points outside"),
+        (&[("/tmp/escaped-absolute", tar::EntryType::Regular, b"x")], "points outside"),
+        (&[("spin.toml", tar::EntryType::Regular, manifest.as_bytes()), ("guest.wasm", tar::EntryType::Symlink, b"")], "symbolic link"),
+        (&[("readme", tar::EntryType::Regular, b"no manifest")], "no spin.toml"),
+    ];
+    for (entries, reason) in cases {
+        let r = put_archive(&admin, "/v1/apps/evil?path_prefix=/evil", &tar_gz(entries));
+        assert!(r.status == 400 && r.body.contains(reason), "{reason}: {} {}", r.status, r.body);
+    }
+    assert!(!state.join("escaped").exists() && !dir.path().join("escaped").exists() && !Path::new("/tmp/escaped-absolute").exists());
+    let r = put_archive(&admin, "/v1/apps/evil?path_prefix=/evil", b"\x1f\x8bnot gzip at all");
+    assert!(r.status == 400 && r.body.contains("not a readable tar"), "{}", r.body);
+    let r = put_archive(&admin, "/v1/apps/evil?source=/etc", &archive);
+    assert!(r.status == 400 && r.body.contains("unknown query key `source`"), "{}", r.body);
+    // An archive whose app does not load: 422, and its files are gone.
+    let broken = tar_gz(&[("spin.toml", tar::EntryType::Regular, manifest.as_bytes())]);
+    let r = put_archive(&admin, "/v1/apps/evil?path_prefix=/evil", &broken);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(unpacked_archives(&state), 0, "refused archives left files behind");
+    let r = call(&admin, "GET", "/v1/apps", None, &[]);
+    assert!(!r.body.contains("\"evil\""), "{}", r.body);
+    assert_eq!(server.get("/hello").status, 200, "the file's app serves on");
+}

@@ -90,13 +90,15 @@ fn apps_file(dir: &Path, entries: &str) -> std::path::PathBuf {
 #[test]
 fn prometheus_scrapes_a_hosts_apps_with_the_admin_token_and_the_figures_match_the_traffic() {
     let (a, b) = (App::new(GUEST_APP), App::new(GUEST_APP));
+    let kv = App::new("spin_manifest_version = 2\n[application]\nname = \"kv\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"spin\"\n[component.spin]\nsource = \"{spin_guest}\"\nkey_value_stores = [\"default\"]\n");
     let dir = tempfile::tempdir().unwrap();
     let apps = apps_file(
         dir.path(),
         &format!(
-            "[[app]]\nname = \"a\"\nsource = \"{}\"\npath_prefix = \"/a\"\n\n[[app]]\nname = \"b\"\nsource = \"{}\"\npath_prefix = \"/b\"\n[app.quota]\nmemory = \"16 MiB\"\n",
+            "[[app]]\nname = \"a\"\nsource = \"{}\"\npath_prefix = \"/a\"\n\n[[app]]\nname = \"b\"\nsource = \"{}\"\npath_prefix = \"/b\"\n[app.quota]\nmemory = \"16 MiB\"\n\n[[app]]\nname = \"kv\"\nsource = \"{}\"\npath_prefix = \"/kv\"\n",
             a.path().display(),
-            b.path().display()
+            b.path().display(),
+            kv.path().display()
         ),
     );
     let mut cmd = tessera();
@@ -115,6 +117,13 @@ fn prometheus_scrapes_a_hosts_apps_with_the_admin_token_and_the_figures_match_th
         assert_eq!(server.get("/b/sleep?ms=20").status, 200);
     }
     assert_eq!(server.get("/b/memory-bomb").status, 500);
+    // Host calls by capability: two outbound requests (refused: the app may call no host,
+    // yet asked) and key-value calls.
+    for _ in 0..2 {
+        assert_eq!(server.get("/a/outbound?url=http://127.0.0.1:9/").status, 502);
+    }
+    assert_eq!(request("PUT", &server.url("/kv/kv/default/greeting"), &[], Some(b"hi")).status, 200);
+    assert_eq!(server.get("/kv/kv/default/greeting").body, "hi");
 
     let got = prometheus.wait_for(r#"tessera_invocations_total{app="a",component="guest",trigger="http",outcome="200"}"#, 7.0);
     assert_eq!(got, Some(7.0), "targets: {}", prometheus.target_health());
@@ -130,6 +139,10 @@ fn prometheus_scrapes_a_hosts_apps_with_the_admin_token_and_the_figures_match_th
     let peak = prometheus.value(r#"histogram_quantile(1, tessera_instance_peak_memory_bytes_bucket{app="b"})"#).unwrap();
     assert!(peak > 0.0 && peak <= 16.0 * 1024.0 * 1024.0 * 1.01, "peak {peak}");
     assert_eq!(prometheus.value(r#"tessera_instance_slots_in_use{app="a"}"#), Some(0.0));
+    assert_eq!(prometheus.wait_for(r#"tessera_capability_calls_total{app="a",component="guest",capability="outbound_http"}"#, 2.0), Some(2.0));
+    let kv_calls = prometheus.value(r#"tessera_capability_calls_total{app="kv",component="spin",capability="key_value"}"#).unwrap_or(0.0);
+    assert!(kv_calls >= 4.0, "two opens, a set and a get are {kv_calls} key-value calls");
+    assert_eq!(prometheus.value(r#"count(tessera_capability_calls_total{app="b"})"#), None, "b called no capability");
 }
 
 #[test]

@@ -127,12 +127,16 @@ const PARENT_ID: &str = "b7ad6b7169203331";
 fn spans_reach_an_otlp_collector_with_their_parents_and_trace_context_goes_on() {
     let (collector, spans, paths) = collector();
     let (upstream, heads) = upstream();
+    // Redis, when installed (CI installs it): its commands are client spans too.
+    let redis = Redis::start();
+    let redis_url = redis.as_ref().map_or("redis://127.0.0.1:9".to_string(), |r| r.url());
     let app = App::new(&format!(
         "spin_manifest_version = 2\n[application]\nname = \"shop\"\n\
          [[trigger.http]]\nroute = \"/...\"\ncomponent = \"guest\"\n\
          [[trigger.http]]\nroute = \"/kv/...\"\ncomponent = \"kv\"\n\
+         [[trigger.http]]\nroute = \"/redis\"\ncomponent = \"kv\"\n\
          [component.guest]\nsource = \"{{http_guest}}\"\nallowed_outbound_hosts = [\"http://{upstream}\"]\n\
-         [component.kv]\nsource = \"{{spin_guest}}\"\nkey_value_stores = [\"default\"]\n"
+         [component.kv]\nsource = \"{{spin_guest}}\"\nkey_value_stores = [\"default\"]\nallowed_outbound_hosts = [\"{redis_url}\"]\n"
     ));
     let mut cmd = tessera();
     cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"))
@@ -145,10 +149,15 @@ fn spans_reach_an_otlp_collector_with_their_parents_and_trace_context_goes_on() 
     assert_eq!(r.status, 200, "{}", r.body);
     let r = request("PUT", &server.url("/kv/default/k"), &[], Some(b"v"));
     assert_eq!(r.status, 200, "{}", r.body);
+    if redis.is_some() {
+        let r = request("POST", &server.url(&format!("/redis?addr={redis_url}&op=set&key=k")), &[], Some(b"v"));
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
     // SIGTERM flushes what is left.
     assert!(server.terminate().success());
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while spans.lock().unwrap().len() < 4 && std::time::Instant::now() < deadline {
+    let expected = if redis.is_some() { 6 } else { 4 };
+    while spans.lock().unwrap().len() < expected && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(paths.lock().unwrap().iter().all(|p| p.starts_with("POST /v1/traces")), "{:?}", paths.lock().unwrap());
@@ -189,6 +198,15 @@ fn spans_reach_an_otlp_collector_with_their_parents_and_trace_context_goes_on() 
     assert_eq!(set.parent_span_id, kv_request.span_id);
     assert_eq!(set.kind, SpanKind::Client as i32);
     assert_eq!(attribute(set, "db.system").as_deref(), Some("sqlite"));
+
+    if redis.is_some() {
+        let command = spans.iter().map(|(_, s)| s).find(|s| s.name == "redis.command").unwrap_or_else(|| panic!("no redis.command span: {names:?}"));
+        assert_eq!(command.kind, SpanKind::Client as i32);
+        assert_eq!(attribute(command, "db.system").as_deref(), Some("redis"));
+        assert_eq!(attribute(command, "db.operation.name").as_deref(), Some("SET"));
+        let parent = spans.iter().map(|(_, s)| s).find(|s| s.span_id == command.parent_span_id).expect("the command's parent");
+        assert_eq!(parent.name, "tessera_trigger_http.handle_http_request");
+    }
 }
 
 #[test]

@@ -180,6 +180,9 @@ impl Executor {
             component_limits: loaded.limits,
             load: LoadReport { id: id.to_string(), size: loaded.bytes.len(), from, elapsed: started.elapsed() },
         });
+        if let Some(metrics) = &self.options.metrics {
+            metrics.watch_calls(&prepared);
+        }
         self.prepared.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), prepared.clone());
         Ok(prepared)
     }
@@ -263,7 +266,7 @@ impl Executor {
         if let Some(metrics) = &subject.metrics {
             metrics.slot_wait(arrived.elapsed());
             if let Err(why) = admitted {
-                metrics.limit_hit(&subject.id, if why == Rejected::QueueFull { "max_queued_requests" } else { "queue_timeout" });
+                metrics.refused(&subject.id, if why == Rejected::QueueFull { "max_queued_requests" } else { "queue_timeout" });
                 metrics.invocation(metrics::InvocationRecord { component: &subject.id, trigger, outcome: "busy", duration: arrived.elapsed(), cpu: None, peak_memory: None });
             }
         }
@@ -396,13 +399,17 @@ impl Subject {
         if matches!(failure, Failure::Exit(_)) {
             return failure;
         }
-        if let (Some(metrics), Some(limit)) = (&self.metrics, failure.limit()) {
-            metrics.limit_hit(&self.id, (self.settings.name)(limit));
-        }
+        let reason = failure.describe(&self.id, &self.settings);
         if self.log_failures {
-            tracing::error!("{}", failure.describe(&self.id, &self.settings));
+            tracing::error!("{reason}");
         } else {
-            tracing::debug!("{}", failure.describe(&self.id, &self.settings));
+            tracing::debug!("{reason}");
+        }
+        if let Some(metrics) = &self.metrics {
+            if let Some(limit) = failure.limit() {
+                metrics.limit_hit(&self.id, (self.settings.name)(limit));
+            }
+            metrics.failure(&self.id, reason);
         }
         failure
     }

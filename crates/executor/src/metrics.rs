@@ -1,19 +1,24 @@
 //! Prometheus metrics, per app and component: invocations by trigger and outcome, their
 //! latency, guest CPU time and peak memory, the wait for an instance slot, slots in use
-//! and the waiting line, and limits hit by name. One [`Metrics`] per process (a host of
-//! many apps shares it); each app records through its own [`AppMetrics`].
+//! and the waiting line, limits hit by name, and host calls by capability. One [`Metrics`] per process (a host of
+//! many apps shares it); each app records through its own [`AppMetrics`]. Beside the
+//! counters it keeps the last [`RECENT_FAILURES`] failures with their reasons, for the
+//! dashboard.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::collections::VecDeque;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use crate::InstanceSlots;
+use crate::{InstanceSlots, PreparedComponent};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Invocation {
@@ -41,6 +46,40 @@ struct Limit {
     limit: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CapabilityCall {
+    app: String,
+    component: String,
+    capability: String,
+}
+
+/// The prepared components whose host calls are read when scraped.
+#[derive(Default)]
+struct CallWatch(Mutex<Vec<(String, String, Weak<PreparedComponent>)>>);
+
+impl std::fmt::Debug for CallWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CallWatch")
+    }
+}
+
+impl Collector for CallWatch {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let mut watched = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        watched.retain(|(_, _, p)| p.strong_count() > 0);
+        let help = "Host calls guests made, by capability (key_value, sqlite, redis, postgres, mysql, mqtt, messaging, blobstore, variables, outbound_http)";
+        let mut family = encoder.encode_descriptor("capability_calls", help, None, prometheus_client::metrics::MetricType::Counter)?;
+        for (app, component, prepared) in watched.iter() {
+            let Some(prepared) = prepared.upgrade() else { continue };
+            for (capability, calls) in prepared.capabilities.calls().counts().filter(|(_, n)| *n > 0) {
+                let labels = CapabilityCall { app: app.clone(), component: component.clone(), capability: capability.to_string() };
+                ConstCounter::new(calls).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_buckets() -> Histogram {
@@ -51,6 +90,22 @@ fn latency_buckets() -> Histogram {
 fn memory_buckets() -> Histogram {
     // 64 KiB to 4 GiB.
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(65536.0, 4.0, 9))
+}
+
+/// How many failures [`Metrics::recent_failures`] keeps.
+pub const RECENT_FAILURES: usize = 50;
+
+/// One failed or refused invocation.
+#[derive(Debug, Clone)]
+pub struct RecentFailure {
+    /// When it ended.
+    pub at: SystemTime,
+    /// The app.
+    pub app: String,
+    /// The component, or `-` when the host refused the request before choosing one.
+    pub component: String,
+    /// Why, as the log says it.
+    pub reason: String,
 }
 
 /// Every metric of the process.
@@ -66,6 +121,10 @@ pub struct Metrics {
     limits_hit: Family<Limit, Counter>,
     /// The slots of each app, read when scraped.
     slots: Mutex<Vec<(String, Weak<InstanceSlots>)>>,
+    /// The components whose capability calls are counted.
+    calls: Arc<CallWatch>,
+    /// The newest last.
+    recent_failures: Mutex<VecDeque<RecentFailure>>,
 }
 
 impl Default for Metrics {
@@ -87,6 +146,8 @@ impl Default for Metrics {
         registry.register("queued_invocations", "Invocations waiting for an instance slot now", waiting.clone());
         let limits_hit = Family::<Limit, Counter>::default();
         registry.register("limits_hit", "Invocations stopped or refused by a limit, by the limit's runtime-config name", limits_hit.clone());
+        let calls = Arc::new(CallWatch::default());
+        registry.register_collector(Box::new(calls.clone()));
         Self {
             registry: Mutex::new(registry),
             invocations,
@@ -98,6 +159,8 @@ impl Default for Metrics {
             waiting,
             limits_hit,
             slots: Mutex::default(),
+            calls,
+            recent_failures: Mutex::default(),
         }
     }
 }
@@ -124,6 +187,11 @@ impl Metrics {
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
         out
+    }
+
+    /// The last failures of every app, newest first.
+    pub fn recent_failures(&self) -> Vec<RecentFailure> {
+        self.recent_failures.lock().unwrap_or_else(|e| e.into_inner()).iter().rev().cloned().collect()
     }
 
     /// Forgets the series of app `name` (undeployed).
@@ -169,6 +237,12 @@ impl AppMetrics {
         self.metrics.slots.lock().unwrap_or_else(|e| e.into_inner()).push((self.app.clone(), Arc::downgrade(slots)));
     }
 
+    /// Counts `component`'s host calls by capability when scraped, while it is deployed.
+    pub fn watch_calls(&self, component: &Arc<PreparedComponent>) {
+        let watched = (self.app.clone(), component.subject.id.to_string(), Arc::downgrade(component));
+        self.metrics.calls.0.lock().unwrap_or_else(|e| e.into_inner()).push(watched);
+    }
+
     /// Records one ended invocation.
     pub fn invocation(&self, record: InvocationRecord<'_>) {
         let labels = Invocation { app: self.app.clone(), component: record.component.to_string(), trigger: record.trigger.to_string(), outcome: record.outcome.to_string() };
@@ -188,8 +262,24 @@ impl AppMetrics {
         self.metrics.queue_wait.get_or_create(&App { app: self.app.clone() }).observe(waited.as_secs_f64());
     }
 
-    /// Records a limit hit by `component`, by its runtime-config name.
+    /// Counts a limit hit by `component`, by its runtime-config name.
     pub fn limit_hit(&self, component: &str, limit: &str) {
         self.metrics.limits_hit.get_or_create(&Limit { app: self.app.clone(), component: component.to_string(), limit: limit.to_string() }).inc();
+    }
+
+    /// Counts a request the host refused for `limit` before running it, and keeps it among
+    /// the recent failures.
+    pub fn refused(&self, component: &str, limit: &str) {
+        self.limit_hit(component, limit);
+        self.failure(component, format!("refused: {limit} reached"));
+    }
+
+    /// Keeps a failure of `component` among the recent ones.
+    pub fn failure(&self, component: &str, reason: String) {
+        let mut recent = self.metrics.recent_failures.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() == RECENT_FAILURES {
+            recent.pop_front();
+        }
+        recent.push_back(RecentFailure { at: SystemTime::now(), app: self.app.clone(), component: component.to_string(), reason });
     }
 }

@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod archive;
 pub mod apps_file;
 mod many_apps;
 pub mod telemetry;

@@ -62,6 +62,8 @@ pub struct AppStatus {
     pub state_dir: PathBuf,
     /// Its HTTP routes, `component: path`.
     pub routes: Vec<String>,
+    /// Its components' ids.
+    pub components: Vec<String>,
     /// Seconds since the Unix epoch when this version was deployed.
     pub deployed_at: u64,
 }
@@ -94,6 +96,8 @@ struct Deployed {
     status: AppStatus,
     http: Option<Arc<HttpTrigger>>,
     serving: Serving,
+    /// The unpacked archive it was deployed from, removed once this version has drained.
+    _unpacked: Option<tempfile::TempDir>,
 }
 
 /// Where requests go: apps by host (`""` for any) and path prefix. A lookup costs one hash
@@ -185,11 +189,23 @@ impl ManyApps {
     /// new version is loaded in full before it takes any request; on failure the old one
     /// keeps serving.
     pub async fn deploy(self: &Arc<Self>, spec: AppSpec) -> Result<AppStatus> {
-        let mut apps = self.apps.lock().await;
-        self.deploy_locked(&mut apps, spec, false).await
+        self.deploy_unpacked(spec, None).await
     }
 
-    async fn deploy_locked(self: &Arc<Self>, apps: &mut BTreeMap<String, Deployed>, spec: AppSpec, from_file: bool) -> Result<AppStatus> {
+    /// Deploys `spec`, whose source is the archive unpacked in `unpacked` (see
+    /// [`ManyApps::archive_dir`]); the directory goes when this version is replaced or
+    /// undeployed and has drained, or at once if the app does not load.
+    pub async fn deploy_unpacked(self: &Arc<Self>, spec: AppSpec, unpacked: Option<tempfile::TempDir>) -> Result<AppStatus> {
+        let mut apps = self.apps.lock().await;
+        self.deploy_locked(&mut apps, spec, false, unpacked).await
+    }
+
+    /// Where archives sent to the admin API are unpacked.
+    pub fn archive_dir(&self) -> PathBuf {
+        self.settings.state_dir.join(".archives")
+    }
+
+    async fn deploy_locked(self: &Arc<Self>, apps: &mut BTreeMap<String, Deployed>, spec: AppSpec, from_file: bool, unpacked: Option<tempfile::TempDir>) -> Result<AppStatus> {
         let name = spec.name.clone();
         let keys = crate::apps_file::route_keys(&spec);
         if let Some((other, key)) = apps.values().filter(|d| d.spec.name != name).find_map(|d| {
@@ -233,10 +249,11 @@ impl ManyApps {
             queued: host.executor.app().runtime_config.max_queued_requests,
             state_dir: host.executor.app().state_dir.clone(),
             routes: http.as_ref().map(|h| h.routes().iter().map(|r| format!("{}: {}{}", r.label, r.path, if r.wildcard { "/..." } else { "" })).collect()).unwrap_or_default(),
+            components: host.executor.app().components.keys().cloned().collect(),
             deployed_at: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         };
         let serving = host.serve(None, 1)?;
-        let old = apps.insert(name.clone(), Deployed { spec, from_file, files, fingerprint, status: status.clone(), http, serving });
+        let old = apps.insert(name.clone(), Deployed { spec, from_file, files, fingerprint, status: status.clone(), http, serving, _unpacked: unpacked });
         self.publish_routes(apps);
         match old {
             Some(old) => {
@@ -297,7 +314,7 @@ impl ManyApps {
                 Some(_) => true,
                 None => false,
             };
-            match self.deploy_locked(&mut apps, spec, true).await {
+            match self.deploy_locked(&mut apps, spec, true, None).await {
                 Ok(_) if existed => done.updated.push(name),
                 Ok(_) => done.deployed.push(name),
                 Err(e) => {

@@ -179,9 +179,9 @@ impl HttpTrigger {
         })
     }
 
-    fn limit_hit(&self, component: &str, limit: &str) {
+    fn refused(&self, component: &str, limit: &str) {
         if let Some(metrics) = &self.metrics {
-            metrics.limit_hit(component, limit);
+            metrics.refused(component, limit);
         }
     }
 
@@ -375,7 +375,7 @@ impl HttpTrigger {
         let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
         if header_bytes > self.listener.max_header_size {
             let message = format!("request header section is {header_bytes} bytes, over max_request_header_size ({} bytes)\nrequest id: {id}\n", self.listener.max_header_size);
-            self.limit_hit("-", "max_request_header_size");
+            self.refused("-", "max_request_header_size");
             return text(431, &message, Some(LogLine::of(self, id, start, &req).finish(431, &no_component(), None)));
         }
         let Some(matched) = self.router.route(req.uri().path()) else {
@@ -441,7 +441,7 @@ impl HttpTrigger {
         let (max_body, timeout) = (limits.max_request_body_size, limits.request_timeout);
 
         if declared_length(request.headers()).is_some_and(|n| n > max_body) {
-            self.limit_hit(component, "max_request_body_size");
+            self.refused(component, "max_request_body_size");
             return text(413, &format!("request body larger than max_request_body_size ({max_body} bytes)\nrequest id: {id}\n"), Some(log(413, None)));
         }
         let (mut parts, body) = request.into_parts();
@@ -465,7 +465,7 @@ impl HttpTrigger {
         let permit = match admitted {
             Ok(p) => p,
             Err(why) => {
-                self.limit_hit(component, if why == tessera_executor::Rejected::QueueFull { "max_queued_requests" } else { "queue_timeout" });
+                self.refused(component, if why == tessera_executor::Rejected::QueueFull { "max_queued_requests" } else { "queue_timeout" });
                 tracing::warn!("request {id}: every instance slot is busy and {why:?}: answering 503 (raise max_concurrent_requests or max_queued_requests in the runtime config)");
                 let mut r = text(503, &format!("server busy, try again\nrequest id: {id}\n"), Some(log(503, None)));
                 r.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
@@ -492,7 +492,7 @@ impl HttpTrigger {
                 let max_response = limits.max_response_body_size;
                 if let Some(n) = declared_length(response.headers()).filter(|n| *n > max_response) {
                     tracing::error!("request {id}: component `{component}` answered with a {n}-byte body, over max_response_body_size ({max_response} bytes); answered 502 instead (raise max_response_body_size in the runtime config, globally or under [component.{component}])");
-                    self.limit_hit(component, "max_response_body_size");
+                    self.refused(component, "max_response_body_size");
                     return text(502, &format!("the component's response body ({n} bytes) is over max_response_body_size ({max_response} bytes)\nrequest id: {id}\n"), Some(log(502, Some(&cost))));
                 }
                 let (parts, body) = response.into_parts();

@@ -59,6 +59,7 @@ pub struct KeyValue {
 
 impl Capability for KeyValue {
     const IMPORTS: &'static [&'static str] = &["spin:key-value/", "fermyon:spin/key-value", "wasi:keyvalue/"];
+    const NAME: &'static str = "key_value";
     const GRANT: Grant = Grant::KeyValueStores;
     type Component = Arc<Granted<Arc<dyn Store>>>;
     type Instance = InstanceKeyValue;
