@@ -913,10 +913,13 @@ def scenario_metrics(args, results):
         port = free_port()
         env = dict(os.environ, OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{sink.port}", OTEL_TRACES_SAMPLER="always_on")
         traced = Server("tessera, traces on", [TESSERA, "up", "-f", app, "--listen", f"127.0.0.1:{port}", "--cache-dir", cache], port, env=env)
-        with off, on, traced:
-            for s in (off, on, traced):
+        port = free_port()
+        env = dict(env, OTEL_TRACES_SAMPLER="traceidratio", OTEL_TRACES_SAMPLER_ARG="0.01")
+        sampled = Server("tessera, traces 1%", [TESSERA, "up", "-f", app, "--listen", f"127.0.0.1:{port}", "--cache-dir", cache], port, env=env)
+        with off, on, traced, sampled:
+            for s in (off, on, traced, sampled):
                 s.wait_ready()
-            results["metrics"] = alternate([off, on, traced], "/", args.duration, args.rounds)
+            results["metrics"] = alternate([off, on, traced, sampled], "/", args.duration, args.rounds)
     sink.stop()
     results["metrics"]["otlp_exports"] = {"requests": sink.requests, "bytes": sink.bytes}
 
@@ -1235,8 +1238,11 @@ def report(results, meta, argv):
         if "tessera, traces on" in m:
             traced = m["tessera, traces on"]["rps"]
             exports = m.get("otlp_exports", {})
-            lines[-1:-1] = [f"| traces on, every request sampled, OTLP to a local collector | {traced:,.0f} | {m['tessera, traces on']['raw_rps']} |"]
-            lines += [f"Traces cost {1 - traced / off:.1%} of hello-world throughput; the collector took "
+            sampled = m["tessera, traces 1%"]["rps"]
+            lines[-1:-1] = [f"| traces on, every request sampled, OTLP to a local collector | {traced:,.0f} | {m['tessera, traces on']['raw_rps']} |",
+                            f"| traces on, 1% sampled (`traceidratio`) | {sampled:,.0f} | {m['tessera, traces 1%']['raw_rps']} |"]
+            lines += [f"Traces cost {1 - traced / off:.1%} of hello-world throughput with every request sampled, "
+                      f"{1 - sampled / off:.1%} with 1% sampled; the collector took "
                       f"{exports.get('requests', 0)} exports ({exports.get('bytes', 0) / 1e6:.1f} MB). The batch exporter "
                       "drops spans when its queue (2,048) is full rather than slow requests down.", ""]
     if "containerd" in results:
