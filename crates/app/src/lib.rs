@@ -36,12 +36,51 @@ pub struct LoadedApp {
     pub state_dir: PathBuf,
     /// Where guest output is written (`<state_dir>/logs` by default).
     pub log_dir: PathBuf,
+    /// Where guest output goes besides [`LoadedApp::log_dir`].
+    pub guest_output: GuestOutput,
     /// Application variable values.
     pub variables: Variables,
     /// Components by id.
     pub components: BTreeMap<String, LoadedComponent>,
     /// Holds staged `files` copies until the app is dropped.
     _staging: Option<tempfile::TempDir>,
+}
+
+/// Where guest stdout and stderr go (`spin up`'s `--log-dir ""`, `--follow`, `-q`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestOutput {
+    /// Appended to `<log_dir>/<component>_stdout.txt` and `_stderr.txt`.
+    pub to_files: bool,
+    /// Which components' lines are printed on the terminal, prefixed with their id.
+    pub follow: Follow,
+}
+
+impl Default for GuestOutput {
+    fn default() -> Self {
+        Self { to_files: true, follow: Follow::All }
+    }
+}
+
+/// Which components' output is printed on the terminal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Follow {
+    /// Every component's (the default).
+    All,
+    /// Only these components' (`--follow ID`).
+    Only(std::collections::BTreeSet<String>),
+    /// None (`-q`).
+    Nothing,
+}
+
+impl Follow {
+    /// Whether `component`'s output is printed.
+    pub fn includes(&self, component: &str) -> bool {
+        match self {
+            Follow::All => true,
+            Follow::Only(ids) => ids.contains(component),
+            Follow::Nothing => false,
+        }
+    }
 }
 
 /// One component with everything resolved.
@@ -106,6 +145,15 @@ pub struct LoadOptions {
     /// Variable values given by a host of many apps, in place of the process environment
     /// (`SPIN_VARIABLE_*` would otherwise be shared by every app).
     pub variables: Option<BTreeMap<String, String>>,
+    /// Variable values that win over every other source (`spin up --variable`).
+    pub variable_overrides: BTreeMap<String, String>,
+    /// Added to every component's `environment`, replacing its own value
+    /// (`spin up -e KEY=VALUE`).
+    pub environment: BTreeMap<String, String>,
+    /// The state directory, over the runtime config's `state_dir` (`--state-dir`).
+    pub state_dir_override: Option<PathBuf>,
+    /// Where guest output goes.
+    pub guest_output: GuestOutput,
 }
 
 impl std::fmt::Debug for LoadOptions {
@@ -118,6 +166,10 @@ impl std::fmt::Debug for LoadOptions {
             .field("fetcher", &self.fetcher.is_some())
             .field("artifact_signed_by", &self.artifact_signed_by)
             .field("variables", &self.variables.as_ref().map(|v| v.keys().collect::<Vec<_>>()))
+            .field("variable_overrides", &self.variable_overrides.keys().collect::<Vec<_>>())
+            .field("environment", &self.environment.keys().collect::<Vec<_>>())
+            .field("state_dir_override", &self.state_dir_override)
+            .field("guest_output", &self.guest_output)
             .finish()
     }
 }
@@ -293,9 +345,10 @@ impl LoadedApp {
                 );
             }
         }
-        let state_dir = runtime_config
-            .state_dir
+        let state_dir = options
+            .state_dir_override
             .clone()
+            .or_else(|| runtime_config.state_dir.clone())
             .or_else(|| options.state_dir.clone())
             .unwrap_or_else(|| manifest.dir.join(".spin"));
         let log_dir = options
@@ -303,13 +356,20 @@ impl LoadedApp {
             .clone()
             .or_else(|| runtime_config.log_dir.clone())
             .unwrap_or_else(|| state_dir.join("logs"));
-        let variables = match &options.variables {
-            Some(given) => Variables::resolve_with(&manifest, &runtime_config.variables_providers, |key| {
-                let name = key.strip_prefix("TESSERA_VARIABLE_").or_else(|| key.strip_prefix("SPIN_VARIABLE_"))?;
-                given.get(&name.to_ascii_lowercase()).cloned()
-            })?,
-            None => Variables::resolve(&manifest, &runtime_config.variables_providers)?,
+        let given_by_name = |given: &BTreeMap<String, String>, key: &str| {
+            let name = key.strip_prefix("TESSERA_VARIABLE_").or_else(|| key.strip_prefix("SPIN_VARIABLE_"))?;
+            given.get(&name.to_ascii_lowercase()).cloned()
         };
+        for name in options.variable_overrides.keys().filter(|n| !manifest.variables.contains_key(&n.to_ascii_lowercase())) {
+            tracing::warn!("--variable {name}: the app declares no variable `{name}` (it is ignored)");
+        }
+        let overrides: BTreeMap<String, String> = options.variable_overrides.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect();
+        let variables = Variables::resolve_with(&manifest, &runtime_config.variables_providers, |key| {
+            given_by_name(&overrides, key).or_else(|| match &options.variables {
+                Some(given) => given_by_name(given, key),
+                None => std::env::var(key).ok(),
+            })
+        })?;
         let trust = runtime_config.trust.as_ref().map(TrustPolicy::from_table).transpose()?;
 
         let mut staging = None;
@@ -363,7 +423,7 @@ impl LoadedApp {
                     source,
                     bytes,
                     mounts,
-                    environment: c.environment.clone(),
+                    environment: c.environment.clone().into_iter().chain(options.environment.clone()).collect(),
                     allowed_outbound_hosts,
                     config,
                     limits: runtime_config.limits_for(id),
@@ -380,6 +440,7 @@ impl LoadedApp {
             runtime_config,
             state_dir,
             log_dir,
+            guest_output: options.guest_output.clone(),
             variables,
             components,
             _staging: staging,
@@ -388,7 +449,8 @@ impl LoadedApp {
 
     /// Creates the state and log directories.
     pub fn create_dirs(&self) -> Result<()> {
-        for dir in [&self.state_dir, &self.log_dir] {
+        let log_dir = self.guest_output.to_files.then_some(&self.log_dir);
+        for dir in std::iter::once(&self.state_dir).chain(log_dir) {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
         Ok(())

@@ -20,39 +20,50 @@ enum Terminal {
     Stderr,
 }
 
-/// The open log files of one component.
+/// The open log files of one component, and whether its lines reach the terminal.
 pub struct ComponentState {
     prefix: Arc<str>,
-    stdout_file: Arc<Mutex<File>>,
-    stderr_file: Arc<Mutex<File>>,
+    stdout_file: Option<LogFile>,
+    stderr_file: Option<LogFile>,
+    on_terminal: bool,
 }
 
+type LogFile = Arc<Mutex<File>>;
+
 impl ComponentState {
-    /// Opens (appends to) the component's log files.
+    /// Opens (appends to) the component's log files, unless the app logs to none.
     pub fn configure(app: &LoadedApp, component: &LoadedComponent) -> Result<Self> {
-        std::fs::create_dir_all(&app.log_dir)
-            .with_context(|| format!("cannot create the log directory {}", app.log_dir.display()))?;
-        let open = |suffix: &str| -> Result<Arc<Mutex<File>>> {
+        let to_files = app.guest_output.to_files;
+        if to_files {
+            std::fs::create_dir_all(&app.log_dir)
+                .with_context(|| format!("cannot create the log directory {}", app.log_dir.display()))?;
+        }
+        let open = |suffix: &str| -> Result<Option<LogFile>> {
+            if !to_files {
+                return Ok(None);
+            }
             let path = app.log_dir.join(format!("{}_{suffix}.txt", component.id));
             let file = File::options()
                 .create(true)
                 .append(true)
                 .open(&path)
                 .with_context(|| format!("cannot open {}", path.display()))?;
-            Ok(Arc::new(Mutex::new(file)))
+            Ok(Some(Arc::new(Mutex::new(file))))
         };
         Ok(Self {
             prefix: format!("[{}] ", component.id).into(),
             stdout_file: open("stdout")?,
             stderr_file: open("stderr")?,
+            on_terminal: app.guest_output.follow.includes(&component.id),
         })
     }
 
     /// Streams for one instance.
     pub fn instance(&self) -> (GuestOutput, GuestOutput) {
+        let terminal = |t| self.on_terminal.then_some(t);
         (
-            GuestOutput::new(self.prefix.clone(), self.stdout_file.clone(), Terminal::Stdout),
-            GuestOutput::new(self.prefix.clone(), self.stderr_file.clone(), Terminal::Stderr),
+            GuestOutput::new(self.prefix.clone(), self.stdout_file.clone(), terminal(Terminal::Stdout)),
+            GuestOutput::new(self.prefix.clone(), self.stderr_file.clone(), terminal(Terminal::Stderr)),
         )
     }
 }
@@ -65,13 +76,13 @@ pub struct GuestOutput {
 
 struct LineBuffer {
     prefix: Arc<str>,
-    file: Arc<Mutex<File>>,
-    terminal: Terminal,
+    file: Option<LogFile>,
+    terminal: Option<Terminal>,
     partial: Vec<u8>,
 }
 
 impl GuestOutput {
-    fn new(prefix: Arc<str>, file: Arc<Mutex<File>>, terminal: Terminal) -> Self {
+    fn new(prefix: Arc<str>, file: Option<LogFile>, terminal: Option<Terminal>) -> Self {
         Self {
             inner: Arc::new(Mutex::new(LineBuffer {
                 prefix,
@@ -99,13 +110,14 @@ impl LineBuffer {
 
     fn emit(&mut self) {
         let line = std::mem::take(&mut self.partial);
-        if let Ok(mut f) = self.file.lock() {
+        if let Some(Ok(mut f)) = self.file.as_ref().map(|f| f.lock()) {
             let _ = f.write_all(&line);
         }
+        let Some(terminal) = self.terminal else { return };
         let mut out = Vec::with_capacity(self.prefix.len() + line.len());
         out.extend_from_slice(self.prefix.as_bytes());
         out.extend_from_slice(&line);
-        let _ = match self.terminal {
+        let _ = match terminal {
             Terminal::Stdout => std::io::stdout().lock().write_all(&out),
             Terminal::Stderr => std::io::stderr().lock().write_all(&out),
         };

@@ -10,7 +10,7 @@
 
 use crate::{Capability, Concurrency, Grant, InstanceState};
 use crate::grants::{Backends, Granted};
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use rusqlite::types::Value as SqlValue;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -105,6 +105,21 @@ impl Capability for Sqlite {
 
     fn instance(grants: &Self::Component) -> InstanceSqlite {
         InstanceSqlite { grants: grants.clone() }
+    }
+}
+
+impl Sqlite {
+    /// Runs `sql` (one statement or many) against database `label` before the app serves
+    /// (`spin up --sqlite`), all of it or none.
+    pub fn execute_initial(&self, label: &str, sql: &str) -> Result<()> {
+        let path = self.files.get(label).with_context(|| {
+            format!("--sqlite: no component of the app is granted SQLite database `{label}`\n  hint: add \"{label}\" to a component's sqlite_databases")
+        })?;
+        let mut conn = open_file(path).with_context(|| format!("cannot open SQLite database `{label}` at {}", path.display()))?;
+        let transaction = conn.transaction()?;
+        transaction.execute_batch(sql).with_context(|| format!("--sqlite: the statements failed against database `{label}`; none was applied"))?;
+        transaction.commit()?;
+        Ok(())
     }
 }
 

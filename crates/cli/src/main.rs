@@ -10,6 +10,7 @@ mod registry;
 mod run;
 mod sign;
 mod up;
+mod up_flags;
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal as _;

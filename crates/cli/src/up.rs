@@ -2,6 +2,7 @@
 //! once), draining in-flight work on SIGTERM or SIGINT.
 
 use anyhow::{Context as _, Result};
+use clap::builder::TypedValueParser as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,9 +18,10 @@ use tessera_manifest::{Manifest, RuntimeConfig, find_manifest};
 pub struct UpArgs {
     /// The app's manifest, a directory holding spin.toml (or tessera.toml), a bare
     /// wasi:http component (served on `/...` with nothing granted), or a registry
-    /// reference (REGISTRY/REPOSITORY:TAG), pulled first.
-    #[arg(short = 'f', long = "from", value_name = "FILE_OR_DIR_OR_REF", default_value = ".")]
-    pub from: PathBuf,
+    /// reference (REGISTRY/REPOSITORY:TAG), pulled first. Default: spin.toml here, or in
+    /// the nearest parent directory (up to the repository's root).
+    #[arg(short = 'f', long = "from", value_name = "FILE_OR_DIR_OR_REF")]
+    pub from: Option<PathBuf>,
     /// A registry reference to run, even if a local path has the same name.
     #[arg(long, value_name = "REF", conflicts_with = "from")]
     pub from_registry: Option<String>,
@@ -29,19 +31,50 @@ pub struct UpArgs {
     #[arg(long, value_name = "ADDR", env = "SPIN_HTTP_LISTEN_ADDR", default_value = "127.0.0.1:3000")]
     pub listen: String,
     /// Runtime config: state and log locations, limits (see the README).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "RUNTIME_CONFIG_FILE")]
     pub runtime_config_file: Option<PathBuf>,
     /// Run `tessera build` first.
-    #[arg(long)]
+    #[arg(long, env = "SPIN_ALWAYS_BUILD", value_parser = clap::builder::BoolishValueParser::new())]
     pub build: bool,
-    /// Where guest output is logged (default: .spin/logs beside the manifest).
+    /// Pass an environment variable (KEY=VALUE) to all components of the application.
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = crate::up_flags::parse_env)]
+    pub env: Vec<(String, String)>,
+    /// Variable(s) to be passed to the app, over every other source: KEY=VALUE, KEY=@FILE
+    /// (the file's text), or @FILE.json / @FILE.toml (a map of names to values).
+    #[arg(long, value_name = "KEY=VALUE | KEY=@FILE | @FILE.json | @FILE.toml")]
+    pub variable: Vec<String>,
+    /// Set a key/value pair (KEY=VALUE) in the application's default store before it
+    /// serves (STORE:KEY=VALUE for the app's store named STORE). Can be used multiple times.
+    #[arg(long = "key-value", value_name = "KEY=VALUE")]
+    pub key_values: Vec<String>,
+    /// Run a SQLite statement such as a migration against the default database before the
+    /// app serves; @FILE runs a file's statements, @FILE:DATABASE against another database.
+    #[arg(long = "sqlite", value_name = "STATEMENT | @FILE[:DATABASE]")]
+    pub sqlite: Vec<String>,
+    /// The application state directory (key-value and SQLite files, logs); default .spin
+    /// beside the manifest. Wins over the runtime config's state_dir.
     #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Where guest output is logged (default: <state dir>/logs); "" logs to no file.
+    #[arg(short = 'L', long, value_name = "DIR", env = "SPIN_LOG_DIR", value_parser = clap::builder::OsStringValueParser::new().map(PathBuf::from))]
     pub log_dir: Option<PathBuf>,
+    /// Empty the components' log files before starting.
+    #[arg(long)]
+    pub truncate_logs: bool,
+    /// Print output to stdout/stderr only for the given component(s).
+    #[arg(long = "follow", value_name = "COMPONENT")]
+    pub follow: Vec<String>,
+    /// Silence all component output to stdout/stderr (it is still logged to files).
+    #[arg(short = 'q', long, visible_alias = "shush", conflicts_with = "follow")]
+    pub quiet: bool,
+    /// Run only this component's triggers (can be repeated); default: all components.
+    #[arg(short = 'c', long = "component-id", value_name = "ID")]
+    pub components: Vec<String>,
     /// Where compiled components are cached (default: ~/.cache/tessera/components).
     #[arg(long, value_name = "DIR", env = "TESSERA_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Compile every component again instead of using the compile cache.
-    #[arg(long)]
+    #[arg(long, visible_alias = "disable-cache", env = "DISABLE_WASMTIME_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_cache: bool,
     /// Serve Prometheus metrics on this address (GET /metrics), per component: requests by
     /// status, latency, guest CPU, peak memory, slot waits, limits hit.
@@ -56,7 +89,7 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
     let reference = args
         .from_registry
         .clone()
-        .or_else(|| crate::registry::looks_like_reference(&args.from).then(|| args.from.to_string_lossy().into_owned()));
+        .or_else(|| args.from.as_ref().filter(|f| crate::registry::looks_like_reference(f)).map(|f| f.to_string_lossy().into_owned()));
     if args.build && reference.is_some() {
         anyhow::bail!("--build builds local sources; an app from a registry is already built");
     }
@@ -68,14 +101,36 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
             artifact_signed_by = runtime.block_on(artifact_trust(r, &pulled.digest, args.runtime_config_file.as_deref(), &args.registry))?;
             pulled.manifest
         }
-        None => find_manifest(&args.from)?,
+        None => match &args.from {
+            Some(from) => find_manifest(from)?,
+            None => manifest_here_or_above()?,
+        },
     };
-    let manifest = if tessera_manifest::is_component_file(&manifest_path) {
+    let mut manifest = if tessera_manifest::is_component_file(&manifest_path) {
         anyhow::ensure!(!args.build, "--build needs an app's spin.toml; {} is a component already", manifest_path.display());
         Manifest::for_component(&manifest_path)
     } else {
         Manifest::from_file(&manifest_path)?
     };
+    if !args.components.is_empty() {
+        manifest.retain_components(&args.components)?;
+    }
+    let log_dir = args.log_dir.clone().filter(|d| !d.as_os_str().is_empty());
+    let guest_output = tessera_app::GuestOutput {
+        to_files: args.log_dir.as_ref().is_none_or(|d| !d.as_os_str().is_empty()),
+        follow: if args.quiet {
+            tessera_app::Follow::Nothing
+        } else if args.follow.is_empty() {
+            tessera_app::Follow::All
+        } else {
+            tessera_app::Follow::Only(args.follow.iter().cloned().collect())
+        },
+    };
+    if let tessera_app::Follow::Only(ids) = &guest_output.follow
+        && let Some(unknown) = ids.iter().find(|id| !manifest.components.contains_key(*id))
+    {
+        anyhow::bail!("--follow {unknown}: the app has no component `{unknown}`\n  hint: name one of: {}", manifest.components.keys().cloned().collect::<Vec<_>>().join(", "));
+    }
     if args.build {
         crate::build::build_all(&manifest)?;
     }
@@ -84,16 +139,32 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
         &LoadOptions {
             runtime_config_file: args.runtime_config_file.clone(),
             runtime_config: None,
-            log_dir: args.log_dir.clone(),
+            log_dir,
             // A pulled app's directory is a shared, immutable cache entry: its state goes
             // to .spin in the current directory, as for an app run from there.
             state_dir: reference.as_ref().map(|_| PathBuf::from(".spin")),
             fetcher: Some(Arc::new(tessera_registry::SourceCache::new(args.registry.options()))),
             artifact_signed_by,
             variables: None,
+            variable_overrides: crate::up_flags::variables(&args.variable)?,
+            environment: args.env.iter().cloned().collect(),
+            state_dir_override: args.state_dir.clone(),
+            guest_output,
         },
     )?;
+    let stores: Vec<String> = app.components.values().flat_map(|c| c.key_value_stores.iter().map(|(label, _)| label.clone())).collect();
+    let seed = tessera_host::Seed { key_values: crate::up_flags::key_values(&args.key_values, &stores)?, sqlite: crate::up_flags::sqlite(&args.sqlite)? };
     app.create_dirs()?;
+    if args.truncate_logs && app.guest_output.to_files {
+        for id in app.components.keys() {
+            for stream in ["stdout", "stderr"] {
+                let path = app.log_dir.join(format!("{id}_{stream}.txt"));
+                if path.exists() {
+                    std::fs::File::create(&path).with_context(|| format!("--truncate-logs: cannot empty {}", path.display()))?;
+                }
+            }
+        }
+    }
     let rc = &app.runtime_config;
     let cache_dir = if args.no_cache { None } else { args.cache_dir.clone().or_else(CompileCache::default_dir) };
     let settings = tessera_host::engine_settings(&app, cache_dir);
@@ -107,6 +178,7 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
 
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let runtime = host.runtime(threads)?;
+    runtime.block_on(host.seed(&seed))?;
     if host.is_command() {
         let code = runtime.block_on(host.run_command(&args.args))?;
         return Ok(ExitCode::from(code.clamp(0, 255) as u8));
@@ -131,6 +203,32 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
     }
     let code = host.serve_until_signal(&runtime, listener, threads, shutdown_timeout, |host| print_triggers(host, addr))?;
     Ok(ExitCode::from(code))
+}
+
+/// `spin.toml` (or `tessera.toml`) in the current directory, else in the nearest parent
+/// directory, as Spin searches: up to the root of a Git repository or 20 levels.
+fn manifest_here_or_above() -> Result<PathBuf> {
+    let here = Path::new(".");
+    if let Ok(found) = find_manifest(here) {
+        return Ok(found);
+    }
+    let mut dir = here.to_path_buf();
+    for distance in 1..20 {
+        if dir.join(".git").exists() {
+            break;
+        }
+        dir = dir.join("..");
+        if !dir.is_dir() {
+            break;
+        }
+        if let Ok(found) = find_manifest(&dir) {
+            let shown = std::fs::canonicalize(&found).unwrap_or_else(|_| found.clone());
+            let parent = if distance == 1 { "parent".to_string() } else { format!("{distance} levels up") };
+            eprintln!("No 'spin.toml' in current directory.\nUsing '{}' from {parent} directory ({})", found.file_name().unwrap_or_default().to_string_lossy(), shown.display());
+            return Ok(found);
+        }
+    }
+    find_manifest(here).map_err(Into::into)
 }
 
 /// Under a `[trust]` policy, the trusted key whose signature on the pulled artifact

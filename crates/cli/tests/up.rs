@@ -581,3 +581,124 @@ fn a_wasi_preview1_module_is_adapted_at_load_and_served() {
     let again = app.start(&["--cache-dir", cache_arg]);
     assert_eq!(again.get("/hello").status, 200);
 }
+
+/// A Spin SDK app with the default key-value store and database and a required variable.
+const SEEDED_APP: &str = "spin_manifest_version = 2\n[application]\nname = \"seeded\"\n[variables]\ngreeting = { required = true }\n\
+    [[trigger.http]]\nroute = \"/...\"\ncomponent = \"spin\"\n[component.spin]\nsource = \"{spin_guest}\"\n\
+    key_value_stores = [\"default\"]\nsqlite_databases = [\"default\"]\nvariables = { greeting = \"{{ greeting }}\" }\n";
+
+#[test]
+fn spin_up_flags_seed_stores_set_variables_and_move_state() {
+    let app = App::new(SEEDED_APP);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("greeting.txt"), "from a file").unwrap();
+    std::fs::write(dir.path().join("migrate.sql"), "CREATE TABLE notes(body TEXT); INSERT INTO notes VALUES ('migrated');").unwrap();
+    let state = dir.path().join("state");
+    let mut cmd = tessera();
+    // --variable wins over the environment, as in Spin.
+    cmd.env("SPIN_VARIABLE_GREETING", "from the environment");
+    let greeting = format!("greeting=@{}", dir.path().join("greeting.txt").display());
+    let migrate = format!("@{}", dir.path().join("migrate.sql").display());
+    let server = Server::start_with(
+        cmd,
+        app.path(),
+        &[
+            "--variable", &greeting,
+            "--key-value", "motd=hello", "--key-value", "user:1=alice",
+            "--sqlite", &migrate, "--sqlite", "INSERT INTO notes VALUES ('inline')",
+            "--state-dir", state.to_str().unwrap(),
+            "-L", "",
+        ],
+    );
+    assert_eq!(server.get("/variables/greeting").body, "from a file");
+    assert_eq!(server.get("/kv/default/motd").body, "hello");
+    assert_eq!(server.get("/kv/default/user:1").body, "alice", "a colon is part of the key, as in Spin");
+    let r = request("POST", &server.url("/sql/default"), &[], Some(b"SELECT body FROM notes ORDER BY rowid"));
+    assert_eq!(r.body, "body\nmigrated\ninline\n", "{}", r.body);
+    // State went to --state-dir; -L "" logged to no file.
+    assert!(state.join("sqlite_key_value.db").is_file() && state.join("sqlite_db.db").is_file());
+    assert!(!app.path().join(".spin").exists(), "state or logs beside the manifest");
+    assert!(!state.join("logs").exists(), "-L \"\" still wrote log files");
+}
+
+#[test]
+fn spin_up_flags_that_cannot_be_applied_stop_the_start_with_the_reason() {
+    let app = App::new(SEEDED_APP);
+    let start = |extra: &[&str]| Server::try_start(app.path(), &[&["--variable", "greeting=hi"], extra].concat()).err().expect("the start should fail");
+    let e = start(&["--sqlite", "CREATE TABLE a(x); NOT SQL AT ALL"]);
+    assert!(e.contains("--sqlite") && e.contains("none was applied"), "{e}");
+    let e = start(&["--key-value", "no-equals-sign"]);
+    assert!(e.contains("--key-value no-equals-sign") && e.contains("KEY=VALUE"), "{e}");
+    let e = start(&["--variable", "@vars.yaml"]);
+    assert!(e.contains(".json or .toml"), "{e}");
+    let e = start(&["-c", "nope"]);
+    assert!(e.contains("no component `nope`") && e.contains("spin"), "{e}");
+    let e = start(&["--follow", "nope"]);
+    assert!(e.contains("--follow nope") && e.contains("no component"), "{e}");
+    let e = Server::try_start(app.path(), &["-e", "=x"]).err().unwrap();
+    assert!(e.contains("KEY=VALUE"), "{e}");
+    // The failed --sqlite left no table behind: the next start creates it again.
+    let server = app.start(&["--variable", "greeting=hi", "--sqlite", "CREATE TABLE a(x)"]);
+    assert_eq!(server.get("/variables/greeting").body, "hi");
+}
+
+#[test]
+fn env_quiet_follow_and_component_id_as_in_spin_up() {
+    let app = App::new(
+        "spin_manifest_version = 2\n[application]\nname = \"two\"\n\
+         [[trigger.http]]\nroute = \"/a/...\"\ncomponent = \"a\"\n[[trigger.http]]\nroute = \"/b/...\"\ncomponent = \"b\"\n\
+         [component.a]\nsource = \"{http_guest}\"\nenvironment = { A = \"from the manifest\" }\n[component.b]\nsource = \"{http_guest}\"\n",
+    );
+    // -e reaches every component and wins over the manifest's environment.
+    let server = app.start(&["-e", "A=from the flag", "-e", "B=x=y", "--follow", "b"]);
+    for path in ["/a/env", "/b/env"] {
+        let body = server.get(path).body;
+        assert!(body.contains("A=from the flag\n") && body.contains("B=x=y\n"), "{path}: {body}");
+    }
+    // --follow b: only b's lines reach the terminal; both are in the log files.
+    server.get("/a/hello");
+    server.get("/b/hello");
+    server.wait_for_stdout("[b] hello handler called for /b/hello");
+    assert!(!server.stdout.lock().unwrap().contains("[a] "), "{}", server.stdout.lock().unwrap());
+    assert!(std::fs::read_to_string(app.path().join(".spin/logs/a_stdout.txt")).unwrap().contains("/a/hello"));
+    drop(server);
+
+    // -q: no guest line on the terminal. --truncate-logs empties the files first.
+    let server = app.start(&["-q", "--truncate-logs"]);
+    assert!(std::fs::read_to_string(app.path().join(".spin/logs/a_stdout.txt")).unwrap().is_empty(), "--truncate-logs");
+    server.get("/a/hello");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !std::fs::read_to_string(app.path().join(".spin/logs/a_stdout.txt")).unwrap().contains("/a/hello") {
+        assert!(std::time::Instant::now() < deadline, "the log file did not get the line");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!server.stdout.lock().unwrap().contains("[a] "), "-q printed guest output");
+    drop(server);
+
+    // -c a: only a's triggers run.
+    let server = app.start(&["-c", "a"]);
+    assert_eq!(server.get("/a/hello").status, 200);
+    assert_eq!(server.get("/b/hello").status, 404);
+    let out = server.stdout.lock().unwrap().clone();
+    assert!(out.contains("a: http://") && !out.contains("b: http://"), "{out}");
+}
+
+#[test]
+fn the_manifest_is_found_in_a_parent_directory_as_spin_finds_it() {
+    let app = App::new(GUEST_APP);
+    let sub = app.path().join("src/deeper");
+    std::fs::create_dir_all(&sub).unwrap();
+    let mut cmd = tessera();
+    cmd.current_dir(&sub).args(["up", "--listen", "127.0.0.1:0", "--cache-dir"]).arg(cache_dir());
+    let server = Server::launch(cmd).unwrap();
+    assert_eq!(server.get("/hello").status, 200);
+    let log = server.stderr.lock().unwrap().clone();
+    assert!(log.contains("No 'spin.toml' in current directory.") && log.contains("from 2 levels up directory"), "{log}");
+    // Not past a repository's root.
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::write(repo.path().join("spin.toml"), "not read").unwrap();
+    std::fs::create_dir_all(repo.path().join("project/.git")).unwrap();
+    let out = tessera().current_dir(repo.path().join("project")).args(["up", "--listen", "127.0.0.1:0"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("no spin.toml"), "{err}");
+}

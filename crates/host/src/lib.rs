@@ -58,6 +58,15 @@ fn settings_for(rc: &RuntimeConfig, largest_memory: Option<u64>, cache_dir: Opti
     }
 }
 
+/// Data written into an app's stores before it serves (`spin up --key-value`, `--sqlite`).
+#[derive(Debug, Default, Clone)]
+pub struct Seed {
+    /// (store, key, value) set in key-value stores.
+    pub key_values: Vec<(String, String, String)>,
+    /// (database, SQL) run against SQLite databases, each in one transaction.
+    pub sqlite: Vec<(String, String)>,
+}
+
 /// One app, loaded and ready to serve.
 pub struct AppHost {
     executor: Arc<Executor>,
@@ -171,6 +180,19 @@ impl AppHost {
         wasi.inherit_stdio().args(&argv);
         let end = tessera_triggers::command::run(&self.executor, component, component.capabilities().instance_with_wasi(wasi.build())).await?;
         Ok(end.code)
+    }
+
+    /// Writes `seed` into the app's stores before it serves: `--key-value` pairs, then
+    /// `--sqlite` statements in the order given.
+    pub async fn seed(&self, seed: &Seed) -> Result<()> {
+        use tessera_capabilities::{key_value::KeyValue, sqlite::Sqlite};
+        for (store, key, value) in &seed.key_values {
+            self.executor.capability::<KeyValue>().set_initial(store, key, value).await?;
+        }
+        for (database, sql) in &seed.sqlite {
+            self.executor.capability::<Sqlite>().execute_initial(database, sql)?;
+        }
+        Ok(())
     }
 
     /// Starts every trigger: HTTP on `listener` (when the app has routes) with `threads`

@@ -549,6 +549,28 @@ impl Manifest {
         Validator { src: &src, offset: 0 }.manifest(raw)
     }
 
+    /// Keeps only components `ids` and the triggers that run them (`spin up -c`); static
+    /// responses stay. Errs, naming the app's components, when an id is not one of them.
+    pub fn retain_components(&mut self, ids: &[String]) -> Result<(), ManifestError> {
+        if let Some(unknown) = ids.iter().find(|id| !self.components.contains_key(*id)) {
+            let known: Vec<&str> = self.components.keys().map(String::as_str).collect();
+            return Err(ManifestError::whole_file(&self.path, format!("-c {unknown}: the app has no component `{unknown}`"))
+                .with_hint(format!("name one of: {}", known.join(", "))));
+        }
+        let kept = |id: &String| ids.contains(id);
+        self.http_triggers.retain(|t| match &t.target {
+            HttpTarget::Component(id) => kept(id),
+            HttpTarget::Static(_) => true,
+        });
+        self.redis_triggers.retain(|t| kept(&t.component));
+        self.mqtt_triggers.retain(|t| kept(&t.component));
+        self.messaging_triggers.retain(|t| kept(&t.component));
+        self.cron_triggers.retain(|t| kept(&t.component));
+        self.command_triggers.retain(|t| kept(&t.component));
+        self.components.retain(|id, _| kept(id));
+        Ok(())
+    }
+
     /// The router for the HTTP triggers: routes to indexes into `http_triggers`.
     pub fn http_router(&self) -> Router<usize> {
         let routes = self

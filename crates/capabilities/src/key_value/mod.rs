@@ -97,6 +97,17 @@ impl Capability for KeyValue {
     }
 }
 
+impl KeyValue {
+    /// Sets `key` in store `label` before the app serves (`spin up --key-value`).
+    pub async fn set_initial(&self, label: &str, key: &str, value: &str) -> Result<()> {
+        let store = self.stores.get(label).with_context(|| {
+            format!("--key-value: no component of the app is granted key-value store `{label}`\n  hint: add \"{label}\" to a component's key_value_stores")
+        })?;
+        check_sizes(key, Some(value.as_bytes())).map_err(anyhow::Error::msg)?;
+        store.set(key, value.as_bytes()).await.map_err(|e| anyhow::anyhow!("--key-value: cannot set `{key}` in store `{label}`: {e}"))
+    }
+}
+
 fn backends(app: &LoadedApp) -> Backends<'_> {
     Backends {
         grants: |c| &c.key_value_stores,

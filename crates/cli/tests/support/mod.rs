@@ -189,7 +189,7 @@ impl Server {
     }
 
     /// Runs `cmd` and waits for its `Serving` line.
-    fn launch(mut cmd: Command) -> Result<Self, String> {
+    pub fn launch(mut cmd: Command) -> Result<Self, String> {
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
