@@ -7,6 +7,7 @@ use tessera_manifest::{Manifest, find_manifest};
 
 /// Arguments of `tessera build`.
 #[derive(clap::Args)]
+#[command(after_help = "Examples:\n  tessera build\n  tessera build -f examples/rust-sqlite")]
 pub struct BuildArgs {
     /// The app's manifest, or a directory holding spin.toml (or tessera.toml).
     #[arg(short = 'f', long = "from", value_name = "FILE_OR_DIR", default_value = ".")]

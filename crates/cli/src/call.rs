@@ -12,6 +12,7 @@ use tessera_plugins::{Call, CallError, Clocks, Grants, HostOptions, PluginHost, 
 
 /// Arguments of `tessera call`.
 #[derive(clap::Args)]
+#[command(after_help = "Examples:\n  tessera call rules.wasm 'evaluate(\"order-7\")'\n  tessera call ghcr.io/me/rules:v1 'score(3)' --fuel 1000000 --max-memory 16MiB")]
 pub struct CallArgs {
     /// The plugin: a component file, or a registry reference (registry/repository:tag).
     #[arg(value_name = "COMPONENT")]

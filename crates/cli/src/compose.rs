@@ -8,6 +8,7 @@ use tessera_manifest::Manifest;
 
 /// Arguments of `tessera compose`.
 #[derive(clap::Args)]
+#[command(after_help = "Examples:\n  tessera compose -o composed.wasm\n  tessera compose -f examples/calculator -c frontend -o frontend.wasm")]
 pub struct ComposeArgs {
     /// The app: its spin.toml or the directory holding it.
     #[arg(short = 'f', long = "from", value_name = "FILE_OR_DIR", default_value = ".")]

@@ -15,6 +15,7 @@ use tessera_signing::{PublicKey, component as signatures};
 
 /// Arguments of `tessera inspect`.
 #[derive(clap::Args)]
+#[command(after_help = "Examples:\n  tessera inspect\n  tessera inspect -f app.wasm --json\n  tessera inspect -f ghcr.io/me/app:v1 --key release.pub")]
 pub struct InspectArgs {
     /// An app (spin.toml or its directory), a component file (.wasm) or a registry reference.
     #[arg(short = 'f', long = "from", value_name = "FILE_OR_DIR_OR_REF", default_value = ".")]

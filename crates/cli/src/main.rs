@@ -2,10 +2,12 @@
 
 mod build;
 mod call;
+mod completions;
 mod compose;
 mod host;
 mod inspect;
 mod log_output;
+mod new;
 mod registry;
 mod run;
 mod sign;
@@ -26,7 +28,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// commands with a fresh sandboxed instance per invocation.
 #[derive(Parser)]
 #[command(name = "tessera", version, about, long_about = None)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -53,6 +55,14 @@ enum Command {
     Sign(sign::SignArgs),
     /// Check the signatures of a component, an app's components, or a registry artifact.
     Verify(sign::VerifyArgs),
+    /// Create an app from a template (like `spin new`).
+    New(new::NewArgs),
+    /// Add a component from a template to an app (like `spin add`).
+    Add(new::AddArgs),
+    /// List the templates `new` and `add` take.
+    Templates(new::TemplatesArgs),
+    /// Print a completion script for bash, zsh, fish, elvish or PowerShell.
+    Completions(completions::CompletionsArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +86,16 @@ fn main() -> ExitCode {
         Command::Inspect(args) => done(inspect::run(args)),
         Command::Sign(args) => done(sign::sign(args)),
         Command::Verify(args) => done(sign::verify(args)),
+        Command::New(args) => done(new::new(&args)),
+        Command::Add(args) => done(new::add(&args)),
+        Command::Templates(args) => {
+            new::list(&args);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions(args) => {
+            completions::run(&args);
+            Ok(ExitCode::SUCCESS)
+        }
     };
     if let Some(traces) = traces {
         traces.shutdown();

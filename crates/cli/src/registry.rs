@@ -1,13 +1,14 @@
 //! `tessera registry push | pull | login`: apps in OCI registries (see tessera-registry).
 
 use anyhow::{Context as _, Result, bail};
-use std::io::Read as _;
+use std::io::{IsTerminal as _, Read as _};
 use std::path::{Path, PathBuf};
 use tessera_manifest::find_manifest;
 use tessera_registry::{RegistryOptions, parse_reference};
 
 /// Arguments of `tessera registry`.
 #[derive(clap::Args)]
+#[command(after_help = "Examples:\n  tessera registry login ghcr.io -u me           # asks for the password\n  tessera registry push ghcr.io/me/app:v1\n  tessera registry pull ghcr.io/me/app:v1\n  tessera up -f ghcr.io/me/app:v1")]
 pub struct RegistryArgs {
     #[command(subcommand)]
     command: RegistryCommand,
@@ -39,9 +40,13 @@ enum RegistryCommand {
         /// User name.
         #[arg(short = 'u', long = "username")]
         username: String,
-        /// Read the password from standard input (the only way: it stays out of shell history).
-        #[arg(long)]
+        /// Read the password from standard input (for scripts). On a terminal, without this
+        /// or --password, the password is asked for and not echoed.
+        #[arg(long, conflicts_with = "password")]
         password_stdin: bool,
+        /// The password (it stays in shell history: prefer the prompt or --password-stdin).
+        #[arg(short = 'p', long)]
+        password: Option<String>,
         #[command(flatten)]
         connection: Connection,
     },
@@ -78,17 +83,23 @@ pub fn run(args: RegistryArgs) -> Result<()> {
             let pulled = runtime.block_on(pull(&reference, &connection))?;
             println!("{}", pulled.manifest.display());
         }
-        RegistryCommand::Login { server, username, password_stdin, connection } => {
-            if !password_stdin {
-                bail!("give the password on standard input with --password-stdin, e.g. `echo \"$TOKEN\" | tessera registry login {server} -u {username} --password-stdin`");
-            }
-            let mut password = String::new();
-            std::io::stdin().read_to_string(&mut password).context("cannot read the password from standard input")?;
-            let password = password.trim_end_matches(['\n', '\r']);
+        RegistryCommand::Login { server, username, password_stdin, password, connection } => {
+            let password = match password {
+                Some(password) => password,
+                None if password_stdin || !std::io::stdin().is_terminal() => {
+                    if !password_stdin {
+                        bail!("give the password on standard input with --password-stdin, e.g. `echo \"$TOKEN\" | tessera registry login {server} -u {username} --password-stdin` (or run the command on a terminal to be asked for it)");
+                    }
+                    let mut password = String::new();
+                    std::io::stdin().read_to_string(&mut password).context("cannot read the password from standard input")?;
+                    password.trim_end_matches(['\n', '\r']).to_string()
+                }
+                None => rpassword::prompt_password(format!("Password for {username} at {server}: ")).context("cannot read the password from the terminal")?,
+            };
             if password.is_empty() {
-                bail!("the password on standard input is empty");
+                bail!("the password is empty");
             }
-            let path = runtime.block_on(tessera_registry::login(&server, &username, password, &connection.options()))?;
+            let path = runtime.block_on(tessera_registry::login(&server, &username, &password, &connection.options()))?;
             println!("Login to {server} succeeded; credentials stored in {}", path.display());
         }
     }

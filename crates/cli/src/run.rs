@@ -21,6 +21,7 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 /// allow-list and limits).
 #[derive(clap::Args)]
 #[command(trailing_var_arg = true)]
+#[command(after_help = "Examples:\n  tessera run tool.wasm --dir .::/work -- --input /work/data.txt\n  tessera run lib.wasm --invoke 'add(1, 2)'\n  tessera run fetch.wasm --allow-outbound https://api.example.com --timeout 5s")]
 pub struct RunArgs {
     /// The component (`wasi:cli/run`) or WASI preview 1 module (`_start`) to run.
     #[arg(value_name = "COMPONENT.wasm")]

@@ -8,6 +8,7 @@ use tessera_signing::{PublicKey, SecretKey, Signed, component};
 
 /// Arguments of `tessera sign`.
 #[derive(clap::Args)]
+#[command(after_help = "Examples:\n  tessera sign app.wasm --key release.pem\n  tessera sign . --key ~/.ssh/id_ed25519\n  tessera sign ghcr.io/me/app:v1 --key release.pem")]
 pub struct SignArgs {
     /// A component file (.wasm), an app (its spin.toml or directory: every local component
     /// is signed), or a registry reference (REGISTRY/REPOSITORY:TAG).
@@ -21,6 +22,7 @@ pub struct SignArgs {
 
 /// Arguments of `tessera verify`.
 #[derive(clap::Args)]
+#[command(after_help = "Examples:\n  tessera verify app.wasm --key release.pub.pem\n  tessera verify ghcr.io/me/app:v1 --key release.pub.pem")]
 pub struct VerifyArgs {
     /// A component file (.wasm), an app, or a registry reference.
     target: String,

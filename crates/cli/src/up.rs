@@ -15,6 +15,7 @@ use tessera_manifest::{Manifest, RuntimeConfig, find_manifest};
 
 /// Arguments of `tessera up` (the same flags as `spin up`, plus Tessera's own).
 #[derive(clap::Args)]
+#[command(after_help = "Examples:\n  tessera up                                  # spin.toml here or in a parent directory\n  tessera up -f examples/hello-rust --listen 0.0.0.0:3000\n  tessera up --build --variable greeting=hi --key-value motd=hello\n  tessera up --sqlite @migrations.sql -e RUST_LOG=debug\n  tessera up -f ghcr.io/me/app:v1            # pull from a registry and run\n  tessera up -f hello.wasm                    # a bare wasi:http component on /...")]
 pub struct UpArgs {
     /// The app's manifest, a directory holding spin.toml (or tessera.toml), a bare
     /// wasi:http component (served on `/...` with nothing granted), or a registry

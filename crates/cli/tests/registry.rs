@@ -88,6 +88,17 @@ fn a_tampered_blob_is_refused_and_nothing_of_it_is_kept() {
 }
 
 #[test]
+fn an_unreachable_registry_is_explained_without_advising_what_was_given() {
+    let machine = Machine::new();
+    let closed = format!("127.0.0.1:{}/tessera/app:v1", free_port());
+    let out = machine.run(&["registry", "pull", &closed]);
+    assert!(!out.status.success() && text(&out.stderr).contains("add --insecure"), "{}", text(&out.stderr));
+    let out = machine.run(&["registry", "pull", &closed, "-k"]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success() && !err.contains("add --insecure") && err.contains("is the registry running"), "{err}");
+}
+
+#[test]
 fn a_registry_with_basic_auth_needs_a_login() {
     let Some(registry) = Registry::start(Some(("ada", "s3cret"))) else { return };
     let app = app_with_files();
@@ -102,6 +113,25 @@ fn a_registry_with_basic_auth_needs_a_login() {
     let out = machine.run_with_stdin(&["registry", "login", &registry.host(), "-u", "ada", "--password-stdin", "-k"], "wrong\n");
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("refused user `ada`"), "{}", text(&out.stderr));
+
+    // On a terminal the password is asked for and not echoed (`script` gives the login a
+    // terminal and types for the user).
+    let login = format!("{} registry login {} -u ada -k", tessera().get_program().to_string_lossy(), registry.host());
+    let mut script = Command::new("script");
+    script.args(["-qec", &login, "/dev/null"]).env("DOCKER_CONFIG", machine.docker.path()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = script.spawn().expect("script (util-linux)");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        stdin.write_all(b"s3cret\n").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let out = child.wait_with_output().unwrap();
+    let shown = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success() && shown.contains("Password for ada at") && shown.contains("Login to"), "{shown}");
+    assert!(!shown.contains("s3cret"), "the password was echoed: {shown}");
+    std::fs::remove_file(machine.docker.path().join("config.json")).unwrap();
 
     let out = machine.run_with_stdin(&["registry", "login", &registry.host(), "-u", "ada", "--password-stdin", "-k"], "s3cret\n");
     ok(&out);

@@ -548,6 +548,40 @@ fn help_and_version() {
         assert!(out.status.success());
         assert!(String::from_utf8_lossy(&out.stdout).contains("--from"));
     }
+    // Every subcommand's help ends with examples.
+    for sub in ["up", "host", "run", "call", "build", "registry", "compose", "inspect", "sign", "verify", "completions"] {
+        let out = tessera().args([sub, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && help.contains("Examples:\n  tessera "), "{sub}: {help}");
+    }
+}
+
+#[test]
+fn shell_completions_complete_subcommands_and_flags() {
+    let bin = tessera().get_program().to_owned();
+    let script = tessera().args(["completions", "bash"]).output().unwrap();
+    assert!(script.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tessera.bash"), &script.stdout).unwrap();
+    // bash itself completes with the script, as a user's shell would.
+    let complete = |words: &str, current: usize| {
+        let program = format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD={current}; COMP_LINE='{words}'; COMP_POINT=${{#COMP_LINE}}; _tessera tessera; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            dir.path().join("tessera.bash").display()
+        );
+        let path = format!("{}:{}", std::path::Path::new(&bin).parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
+        let out = std::process::Command::new("bash").args(["-c", &program]).env("PATH", path).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    assert!(complete("tessera u", 1).contains(&"up".to_string()), "{:?}", complete("tessera u", 1));
+    let flags = complete("tessera up --key", 2);
+    assert!(flags.contains(&"--key-value".to_string()), "{flags:?}");
+    let zsh = tessera().args(["completions", "zsh"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&zsh.stdout).starts_with("#compdef tessera"));
+    let fish = tessera().args(["completions", "fish"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&fish.stdout).contains("complete -c tessera"));
+    let bad = tessera().args(["completions", "tcsh"]).output().unwrap();
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("bash"));
 }
 
 #[test]
@@ -701,4 +735,22 @@ fn the_manifest_is_found_in_a_parent_directory_as_spin_finds_it() {
     let out = tessera().current_dir(repo.path().join("project")).args(["up", "--listen", "127.0.0.1:0"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("no spin.toml"), "{err}");
+}
+
+#[test]
+fn a_version_1_manifest_runs_as_spin_runs_it() {
+    let app = App::new(
+        "spin_manifest_version = \"1\"\nname = \"old\"\nversion = \"1.0.0\"\ntrigger = { type = \"http\", base = \"/\" }\n\
+         [variables]\nwho = { default = \"v1\" }\n\
+         [[component]]\nid = \"hello_guest\"\nsource = \"{http_guest}\"\nenvironment = { WHO = \"env\" }\nconfig = { who = \"{{ who }}\" }\n\
+         [component.trigger]\nroute = \"/...\"\n",
+    );
+    let server = app.start(&[]);
+    assert_eq!(server.get("/hello").status, 200);
+    assert!(server.get("/env").body.contains("WHO=env\n"));
+    let out = server.stdout.lock().unwrap().clone();
+    assert!(out.contains("hello-guest: http://"), "the id became kebab-case as in Spin: {out}");
+    // Errors in a version 1 manifest say so.
+    let e = up_error("spin_manifest_version = \"1\"\nname = \"old\"\ntrigger = { type = \"http\" }\n[[component]]\nid = \"x\"\nsource = \"x.wasm\"\n", &[]);
+    assert!(e.contains("manifest version 1") && e.contains("component `x` has no `trigger` table"), "{e}");
 }

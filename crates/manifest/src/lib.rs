@@ -4,6 +4,7 @@
 #![deny(missing_docs)]
 
 pub mod allowed_hosts;
+mod compat;
 pub mod cron;
 pub mod dependencies;
 mod error;

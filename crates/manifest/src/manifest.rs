@@ -542,11 +542,31 @@ impl Manifest {
         Self::parse(path, &text)
     }
 
-    /// Validates manifest `text` that was read from `path`.
+    /// Validates manifest `text` that was read from `path`. A version 1 manifest is
+    /// converted to version 2 first, as Spin converts it.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ManifestError> {
         let src = SourceFile::new(path, text);
-        let raw: RawManifest = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
-        Validator { src: &src, offset: 0 }.manifest(raw)
+        match toml::from_str::<RawManifest>(text) {
+            Ok(raw) => Validator { src: &src, offset: 0 }.manifest(raw),
+            Err(e) => match toml::from_str::<toml::Table>(text) {
+                Ok(table) if crate::compat::is_version_one(&table) => Self::parse_converted(path, table),
+                _ => Err(src.toml_error(&e)),
+            },
+        }
+    }
+
+    /// Validates the version 2 form of a version 1 manifest. Its errors cannot point into
+    /// the file the user wrote, so they name the conversion instead of a line.
+    fn parse_converted(path: &Path, v1: toml::Table) -> Result<Self, ManifestError> {
+        let converted = crate::compat::v1_to_v2(path, v1)?;
+        let src = SourceFile::new(path, &converted);
+        let unlocated = |mut e: ManifestError| {
+            e.location = None;
+            e.message = format!("(manifest version 1, converted to version 2) {}", e.message);
+            e
+        };
+        let raw: RawManifest = toml::from_str(&converted).map_err(|e| unlocated(src.toml_error(&e)))?;
+        Validator { src: &src, offset: 0 }.manifest(raw).map_err(unlocated)
     }
 
     /// Keeps only components `ids` and the triggers that run them (`spin up -c`); static

@@ -152,27 +152,27 @@ pub async fn push(reference: &Reference, manifest_path: &Path, options: &Registr
     client
         .auth(reference, &auth, oci_client::RegistryOperation::Push)
         .await
-        .map_err(|e| explain(e, reference, "push to"))?;
+        .map_err(|e| explain(e, reference, "push to", options.insecure))?;
     // Blob by blob, so that a large app shows its progress.
     let progress = Progress::new(&format!("Pushing {reference}"), Some(bytes as u64));
     for layer in &layers {
-        push_blob(&client, reference, &layer.data, &layer.sha256_digest(), &progress).await?;
+        push_blob(&client, options, reference, &layer.data, &layer.sha256_digest(), &progress).await?;
     }
     progress.finish();
-    push_blob(&client, reference, &config.data, &config.sha256_digest(), &Progress::new("", None)).await?;
+    push_blob(&client, options, reference, &config.data, &config.sha256_digest(), &Progress::new("", None)).await?;
     client
         .push_manifest(reference, &oci_client::manifest::OciManifest::Image(image_manifest))
         .await
-        .map_err(|e| explain(e, reference, "push the manifest to"))?;
+        .map_err(|e| explain(e, reference, "push the manifest to", options.insecure))?;
     let digest = client
         .fetch_manifest_digest(reference, &auth)
         .await
-        .map_err(|e| explain(e, reference, "read back"))?;
+        .map_err(|e| explain(e, reference, "read back", options.insecure))?;
     Ok(Pushed { digest, layers: count, bytes })
 }
 
 /// Uploads one blob in chunks, advancing `progress` as each chunk is sent.
-async fn push_blob(client: &Client, reference: &Reference, data: &[u8], digest: &str, progress: &Progress) -> Result<()> {
+async fn push_blob(client: &Client, options: &RegistryOptions, reference: &Reference, data: &[u8], digest: &str, progress: &Progress) -> Result<()> {
     use futures::StreamExt as _;
     const CHUNK: usize = 1 << 20;
     let chunks: Vec<bytes::Bytes> = data.chunks(CHUNK).map(bytes::Bytes::copy_from_slice).collect();
@@ -184,19 +184,19 @@ async fn push_blob(client: &Client, reference: &Reference, data: &[u8], digest: 
     client
         .push_blob_stream(reference, stream, digest, Some(data.len() as u64))
         .await
-        .map_err(|e| explain(e, reference, "push a blob to"))?;
+        .map_err(|e| explain(e, reference, "push a blob to", options.insecure))?;
     Ok(())
 }
 
 /// Downloads `layer` into the cache unless it is there; returns the bytes downloaded.
-pub(crate) async fn fetch_layer(client: &Client, blobs: &BlobCache, reference: &Reference, layer: &OciDescriptor) -> Result<u64> {
+pub(crate) async fn fetch_layer(client: &Client, options: &RegistryOptions, blobs: &BlobCache, reference: &Reference, layer: &OciDescriptor) -> Result<u64> {
     if blobs.verified(&layer.digest)?.is_some() {
         return Ok(0);
     }
     let download = client
         .pull_blob_stream(reference, layer)
         .await
-        .map_err(|e| explain(e, reference, "download a blob from"))?;
+        .map_err(|e| explain(e, reference, "download a blob from", options.insecure))?;
     let size = download.content_length.or(u64::try_from(layer.size).ok());
     blobs.store(&layer.digest, size, &format!("{reference} layer {}", short(&layer.digest)), download.stream).await
 }
@@ -224,7 +224,7 @@ pub async fn pull(reference: &Reference, options: &RegistryOptions) -> Result<Pu
     let (image, digest) = client
         .pull_image_manifest(reference, &auth)
         .await
-        .map_err(|e| explain(e, reference, "pull from"))?;
+        .map_err(|e| explain(e, reference, "pull from", options.insecure))?;
     let cache = options.cache()?;
     let app_dir = cache.join("apps").join(digest.replace(':', "-"));
     let manifest = app_dir.join("spin.toml");
@@ -235,10 +235,10 @@ pub async fn pull(reference: &Reference, options: &RegistryOptions) -> Result<Pu
     let mut downloaded = 0;
 
     let locked = if let Some(layer) = image.layers.iter().rev().find(|l| l.media_type == LOCKED_APP) {
-        downloaded += fetch_layer(&client, &blobs, reference, layer).await?;
+        downloaded += fetch_layer(&client, options, &blobs, reference, layer).await?;
         LockedApp::from_json(&blobs.read(&layer.digest)?)?
     } else if image.config.media_type == LOCKED_APP {
-        downloaded += fetch_layer(&client, &blobs, reference, &image.config).await?;
+        downloaded += fetch_layer(&client, options, &blobs, reference, &image.config).await?;
         LockedApp::from_json(&blobs.read(&image.config.digest)?)?
     } else if let [layer] = image.layers.as_slice()
         && layer.media_type == CNCF_WASM_LAYER
@@ -252,7 +252,7 @@ pub async fn pull(reference: &Reference, options: &RegistryOptions) -> Result<Pu
         );
     };
     for layer in image.layers.iter().filter(|l| l.media_type != LOCKED_APP) {
-        downloaded += fetch_layer(&client, &blobs, reference, layer).await?;
+        downloaded += fetch_layer(&client, options, &blobs, reference, layer).await?;
     }
 
     // Written to a temporary directory and renamed, so a failed pull leaves no half app.
@@ -354,12 +354,16 @@ fn store_credentials(server: &str, user: &str, password: &str) -> Result<PathBuf
     Ok(path)
 }
 
-pub(crate) fn explain(error: oci_client::errors::OciDistributionError, reference: &Reference, what: &str) -> anyhow::Error {
+/// `error` as the user should read it, with the fix when there is one: a login, or
+/// `--insecure` for a plain-HTTP registry (not advised when it was given already).
+pub(crate) fn explain(error: oci_client::errors::OciDistributionError, reference: &Reference, what: &str, insecure: bool) -> anyhow::Error {
     let text = error.to_string();
     let hint = if is_unauthorized(&error) {
-        format!("; log in first: tessera registry login {} -u USER --password-stdin", reference.resolve_registry())
-    } else if text.contains("error sending request") || text.contains("https") {
+        format!("; log in first: tessera registry login {} -u USER", reference.resolve_registry())
+    } else if !insecure && (text.contains("error sending request") || text.contains("https")) {
         " (for a plain-HTTP registry add --insecure)".to_string()
+    } else if insecure && text.contains("error sending request") {
+        " (is the registry running, and does it serve plain HTTP at that address?)".to_string()
     } else {
         String::new()
     };

@@ -26,11 +26,11 @@ pub struct ArtifactSignature {
 }
 
 /// The artifact's digest: the reference's own, or what its tag points at now.
-async fn resolve(client: &Client, reference: &Reference) -> Result<String> {
+async fn resolve(client: &Client, options: &RegistryOptions, reference: &Reference) -> Result<String> {
     if let Some(d) = reference.digest() {
         return Ok(d.to_string());
     }
-    client.fetch_manifest_digest(reference, &auth_for(reference)).await.map_err(|e| explain(e, reference, "find"))
+    client.fetch_manifest_digest(reference, &auth_for(reference)).await.map_err(|e| explain(e, reference, "find", options.insecure))
 }
 
 fn signature_tag(reference: &Reference, digest: &str) -> Reference {
@@ -45,8 +45,8 @@ pub async fn sign_artifact(reference: &Reference, key: &SecretKey, options: &Reg
     client
         .auth(reference, &auth, oci_client::RegistryOperation::Push)
         .await
-        .map_err(|e| explain(e, reference, "sign"))?;
-    let digest = resolve(&client, reference).await?;
+        .map_err(|e| explain(e, reference, "sign", options.insecure))?;
+    let digest = resolve(&client, options, reference).await?;
     let sig_ref = signature_tag(reference, &digest);
     let body = payload(&format!("{}/{}", reference.registry(), reference.repository()), &digest);
     let signature = base64::engine::general_purpose::STANDARD.encode(key.sign(&body));
@@ -55,7 +55,7 @@ pub async fn sign_artifact(reference: &Reference, key: &SecretKey, options: &Reg
         Ok((existing, _)) => existing.layers,
         Err(_) => Vec::new(),
     };
-    client.push_blob(&sig_ref, body.clone(), &digest_of(&body)).await.map_err(|e| explain(e, &sig_ref, "push the signature to"))?;
+    client.push_blob(&sig_ref, body.clone(), &digest_of(&body)).await.map_err(|e| explain(e, &sig_ref, "push the signature to", options.insecure))?;
     let mut annotations = BTreeMap::new();
     annotations.insert(SIGNATURE_ANNOTATION.to_string(), signature);
     layers.retain(|l| l.digest != digest_of(&body) || l.annotations.as_ref().and_then(|a| a.get(SIGNATURE_ANNOTATION)) != annotations.get(SIGNATURE_ANNOTATION));
@@ -77,13 +77,13 @@ pub async fn sign_artifact(reference: &Reference, key: &SecretKey, options: &Reg
     client
         .push_blob(&sig_ref, config.data.clone(), &config.sha256_digest())
         .await
-        .map_err(|e| explain(e, &sig_ref, "push the signature to"))?;
+        .map_err(|e| explain(e, &sig_ref, "push the signature to", options.insecure))?;
     let mut manifest = OciImageManifest::build(&Vec::<ImageLayer>::new(), &config, None);
     manifest.layers = layers;
     client
         .push_manifest(&sig_ref, &OciManifest::Image(manifest))
         .await
-        .map_err(|e| explain(e, &sig_ref, "push the signature to"))?;
+        .map_err(|e| explain(e, &sig_ref, "push the signature to", options.insecure))?;
     Ok(ArtifactSignature { digest, signature_reference: sig_ref.to_string(), key: key.public().fingerprint() })
 }
 
@@ -91,7 +91,7 @@ pub async fn sign_artifact(reference: &Reference, key: &SecretKey, options: &Reg
 pub async fn verify_artifact(reference: &Reference, keys: &[PublicKey], options: &RegistryOptions) -> Result<ArtifactSignature> {
     let client = options.client();
     let auth = auth_for(reference);
-    let digest = resolve(&client, reference).await?;
+    let digest = resolve(&client, options, reference).await?;
     let sig_ref = signature_tag(reference, &digest);
     let (manifest, _) = client
         .pull_image_manifest(&sig_ref, &auth)
@@ -101,7 +101,7 @@ pub async fn verify_artifact(reference: &Reference, keys: &[PublicKey], options:
     for layer in manifest.layers.iter().filter(|l| l.media_type == PAYLOAD_MEDIA_TYPE) {
         let Some(signature) = layer.annotations.as_ref().and_then(|a| a.get(SIGNATURE_ANNOTATION)) else { continue };
         let mut body = Vec::new();
-        client.pull_blob(&sig_ref, layer, &mut body).await.map_err(|e| explain(e, &sig_ref, "download a signature from"))?;
+        client.pull_blob(&sig_ref, layer, &mut body).await.map_err(|e| explain(e, &sig_ref, "download a signature from", options.insecure))?;
         if digest_of(&body) != layer.digest {
             reasons.push(format!("payload {} does not match its digest", layer.digest));
             continue;

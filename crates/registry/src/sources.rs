@@ -57,7 +57,7 @@ impl SourceCache {
                     .iter()
                     .find(|l| l.media_type == CNCF_WASM_LAYER || l.media_type == WASM_LAYER)
                     .with_context(|| format!("{reference} holds no Wasm component layer (`{CNCF_WASM_LAYER}`)"))?;
-                fetch_layer(&client, &blobs, &reference, layer).await?;
+                fetch_layer(&client, &self.options, &blobs, &reference, layer).await?;
                 Ok(blobs.path(&layer.digest)?)
             }
         }

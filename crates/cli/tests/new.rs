@@ -1,0 +1,117 @@
+//! `tessera new`, `add` and `templates list`: each Rust template makes an app that
+//! `tessera build` builds and `tessera up` serves, components added to an app serve beside
+//! it, and bad names, unknown templates and taken directories are refused with nothing
+//! written.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use support::*;
+
+fn run_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    tessera().current_dir(dir).args(args).output().unwrap()
+}
+
+fn ok(out: &std::process::Output) -> String {
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+fn failed(out: &std::process::Output) -> String {
+    assert!(!out.status.success(), "should have failed: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Builds the app (or component) at `dir` into a target directory shared by this test's
+/// builds (`dir/target` links to it, where the manifest looks), so dependencies compile once.
+fn build(app: &Path, component_dir: &Path) {
+    let shared: PathBuf = repo_root().join("target/template-builds");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::os::unix::fs::symlink(&shared, component_dir.join("target")).unwrap();
+    ok(&run_in(app, &["build"]));
+}
+
+fn up(app: &Path) -> Server {
+    let mut cmd = tessera();
+    cmd.current_dir(app).args(["up", "--listen", "127.0.0.1:0", "--cache-dir"]).arg(cache_dir());
+    Server::launch(cmd).unwrap()
+}
+
+#[test]
+fn templates_make_apps_that_build_and_serve_and_add_puts_components_beside() {
+    let work = tempfile::tempdir().unwrap();
+    let listed = ok(&run_in(work.path(), &["templates", "list"]));
+    for id in ["http-rust", "spin-sdk-rust", "redis-rust", "cron-rust"] {
+        assert!(listed.lines().any(|l| l.starts_with(id)), "{listed}");
+    }
+
+    let created = ok(&run_in(work.path(), &["new", "http-rust", "hello"]));
+    assert!(created.contains("cd hello && tessera up --build"), "{created}");
+    let app = work.path().join("hello");
+    for file in ["spin.toml", "Cargo.toml", "src/lib.rs", "README.md", ".gitignore"] {
+        let text = std::fs::read_to_string(app.join(file)).unwrap();
+        assert!(!text.contains("{{project-name"), "{file} kept a placeholder: {text}");
+    }
+    assert!(std::fs::read_to_string(app.join("Cargo.toml")).unwrap().contains("name = \"hello\""));
+    build(&app, &app);
+    let server = up(&app);
+    let r = server.get("/greet");
+    assert_eq!((r.status, r.body.as_str()), (200, "Hello from hello! You asked for /greet\n"));
+    drop(server);
+
+    // A Spin SDK component and a cron job added to the app: under their own folders,
+    // the HTTP one under /api/.
+    ok(&run_in(&app, &["add", "spin-sdk-rust", "api"]));
+    ok(&run_in(&app, &["add", "cron-rust", "tick"]));
+    let manifest = std::fs::read_to_string(app.join("spin.toml")).unwrap();
+    assert!(manifest.contains("route = \"/api/...\"") && manifest.contains("workdir = \"tick\"") && manifest.contains("description = \"An HTTP component in Rust\""), "{manifest}");
+    std::os::unix::fs::symlink(repo_root().join("target/template-builds"), app.join("tick/target")).unwrap();
+    build(&app, &app.join("api"));
+    let server = up(&app);
+    assert_eq!(server.get("/api/hello/ada").body, "api got /api/hello/ada\n");
+    assert_eq!(server.get("/other").status, 200, "the first component still serves the rest");
+    server.wait_for_stdout("[tick] tick ran at");
+
+    // A new app from each other template builds; redis-rust serves its channel.
+    let Some(redis) = Redis::start() else { return };
+    ok(&run_in(work.path(), &["new", "-t", "redis-rust", "listener"]));
+    let listener = work.path().join("listener");
+    build(&listener, &listener);
+    let mut cmd = tessera();
+    cmd.current_dir(&listener).args(["up", "--variable", &format!("redis_address={}", redis.url()), "--cache-dir"]).arg(cache_dir());
+    let server = Server::launch(cmd).unwrap();
+    while redis.publish("messages", &["hello"]) == 0 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    server.wait_for_stdout("[listener] listener got: hello");
+}
+
+#[test]
+fn bad_names_unknown_templates_and_taken_directories_are_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let e = failed(&run_in(work.path(), &["new", "http-go", "x"]));
+    assert!(e.contains("no template `http-go`") && e.contains("http-rust"), "{e}");
+    for bad in ["Bad_Name", "1app", "a--b", "../escape"] {
+        let e = failed(&run_in(work.path(), &["new", "http-rust", bad]));
+        assert!(e.contains("cannot name an app"), "{bad}: {e}");
+    }
+    std::fs::create_dir(work.path().join("taken")).unwrap();
+    std::fs::write(work.path().join("taken/keep.txt"), "mine").unwrap();
+    let e = failed(&run_in(work.path(), &["new", "http-rust", "taken"]));
+    assert!(e.contains("already exists and is not empty"), "{e}");
+    assert_eq!(std::fs::read_dir(work.path().join("taken")).unwrap().count(), 1, "files were written into the taken directory");
+    assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 1, "something was left beside it");
+
+    ok(&run_in(work.path(), &["new", "http-rust", "app"]));
+    let app = work.path().join("app");
+    let before = std::fs::read_to_string(app.join("spin.toml")).unwrap();
+    let e = failed(&run_in(&app, &["add", "http-rust", "app"]));
+    assert!(e.contains("already has a component `app`"), "{e}");
+    std::fs::create_dir(app.join("docs")).unwrap();
+    let e = failed(&run_in(&app, &["add", "http-rust", "docs"]));
+    assert!(e.contains("already exists"), "{e}");
+    assert_eq!(std::fs::read_to_string(app.join("spin.toml")).unwrap(), before, "a refused add changed the manifest");
+    let e = failed(&run_in(work.path(), &["add", "http-rust", "x"]));
+    assert!(e.contains("spin.toml"), "{e}");
+}
