@@ -21,8 +21,14 @@ pub fn run(args: &BuildArgs) -> Result<()> {
 
 /// Builds every component with a build command, stopping at the first failure.
 pub fn build_all(manifest: &Manifest) -> Result<()> {
+    build_components(manifest, |_| true)
+}
+
+/// Builds the components `wanted` names that have a build command, stopping at the first
+/// failure.
+pub fn build_components(manifest: &Manifest, wanted: impl Fn(&str) -> bool) -> Result<()> {
     let mut built = 0;
-    for (id, component) in &manifest.components {
+    for (id, component) in manifest.components.iter().filter(|(id, _)| wanted(id)) {
         let Some(build) = &component.build else {
             println!("Component `{id}` has no build command: skipping");
             continue;

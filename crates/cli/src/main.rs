@@ -13,6 +13,7 @@ mod run;
 mod sign;
 mod up;
 mod up_flags;
+mod watch;
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal as _;
@@ -55,6 +56,8 @@ enum Command {
     Sign(sign::SignArgs),
     /// Check the signatures of a component, an app's components, or a registry artifact.
     Verify(sign::VerifyArgs),
+    /// Build, serve, and rebuild and reload on every change without dropping a request (like `spin watch`).
+    Watch(watch::WatchArgs),
     /// Create an app from a template (like `spin new`).
     New(new::NewArgs),
     /// Add a component from a template to an app (like `spin add`).
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => done(inspect::run(args)),
         Command::Sign(args) => done(sign::sign(args)),
         Command::Verify(args) => done(sign::verify(args)),
+        Command::Watch(args) => watch::run(args),
         Command::New(args) => done(new::new(&args)),
         Command::Add(args) => done(new::add(&args)),
         Command::Templates(args) => {

@@ -208,7 +208,7 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
 
 /// `spin.toml` (or `tessera.toml`) in the current directory, else in the nearest parent
 /// directory, as Spin searches: up to the root of a Git repository or 20 levels.
-fn manifest_here_or_above() -> Result<PathBuf> {
+pub(crate) fn manifest_here_or_above() -> Result<PathBuf> {
     let here = Path::new(".");
     if let Ok(found) = find_manifest(here) {
         return Ok(found);

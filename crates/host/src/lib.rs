@@ -13,9 +13,11 @@ pub mod admin;
 pub mod archive;
 pub mod apps_file;
 mod many_apps;
+mod reloading;
 pub mod telemetry;
 
 pub use many_apps::{AppStatus, HostSettings, ManyApps, Reconciled};
+pub use reloading::ReloadingApp;
 
 use anyhow::{Context as _, Result};
 use std::net::SocketAddr;

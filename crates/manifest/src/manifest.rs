@@ -324,7 +324,7 @@ pub struct Build {
     pub commands: Vec<String>,
     /// `workdir`, relative to the app directory.
     pub workdir: Option<PathBuf>,
-    /// `watch` globs (kept for `tessera watch`, which does not exist yet).
+    /// `watch` globs, relative to `workdir` (what `tessera watch` watches).
     pub watch: Vec<String>,
 }
 

@@ -1,0 +1,212 @@
+//! `tessera watch`: builds the app, serves it, and on every change to a component's
+//! `build.watch` files rebuilds that component and reloads the app without dropping a
+//! request (the new version loads in full, then takes new requests; requests in flight
+//! finish on the old one). A change to `spin.toml` or to a component's `source` reloads
+//! without building. A failed build or load keeps the previous version serving.
+
+use anyhow::Result;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+use tessera_app::{LoadOptions, LoadedApp};
+use tessera_engine::{CompileCache, Engine};
+use tessera_host::{AppHost, ReloadingApp};
+use tessera_manifest::{Manifest, find_manifest};
+
+/// Arguments of `tessera watch` (as `spin watch`).
+#[derive(clap::Args)]
+#[command(after_help = "Examples:\n  tessera watch                         # build, serve, rebuild and reload on changes\n  tessera watch -f examples/hello-rust --listen 127.0.0.1:3001\n  tessera watch --skip-build            # reload when sources change, build nothing")]
+pub struct WatchArgs {
+    /// The app's manifest or its directory (default: spin.toml here or in a parent directory).
+    #[arg(short = 'f', long = "from", value_name = "FILE_OR_DIR")]
+    pub from: Option<PathBuf>,
+    /// The address to serve HTTP on.
+    #[arg(long, value_name = "ADDR", env = "SPIN_HTTP_LISTEN_ADDR", default_value = "127.0.0.1:3000")]
+    pub listen: String,
+    /// Runtime config file.
+    #[arg(long, value_name = "FILE", env = "RUNTIME_CONFIG_FILE")]
+    pub runtime_config_file: Option<PathBuf>,
+    /// Build nothing: reload when a component's source file or the manifest changes.
+    #[arg(long)]
+    pub skip_build: bool,
+    /// Clear the terminal before each rebuild.
+    #[arg(short = 'c', long)]
+    pub clear: bool,
+    /// How long files must stay unchanged before a rebuild starts, in milliseconds.
+    #[arg(short = 'd', long, value_name = "MS", default_value_t = 100)]
+    pub debounce: u64,
+    /// Where compiled components are cached (default: ~/.cache/tessera/components).
+    #[arg(long, value_name = "DIR", env = "TESSERA_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The watched files, each with the component it belongs to (`None`: the whole app).
+type Watched = std::collections::BTreeMap<PathBuf, Option<String>>;
+
+/// What the watched files looked like.
+type Fingerprint = std::collections::BTreeMap<PathBuf, (Option<SystemTime>, u64)>;
+
+/// The files whose change means something: the manifest and each component's source
+/// (a reload), and each component's `build.watch` files (a rebuild of it).
+fn watched(manifest_path: &Path, skip_build: bool) -> Watched {
+    let mut out = Watched::new();
+    out.insert(manifest_path.to_path_buf(), None);
+    let Ok(manifest) = Manifest::from_file(manifest_path) else { return out };
+    for (id, component) in &manifest.components {
+        if let Some(path) = component.source.file() {
+            out.insert(manifest.dir.join(path), None);
+        }
+        let Some(build) = component.build.as_ref().filter(|_| !skip_build) else { continue };
+        let base = build.workdir.as_ref().map_or(manifest.dir.clone(), |w| manifest.dir.join(w));
+        for pattern in &build.watch {
+            let Ok(paths) = glob::glob(&base.join(pattern).to_string_lossy()) else { continue };
+            for path in paths.flatten() {
+                out.entry(path).or_insert_with(|| Some(id.clone()));
+            }
+        }
+    }
+    out
+}
+
+fn fingerprint(files: &Watched) -> Fingerprint {
+    files
+        .keys()
+        .map(|path| {
+            let meta = std::fs::metadata(path).ok();
+            (path.clone(), (meta.as_ref().and_then(|m| m.modified().ok()), meta.map_or(0, |m| m.len())))
+        })
+        .collect()
+}
+
+/// The components whose files differ between `before` and `now` (new and removed files
+/// count), and whether an app-wide file did.
+fn changed(owners: &[&Watched], before: &Fingerprint, now: &Fingerprint) -> (BTreeSet<String>, bool) {
+    let (mut components, mut app) = (BTreeSet::new(), false);
+    let paths: BTreeSet<&PathBuf> = before.keys().chain(now.keys()).collect();
+    for path in paths.into_iter().filter(|p| before.get(*p) != now.get(*p)) {
+        match owners.iter().find_map(|o| o.get(path)) {
+            Some(Some(id)) => {
+                components.insert(id.clone());
+            }
+            _ => app = true,
+        }
+    }
+    (components, app)
+}
+
+fn load(manifest_path: &Path, args: &WatchArgs, engine: &mut Option<Engine>, cache_dir: &Option<PathBuf>) -> Result<AppHost> {
+    let manifest = Manifest::from_file(manifest_path)?;
+    let options = LoadOptions { runtime_config_file: args.runtime_config_file.clone(), ..Default::default() };
+    let app = LoadedApp::from_manifest(manifest, &options)?;
+    app.create_dirs()?;
+    // The engine is made once, from the first version's runtime config.
+    let engine = match engine {
+        Some(engine) => engine,
+        None => engine.insert(Engine::new(&tessera_host::engine_settings(&app, cache_dir.clone()))?),
+    };
+    AppHost::load(engine, Arc::new(app))
+}
+
+pub fn run(args: WatchArgs) -> Result<ExitCode> {
+    let manifest_path = match &args.from {
+        Some(from) => find_manifest(from)?,
+        None => crate::up::manifest_here_or_above()?,
+    };
+    let cache_dir = args.cache_dir.clone().or_else(CompileCache::default_dir);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("tessera-watch").build()?;
+    let _tokio = runtime.enter();
+    let stopping = Arc::new(AtomicBool::new(false));
+    {
+        let stopping = stopping.clone();
+        runtime.spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            stopping.store(true, Ordering::Relaxed);
+        });
+    }
+
+    let manifest = Manifest::from_file(&manifest_path)?;
+    if !args.skip_build
+        && let Err(e) = crate::build::build_all(&manifest)
+    {
+        eprintln!("Error: {e:#}\nWaiting for a change to build again.");
+    }
+    let shutdown_timeout = tessera_manifest::RuntimeConfig::default().shutdown_timeout;
+    let app = ReloadingApp::new(shutdown_timeout);
+    let mut engine = None;
+    match load(&manifest_path, &args, &mut engine, &cache_dir) {
+        Ok(host) => app.replace(host)?,
+        Err(e) => eprintln!("Error: {e:#}\nWaiting for a change to load again."),
+    }
+    let listener = crate::up::listen(&args.listen)?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let limits = tessera_trigger_http::ListenerLimits::of(&tessera_manifest::RuntimeConfig::default());
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    app.serve_http(limits, listener, threads, stopped)?;
+    println!("Serving http://{addr}");
+    println!("Watching for changes (Ctrl+C stops)");
+
+    let mut files = watched(&manifest_path, args.skip_build);
+    let mut seen = fingerprint(&files);
+    let mut version = 1;
+    while !stopping.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(200));
+        let mut latest = watched(&manifest_path, args.skip_build);
+        let mut now = fingerprint(&latest);
+        if now == seen {
+            continue;
+        }
+        // Wait for the writes to settle.
+        loop {
+            std::thread::sleep(Duration::from_millis(args.debounce));
+            let again_files = watched(&manifest_path, args.skip_build);
+            let again = fingerprint(&again_files);
+            if again == now {
+                break;
+            }
+            (latest, now) = (again_files, again);
+        }
+        let (components, app_changed) = changed(&[&latest, &files], &seen, &now);
+        (files, seen) = (latest, now);
+        if args.clear {
+            print!("\x1b[2J\x1b[H");
+        }
+        if !components.is_empty() {
+            let manifest = match Manifest::from_file(&manifest_path) {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("Error: {e}\nThe previous version keeps serving.");
+                    continue;
+                }
+            };
+            println!("Rebuilding {} after a change", components.iter().cloned().collect::<Vec<_>>().join(", "));
+            if let Err(e) = crate::build::build_components(&manifest, |id| components.contains(id)) {
+                eprintln!("Error: {e:#}\nThe previous version keeps serving.");
+                continue;
+            }
+        } else if !app_changed {
+            continue;
+        }
+        match load(&manifest_path, &args, &mut engine, &cache_dir).and_then(|host| app.replace(host)) {
+            Ok(()) => {
+                version += 1;
+                println!("Reloaded: version {version} serves http://{addr}; requests in flight finish on the one before");
+            }
+            Err(e) => eprintln!("Error: {e:#}\nThe previous version keeps serving."),
+        }
+        // What the build wrote (its output, the source) is not a change of the user's.
+        files = watched(&manifest_path, args.skip_build);
+        seen = fingerprint(&files);
+    }
+    eprintln!("Stopping: draining requests in flight");
+    let _ = stop.send(true);
+    runtime.block_on(app.drain());
+    Ok(ExitCode::SUCCESS)
+}
