@@ -20,6 +20,11 @@ enum Terminal {
     Stderr,
 }
 
+/// Where `component`'s `stream` (`stdout` or `stderr`) is logged, as Spin names it.
+pub fn log_file(log_dir: &std::path::Path, component: &str, stream: &str) -> std::path::PathBuf {
+    log_dir.join(format!("{component}_{stream}.txt"))
+}
+
 /// The open log files of one component, and whether its lines reach the terminal.
 pub struct ComponentState {
     prefix: Arc<str>,
@@ -42,7 +47,7 @@ impl ComponentState {
             if !to_files {
                 return Ok(None);
             }
-            let path = app.log_dir.join(format!("{}_{suffix}.txt", component.id));
+            let path = log_file(&app.log_dir, &component.id, suffix);
             let file = File::options()
                 .create(true)
                 .append(true)

@@ -159,7 +159,7 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
     if args.truncate_logs && app.guest_output.to_files {
         for id in app.components.keys() {
             for stream in ["stdout", "stderr"] {
-                let path = app.log_dir.join(format!("{id}_{stream}.txt"));
+                let path = tessera_capabilities::logging::log_file(&app.log_dir, id, stream);
                 if path.exists() {
                     std::fs::File::create(&path).with_context(|| format!("--truncate-logs: cannot empty {}", path.display()))?;
                 }

@@ -233,6 +233,15 @@ fn admin(server: &Server) -> String {
     format!("http://{}", line.trim())
 }
 
+/// A host of `apps` with its state in `state` and the admin API on, and that API's URL.
+fn host_with_admin(apps: &Path, state: &Path) -> (Server, String) {
+    let mut cmd = tessera();
+    cmd.env("TESSERA_ADMIN_TOKEN", TOKEN);
+    let server = Server::host_with(cmd, apps, &["--state-dir", state.to_str().unwrap(), "--admin", "127.0.0.1:0"]).unwrap();
+    let admin = admin(&server);
+    (server, admin)
+}
+
 fn call(admin: &str, method: &str, path: &str, body: Option<&str>, extra: &[(&str, &str)]) -> Response {
     let auth = format!("Bearer {TOKEN}");
     let mut headers = vec![("authorization", auth.as_str())];
@@ -245,10 +254,7 @@ fn the_admin_api_deploys_lists_updates_and_undeploys_behind_its_token() {
     let (site, api) = (http_app(), spin_app());
     let dir = tempfile::tempdir().unwrap();
     let apps = write_apps(dir.path(), &format!("[[app]]\nname = \"site\"\nsource = \"{}\"\n", dir_of(&site)));
-    let mut cmd = tessera();
-    cmd.env("TESSERA_ADMIN_TOKEN", TOKEN);
-    let server = Server::host_with(cmd, &apps, &["--state-dir", dir.path().join("state").to_str().unwrap(), "--admin", "127.0.0.1:0"]).unwrap();
-    let admin = admin(&server);
+    let (server, admin) = host_with_admin(&apps, &dir.path().join("state"));
 
     // No token, a wrong one: 401, and nothing is told.
     let r = request("GET", &format!("{admin}/v1/apps"), &[], None);
@@ -321,10 +327,7 @@ fn hostile_admin_requests_are_refused_with_a_reason_and_change_nothing() {
     let site = http_app();
     let dir = tempfile::tempdir().unwrap();
     let apps = write_apps(dir.path(), &format!("[[app]]\nname = \"site\"\nsource = \"{}\"\n", dir_of(&site)));
-    let mut cmd = tessera();
-    cmd.env("TESSERA_ADMIN_TOKEN", TOKEN);
-    let server = Server::host_with(cmd, &apps, &["--state-dir", dir.path().join("state").to_str().unwrap(), "--admin", "127.0.0.1:0"]).unwrap();
-    let admin = admin(&server);
+    let (server, admin) = host_with_admin(&apps, &dir.path().join("state"));
 
     // A body past 64 KiB, bytes that are not text, a name that is not one, a path escape.
     let huge = format!("source = \"{}\"\n# {}\n", dir_of(&site), "x".repeat(100 << 10));
@@ -407,10 +410,7 @@ fn apps_deploy_from_an_archive_and_hostile_archives_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let apps = write_apps(dir.path(), &format!("[[app]]\nname = \"site\"\nsource = \"{}\"\n", dir_of(&site)));
-    let mut cmd = tessera();
-    cmd.env("TESSERA_ADMIN_TOKEN", TOKEN);
-    let server = Server::host_with(cmd, &apps, &["--state-dir", state.to_str().unwrap(), "--admin", "127.0.0.1:0"]).unwrap();
-    let admin = admin(&server);
+    let (server, admin) = host_with_admin(&apps, &state);
 
     // The app's folder as `tar czf shop.tar.gz shop/` makes it: the manifest names its
     // component by a path relative to itself.

@@ -140,8 +140,14 @@ async fn deploy(host: &Arc<ManyApps>, name: String, req: hyper::Request<Incoming
         Ok(spec) => spec,
         Err(e) => return error(400, e.to_string(), "fix the entry; the README lists the keys of [[app]]"),
     };
-    let existed = host.inspect(&name).await.is_some();
-    match host.deploy(spec).await {
+    deploy_spec(host, spec, None).await
+}
+
+/// Deploys `spec` (from `unpacked`, an archive's files): 201 when new, 200 when updated,
+/// 422 when it does not load.
+async fn deploy_spec(host: &Arc<ManyApps>, spec: crate::apps_file::AppSpec, unpacked: Option<tempfile::TempDir>) -> Response {
+    let existed = host.inspect(&spec.name).await.is_some();
+    match host.deploy_unpacked(spec, unpacked).await {
         Ok(status) => json(if existed { 200 } else { 201 }, &status),
         Err(e) => error(422, format!("{e:#}"), if existed { "the version deployed before keeps serving" } else { "nothing was deployed" }),
     }
@@ -207,11 +213,7 @@ async fn deploy_archive(host: &Arc<ManyApps>, name: String, req: hyper::Request<
         Ok(spec) => spec,
         Err(e) => return error(400, e.to_string(), "fix the query; the README lists the keys of [[app]]"),
     };
-    let existed = host.inspect(&name).await.is_some();
-    match host.deploy_unpacked(spec, Some(dir)).await {
-        Ok(status) => json(if existed { 200 } else { 201 }, &status),
-        Err(e) => error(422, format!("{e:#}"), if existed { "the version deployed before keeps serving" } else { "nothing was deployed" }),
-    }
+    deploy_spec(host, spec, Some(dir)).await
 }
 
 /// The keys of an `[[app]]` entry, but `source`, from a query string.
