@@ -96,8 +96,8 @@ pub fn list(_args: &TemplatesArgs) {
 }
 
 fn check_name(name: &str) -> Result<()> {
-    let kebab = name.split('-').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
-    if !kebab || !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+    // The name becomes the component id too, so it follows Spin's rule for those.
+    if !tessera_manifest::is_component_id(name) {
         bail!("`{name}` cannot name an app or component\n  hint: use lowercase letters, digits and `-`, starting with a letter, e.g. `my-app`");
     }
     Ok(())

@@ -59,7 +59,7 @@ pub(crate) fn v1_to_v2(path: &Path, mut v1: Table) -> Result<String, ManifestErr
             return Err(err(format!("component {} has no `id`", n + 1), "add id = \"my-component\""));
         };
         // As Spin: under_scores and mixedCase become kebab-case.
-        let id = if is_kebab(&id) { id } else { id.replace('_', "-").to_lowercase() };
+        let id = if crate::is_component_id(&id) { id } else { id.replace('_', "-").to_lowercase() };
         let Some(Value::Table(trigger)) = component.remove("trigger") else {
             return Err(err(format!("component `{id}` has no `trigger` table"), "add trigger = { route = \"/...\" } (or { channel = \"...\" })"));
         };
@@ -115,10 +115,6 @@ pub(crate) fn v1_to_v2(path: &Path, mut v1: Table) -> Result<String, ManifestErr
     v2.insert("trigger".into(), Value::Table(triggers));
     v2.insert("component".into(), Value::Table(v2_components));
     toml::to_string(&v2).map_err(|e| err(format!("cannot convert to version 2: {e}"), "convert the manifest to version 2 by hand"))
-}
-
-fn is_kebab(id: &str) -> bool {
-    !id.is_empty() && id.split('-').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
 }
 
 /// `allowed_http_hosts` as version 2 `allowed_outbound_hosts`, as Spin converts them.
