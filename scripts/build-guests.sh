@@ -35,6 +35,11 @@ for ex in spin-rust-router rust-sqlite users-api/api calculator/calculator http-
   (cd "examples/$ex" && cargo build --locked --target wasm32-wasip2 --release -q)
 done
 
+if $check; then
+  echo "== vendored WIT"
+  scripts/vendor-wit.sh --check
+fi
+
 echo "== examples/hello-rust"
 committed=$(sha256sum examples/hello-rust/hello_rust.wasm | cut -d' ' -f1)
 (cd examples/hello-rust && cargo build --locked --target wasm32-wasip2 --release -q)
@@ -46,6 +51,12 @@ if $check && [ "$committed" != "$rebuilt" ]; then
 fi
 
 if $all; then
+  # The examples' own build scripts would each make a venv or install node_modules of
+  # their own; here they share one of each (the same pins).
+  VIRTUAL_ENV=$(scripts/python-spin-venv.sh); export VIRTUAL_ENV
+  for js in examples/calculator/frontend examples/plugin-host/plugins/js-rules; do
+    [ -e "$js/node_modules" ] || ln -s "$root/examples/hello-js/node_modules" "$js/node_modules"
+  done
   echo "== tests/guests/python-spin (Python Spin SDK)"
   tests/guests/python-spin/build.sh
   echo "== tests/guests/python-calc (componentize-py)"
