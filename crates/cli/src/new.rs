@@ -4,7 +4,9 @@
 //! A template is a folder with `template.toml` (its description) and `content/`: the
 //! files of a new app, `spin.toml` among them. In file names and contents
 //! `{{project-name}}` becomes the name given and `{{project-name | snake_case}}` its
-//! snake_case form, as in Spin's templates.
+//! snake_case form, as in Spin's templates. A template whose `template.toml` sets
+//! `wasi_http_wit = "0.2.x"` also gets the WASI 0.2 WIT (templates/.wasi-http, labelled
+//! with that version) in `wit/deps/`.
 
 use anyhow::{Context as _, Result, bail};
 use include_dir::{Dir, include_dir};
@@ -64,6 +66,8 @@ struct Template {
     id: &'static str,
     description: String,
     content: &'static Dir<'static>,
+    /// The version label of the WASI 0.2 WIT the template builds against, if it needs it.
+    wasi_http_wit: Option<String>,
 }
 
 fn templates() -> Vec<Template> {
@@ -73,7 +77,8 @@ fn templates() -> Vec<Template> {
             let id = dir.path().to_str()?;
             let meta: toml::Table = toml::from_str(dir.get_file(dir.path().join("template.toml"))?.contents_utf8()?).ok()?;
             let description = meta.get("description")?.as_str()?.to_string();
-            Some(Template { id, description, content: dir.get_dir(dir.path().join("content"))? })
+            let wasi_http_wit = meta.get("wasi_http_wit").and_then(|v| v.as_str()).map(str::to_string);
+            Some(Template { id, description, content: dir.get_dir(dir.path().join("content"))?, wasi_http_wit })
         })
         .collect();
     out.sort_by_key(|t| t.id);
@@ -122,9 +127,37 @@ fn write_files(dir: &Dir<'_>, root: &Path, into: &Path, name: &str, skip: &dyn F
             Some(text) => std::fs::write(&target, fill(text, name))?,
             None => std::fs::write(&target, file.contents())?,
         }
+        // The binary keeps no file modes: build scripts are made executable by name.
+        if target.extension().is_some_and(|e| e == "sh") {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
+        }
     }
     for sub in dir.dirs() {
         write_files(sub, root, into, name, skip)?;
+    }
+    Ok(())
+}
+
+/// The WASI 0.2 WIT, as the pinned wasip2 crate has it (0.2.12), into `into/wit/deps`,
+/// relabelled `version` (componentize-js 0.23 exports 0.2.10).
+fn write_wasi_wit(into: &Path, version: &str) -> Result<()> {
+    let deps = TEMPLATES.get_dir(".wasi-http/deps").context("the binary lacks the WASI WIT")?;
+    let target = into.join("wit/deps");
+    std::fs::create_dir_all(&target)?;
+    for file in deps.files() {
+        let text = file.contents_utf8().context("WIT is text")?;
+        let relabelled = text.replace("@0.2.12", &format!("@{version}")).replace("version = 0.2.12", &format!("version = {version}"));
+        std::fs::write(target.join(file.path().file_name().expect("a file name")), relabelled)?;
+    }
+    Ok(())
+}
+
+/// All of a template's files under `into`, but those `skip` rejects.
+fn write_template(template: &Template, into: &Path, name: &str, skip: &dyn Fn(&Path) -> bool) -> Result<()> {
+    write_files(template.content, template.content.path(), into, name, skip)?;
+    if let Some(version) = &template.wasi_http_wit {
+        write_wasi_wit(into, version)?;
     }
     Ok(())
 }
@@ -146,7 +179,7 @@ pub fn new(args: &NewArgs) -> Result<()> {
     let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     let staging = tempfile::Builder::new().prefix(".tessera-new-").tempdir_in(parent)?;
-    write_files(template.content, template.content.path(), staging.path(), name, &|_| false)?;
+    write_template(&template, staging.path(), name, &|_| false)?;
     if target.exists() {
         std::fs::remove_dir(&target)?;
     }
@@ -178,7 +211,7 @@ pub fn add(args: &AddArgs) -> Result<()> {
     // The files first, then the manifest: a failure before the manifest is written leaves
     // the app as it was (the folder is removed).
     let folder = app_dir.join(name);
-    let written = write_files(template.content, template.content.path(), &folder, name, &|p| p == Path::new("spin.toml"));
+    let written = write_template(&template, &folder, name, &|p| p == Path::new("spin.toml"));
     if let Err(e) = written {
         let _ = std::fs::remove_dir_all(&folder);
         return Err(e);
@@ -238,7 +271,7 @@ mod tests {
     #[test]
     fn every_template_has_a_manifest_readme_and_gitignore() {
         let all = templates();
-        assert!(all.len() >= 4);
+        assert!(all.len() >= 8);
         for t in all {
             for file in ["spin.toml", "README.md", ".gitignore"] {
                 assert!(t.content.get_file(t.content.path().join(file)).is_some(), "{}: {file}", t.id);

@@ -1,5 +1,5 @@
-//! `tessera new`, `add` and `templates list`: each Rust template makes an app that
-//! `tessera build` builds and `tessera up` serves, components added to an app serve beside
+//! `tessera new`, `add` and `templates list`: each template (Rust, C, Python, JavaScript)
+//! makes an app that `tessera build` builds and `tessera up` serves, outside the repository, components added to an app serve beside
 //! it, and bad names, unknown templates and taken directories are refused with nothing
 //! written.
 
@@ -85,6 +85,60 @@ fn templates_make_apps_that_build_and_serve_and_add_puts_components_beside() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     server.wait_for_stdout("[listener] listener got: hello");
+}
+
+/// Whether `program args` runs; outside CI a missing tool skips the test, loudly.
+fn tool_runs(program: &str, args: &[&str], install: &str) -> bool {
+    if std::process::Command::new(program).args(args).output().is_ok_and(|o| o.status.success()) {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{program} is missing: .ci/run must install it ({install})");
+    }
+    eprintln!("SKIPPED: {program} is not installed; run {install}");
+    false
+}
+
+#[test]
+fn c_python_and_javascript_templates_build_and_serve() {
+    let install = "scripts/install-toolchains.sh";
+    let Some(_) = large_guest("examples/hello-js/node_modules/@bytecodealliance/componentize-js/src/cli.js", install) else { return };
+    if !tool_runs("python3", &["-m", "ziglang", "version"], install) || !tool_runs("wit-bindgen", &["--version"], install) || !tool_runs("wasm-tools", &["--version"], install) {
+        return;
+    }
+    // One venv with the pinned Python tools and the JS example's node_modules serve every
+    // app here, as build-guests does for the examples.
+    let venv = std::process::Command::new(repo_root().join("scripts/python-spin-venv.sh")).output().unwrap();
+    assert!(venv.status.success(), "{}", String::from_utf8_lossy(&venv.stderr));
+    let venv = String::from_utf8(venv.stdout).unwrap().trim().to_string();
+    let work = tempfile::tempdir().unwrap();
+    for (template, name) in [("http-c", "c-app"), ("http-python", "py-app"), ("http-js", "js-app"), ("spin-sdk-python", "spin-py")] {
+        ok(&run_in(work.path(), &["new", template, name]));
+        let app = work.path().join(name);
+        for file in ["build.sh", "README.md", ".gitignore"] {
+            assert!(!std::fs::read_to_string(app.join(file)).unwrap().contains("{{project-name"), "{template}: {file} kept a placeholder");
+        }
+        if template == "http-js" {
+            std::os::unix::fs::symlink(repo_root().join("examples/hello-js/node_modules"), app.join("node_modules")).unwrap();
+        }
+        // `up --build` as a new user runs it: built, then served at once.
+        let mut cmd = tessera();
+        cmd.current_dir(&app).env("VIRTUAL_ENV", &venv).args(["up", "--build", "--listen", "127.0.0.1:0", "--cache-dir"]).arg(cache_dir());
+        let server = Server::launch(cmd).unwrap_or_else(|e| panic!("{template}: {e}"));
+        let r = server.get("/hello/there?x=1");
+        let path = if template == "http-js" { "/hello/there" } else { "/hello/there?x=1" };
+        assert_eq!((r.status, r.body.as_str()), (200, format!("Hello from {name}! You asked for {path}\n").as_str()), "{template}");
+    }
+
+    // Added to an existing app, a Python component gets its WIT in its own folder.
+    ok(&run_in(&work.path().join("c-app"), &["add", "http-python", "py"]));
+    let app = work.path().join("c-app");
+    assert!(app.join("py/wit/deps/http.wit").is_file() && app.join("py/build.sh").is_file());
+    let mut cmd = tessera();
+    cmd.current_dir(&app).env("VIRTUAL_ENV", &venv).args(["up", "--build", "--listen", "127.0.0.1:0", "--cache-dir"]).arg(cache_dir());
+    let server = Server::launch(cmd).unwrap();
+    assert_eq!(server.get("/py/x").body, "Hello from py! You asked for /py/x\n");
+    assert_eq!(server.get("/other").body, "Hello from c-app! You asked for /other\n");
 }
 
 #[test]
