@@ -7,16 +7,44 @@ use tessera_manifest::{Manifest, find_manifest};
 
 /// Arguments of `tessera build`.
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  tessera build\n  tessera build -f examples/rust-sqlite")]
+#[command(after_help = "Examples:\n  tessera build\n  tessera build -c api -c web\n  tessera build --up -- --listen 127.0.0.1:8080 --variable greeting=hi\n  tessera build -f examples/rust-sqlite")]
 pub struct BuildArgs {
     /// The app's manifest, or a directory holding spin.toml (or tessera.toml).
     #[arg(short = 'f', long = "from", value_name = "FILE_OR_DIR", default_value = ".")]
     pub from: PathBuf,
+    /// Component ID to build. This can be specified multiple times. The default is all
+    /// components.
+    #[arg(short = 'c', long = "component-id", value_name = "ID")]
+    pub component_id: Vec<String>,
+    /// Run the application after building (`tessera up`, given the arguments that follow).
+    #[arg(short = 'u', long = "up")]
+    pub up: bool,
+    /// Arguments for `tessera up` (with --up).
+    #[arg(requires = "up", trailing_var_arg = true, allow_hyphen_values = true, value_name = "UP_ARGS")]
+    pub up_args: Vec<String>,
 }
 
 pub fn run(args: &BuildArgs) -> Result<()> {
-    let manifest = Manifest::from_file(&find_manifest(&args.from)?)?;
-    build_all(&manifest)
+    let manifest_path = find_manifest(&args.from)?;
+    let manifest = Manifest::from_file(&manifest_path)?;
+    let unknown: Vec<&str> = args.component_id.iter().filter(|id| !manifest.components.contains_key(id.as_str())).map(String::as_str).collect();
+    if !unknown.is_empty() {
+        let known: Vec<&str> = manifest.components.keys().map(String::as_str).collect();
+        bail!("unknown component(s) {} in {}\n  hint: the app's components are: {}", unknown.join(", "), manifest_path.display(), known.join(", "));
+    }
+    if args.component_id.is_empty() {
+        build_all(&manifest)?;
+    } else {
+        build_components(&manifest, |id| args.component_id.iter().any(|c| c == id))?;
+    }
+    if args.up {
+        // As `spin build --up` does: this process becomes `tessera up` on the same manifest.
+        use std::os::unix::process::CommandExt as _;
+        let exe = std::env::current_exe().context("cannot find this program to run `tessera up`")?;
+        let error = Command::new(exe).arg("up").arg("-f").arg(&manifest_path).args(&args.up_args).exec();
+        return Err(error).context("cannot run `tessera up`");
+    }
+    Ok(())
 }
 
 /// Builds every component with a build command, stopping at the first failure.

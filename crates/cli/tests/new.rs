@@ -55,7 +55,12 @@ fn templates_make_apps_that_build_and_serve_and_add_puts_components_beside() {
     }
     assert!(std::fs::read_to_string(app.join("Cargo.toml")).unwrap().contains("name = \"hello\""));
     build(&app, &app);
-    let server = up(&app);
+    let e = failed(&run_in(&app, &["build", "-c", "nope"]));
+    assert!(e.contains("unknown component(s) nope") && e.contains("components are: hello"), "{e}");
+    // `build -c ID --up -- UP_ARGS`, as Spin's: builds that one, then serves.
+    let mut cmd = tessera();
+    cmd.current_dir(&app).args(["build", "-c", "hello", "--up", "--", "--listen", "127.0.0.1:0", "--cache-dir"]).arg(cache_dir());
+    let server = Server::launch(cmd).unwrap();
     let r = server.get("/greet");
     assert_eq!((r.status, r.body.as_str()), (200, "Hello from hello! You asked for /greet\n"));
     drop(server);
