@@ -4,6 +4,7 @@ mod build;
 mod call;
 mod completions;
 mod compose;
+mod doctor;
 mod host;
 mod inspect;
 mod log_output;
@@ -64,6 +65,8 @@ enum Command {
     Add(new::AddArgs),
     /// List the templates `new` and `add` take.
     Templates(new::TemplatesArgs),
+    /// Check the toolchains, the app, its runtime config, the port and the cache, with a fix for each problem.
+    Doctor(doctor::DoctorArgs),
     /// Print a completion script for bash, zsh, fish, elvish or PowerShell.
     Completions(completions::CompletionsArgs),
 }
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
             new::list(&args);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Doctor(args) => doctor::run(&args),
         Command::Completions(args) => {
             completions::run(&args);
             Ok(ExitCode::SUCCESS)
