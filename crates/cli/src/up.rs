@@ -7,7 +7,9 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tessera_app::{LoadOptions, LoadedApp};
 use tessera_engine::{CompileCache, Engine};
 use tessera_host::AppHost;
@@ -155,45 +157,51 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
     )?;
     let stores: Vec<String> = app.components.values().flat_map(|c| c.key_value_stores.iter().map(|(label, _)| label.clone())).collect();
     let seed = tessera_host::Seed { key_values: crate::up_flags::key_values(&args.key_values, &stores)?, sqlite: crate::up_flags::sqlite(&args.sqlite)? };
+    let leftovers = NewStateFiles::before(&[&app.state_dir, &app.log_dir]);
     app.create_dirs()?;
-    if args.truncate_logs && app.guest_output.to_files {
-        for id in app.components.keys() {
-            for stream in ["stdout", "stderr"] {
-                let path = tessera_capabilities::logging::log_file(&app.log_dir, id, stream);
-                if path.exists() {
-                    std::fs::File::create(&path).with_context(|| format!("--truncate-logs: cannot empty {}", path.display()))?;
+    print_state_summary(&app);
+    let descriptions: BTreeMap<String, String> = app.manifest.components.iter().filter_map(|(id, c)| Some((id.clone(), c.description.clone()?))).collect();
+    // Set once serving starts: a start that fails before leaves no state files behind.
+    let started = AtomicBool::new(false);
+    let serve = || -> Result<ExitCode> {
+        if args.truncate_logs && app.guest_output.to_files {
+            for id in app.components.keys() {
+                for stream in ["stdout", "stderr"] {
+                    let path = tessera_capabilities::logging::log_file(&app.log_dir, id, stream);
+                    if path.exists() {
+                        std::fs::File::create(&path).with_context(|| format!("--truncate-logs: cannot empty {}", path.display()))?;
+                    }
                 }
             }
         }
-    }
-    let rc = &app.runtime_config;
-    let cache_dir = if args.no_cache { None } else { args.cache_dir.clone().or_else(CompileCache::default_dir) };
-    let settings = tessera_host::engine_settings(&app, cache_dir);
-    raise_open_file_limit(rc.max_connections);
-    let shutdown_timeout = rc.shutdown_timeout;
-    let engine = Engine::new(&settings)?;
-    let metrics = args.metrics.as_ref().map(|_| Arc::new(tessera_executor::metrics::Metrics::default()));
-    let options = tessera_executor::ExecutorOptions { metrics: metrics.as_ref().map(|m| m.for_app(&app.manifest.application.name)), ..Default::default() };
-    let host = AppHost::load_with(&engine, Arc::new(app), options)?;
-    host.log_loads();
+        let rc = &app.runtime_config;
+        let cache_dir = if args.no_cache { None } else { args.cache_dir.clone().or_else(CompileCache::default_dir) };
+        let settings = tessera_host::engine_settings(&app, cache_dir);
+        raise_open_file_limit(rc.max_connections);
+        let shutdown_timeout = rc.shutdown_timeout;
+        let engine = Engine::new(&settings)?;
+        let metrics = args.metrics.as_ref().map(|_| Arc::new(tessera_executor::metrics::Metrics::default()));
+        let options = tessera_executor::ExecutorOptions { metrics: metrics.as_ref().map(|m| m.for_app(&app.manifest.application.name)), ..Default::default() };
+        let host = AppHost::load_with(&engine, Arc::new(app), options)?;
+        host.log_loads();
 
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let runtime = host.runtime(threads)?;
-    runtime.block_on(host.seed(&seed))?;
-    if host.is_command() {
-        let code = runtime.block_on(host.run_command(&args.args))?;
-        return Ok(ExitCode::from(code.clamp(0, 255) as u8));
-    }
-    anyhow::ensure!(
-        args.args.is_empty(),
-        "arguments after `--` are for an app with a [[trigger.command]]; this app has none\n  hint: remove them"
-    );
-    let listener = match host.http() {
-        Some(_) => {
-            let _tokio = runtime.enter();
-            Some(listen(&args.listen)?)
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let runtime = host.runtime(threads)?;
+        runtime.block_on(host.seed(&seed))?;
+        if host.is_command() {
+            let code = runtime.block_on(host.run_command(&args.args))?;
+            return Ok(ExitCode::from(code.clamp(0, 255) as u8));
         }
-        None => None,
+        anyhow::ensure!(
+            args.args.is_empty(),
+            "arguments after `--` are for an app with a [[trigger.command]]; this app has none\n  hint: remove them"
+        );
+        let listener = match host.http() {
+            Some(_) => {
+                let _tokio = runtime.enter();
+                Some(listen(&args.listen)?)
+            }
+            None => None,
     };
     let addr = listener.as_ref().and_then(|l| l.local_addr().ok());
     if let (Some(address), Some(metrics)) = (&args.metrics, metrics) {
@@ -202,8 +210,71 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
         println!("Metrics on http://{}/metrics", listener.local_addr()?);
         runtime.spawn(tessera_host::admin::serve_metrics(metrics, listener));
     }
-    let code = host.serve_until_signal(&runtime, listener, threads, shutdown_timeout, |host| print_triggers(host, addr))?;
+    let code = host.serve_until_signal(&runtime, listener, threads, shutdown_timeout, |host| {
+        started.store(true, Ordering::Relaxed);
+        print_triggers(host, addr, &descriptions)
+    })?;
     Ok(ExitCode::from(code))
+    };
+    let result = serve();
+    if result.is_err() && !started.load(Ordering::Relaxed) {
+        leftovers.remove();
+    }
+    result
+}
+
+/// The files and directories a start adds under the state and log directories, so a start
+/// that fails before serving can take them away again.
+struct NewStateFiles {
+    /// The outermost directories that did not exist.
+    new_dirs: Vec<PathBuf>,
+    /// Directories that existed, with the names they held.
+    existing: Vec<(PathBuf, BTreeSet<std::ffi::OsString>)>,
+}
+
+impl NewStateFiles {
+    fn before(dirs: &[&Path]) -> Self {
+        let mut out = Self { new_dirs: Vec::new(), existing: Vec::new() };
+        for dir in dirs {
+            if dir.exists() {
+                let names = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.file_name()).collect();
+                out.existing.push((dir.to_path_buf(), names));
+            } else if let Some(outermost) = dir.ancestors().take_while(|a| !a.as_os_str().is_empty() && !a.exists()).last() {
+                out.new_dirs.push(outermost.to_path_buf());
+            }
+        }
+        out
+    }
+
+    fn remove(&self) {
+        for dir in &self.new_dirs {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        for (dir, names) in &self.existing {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if !names.contains(&entry.file_name()) {
+                    let _ = if entry.path().is_dir() { std::fs::remove_dir_all(entry.path()) } else { std::fs::remove_file(entry.path()) };
+                }
+            }
+        }
+    }
+}
+
+/// Where guest output and the default stores go, as Spin says it at start-up.
+fn print_state_summary(app: &LoadedApp) {
+    // `.spin/logs/`, not `./.spin/logs/`, for an app in the current directory.
+    let shown = |path: PathBuf| path.strip_prefix(".").map(Path::to_path_buf).unwrap_or(path).display().to_string();
+    if app.guest_output.to_files {
+        eprintln!("Logging component stdio to \"{}/\"", shown(app.log_dir.clone()));
+    }
+    let uses = |label: &str, grants: fn(&tessera_app::LoadedComponent) -> &Vec<(String, tessera_manifest::Location)>| app.components.values().any(|c| grants(c).iter().any(|(l, _)| l == label));
+    let rc = &app.runtime_config;
+    if uses("default", |c| &c.key_value_stores) && !rc.key_value_stores.contains_key("default") {
+        eprintln!("Storing default key-value data to \"{}\".", shown(app.state_dir.join("sqlite_key_value.db")));
+    }
+    if uses("default", |c| &c.sqlite_databases) && !rc.sqlite_databases.contains_key("default") {
+        eprintln!("Storing default SQLite data to \"{}\".", shown(app.state_dir.join("sqlite_db.db")));
+    }
 }
 
 /// `spin.toml` (or `tessera.toml`) in the current directory, else in the nearest parent
@@ -291,7 +362,7 @@ fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 /// Connections the kernel queues before `accept` (capped by net.core.somaxconn).
 const LISTEN_BACKLOG: u32 = 8192;
 
-fn print_triggers(host: &AppHost, addr: Option<SocketAddr>) {
+fn print_triggers(host: &AppHost, addr: Option<SocketAddr>, descriptions: &BTreeMap<String, String>) {
     let mut out = std::io::stdout().lock();
     if let (Some(http), Some(addr)) = (host.http(), addr) {
         let _ = writeln!(out, "Serving http://{addr}");
@@ -299,6 +370,9 @@ fn print_triggers(host: &AppHost, addr: Option<SocketAddr>) {
         for r in http.routes() {
             let wildcard = if r.wildcard { " (wildcard)" } else { "" };
             let _ = writeln!(out, "  {}: http://{addr}{}{wildcard}", r.label, r.path);
+            if let Some(description) = descriptions.get(&r.label) {
+                let _ = writeln!(out, "    {description}");
+            }
         }
     }
     let subscriptions = host.redis_subscriptions();

@@ -754,3 +754,45 @@ fn a_version_1_manifest_runs_as_spin_runs_it() {
     let e = up_error("spin_manifest_version = \"1\"\nname = \"old\"\ntrigger = { type = \"http\" }\n[[component]]\nid = \"x\"\nsource = \"x.wasm\"\n", &[]);
     assert!(e.contains("manifest version 1") && e.contains("component `x` has no `trigger` table"), "{e}");
 }
+
+#[test]
+fn start_up_says_where_state_goes_and_a_failed_start_leaves_none() {
+    let app = App::new(
+        r#"spin_manifest_version = 2
+[application]
+name = "summary"
+[[trigger.http]]
+route = "/..."
+component = "guest"
+[component.guest]
+source = "{spin_guest}"
+description = "Greets and keeps visits"
+key_value_stores = ["default"]
+sqlite_databases = ["default"]
+"#,
+    );
+    let server = app.start(&[]);
+    let log = server.log();
+    assert!(log.contains("Logging component stdio to \"") && log.contains(".spin/logs/\""), "{log}");
+    assert!(log.contains("Storing default key-value data to \"") && log.contains(".spin/sqlite_key_value.db\"."), "{log}");
+    assert!(log.contains("Storing default SQLite data to \"") && log.contains(".spin/sqlite_db.db\"."), "{log}");
+    let stdout = server.wait_for_stdout("Greets and keeps visits");
+    assert!(stdout.contains(" (wildcard)\n    Greets and keeps visits\n"), "the route's description follows it: {stdout}");
+    drop(server);
+    std::fs::remove_dir_all(app.path().join(".spin")).unwrap();
+
+    // The port is taken: the start fails after the stores were opened, and takes them away.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = tessera().current_dir(app.path()).args(["up", "--listen", &taken.local_addr().unwrap().to_string(), "--cache-dir"]).arg(cache_dir()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("cannot listen on"), "{stderr}");
+    assert!(!app.path().join(".spin").exists(), "a failed start left {:?}", std::fs::read_dir(app.path().join(".spin")).map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>()));
+
+    // A state directory that was there keeps what it had, and gains nothing.
+    std::fs::create_dir(app.path().join(".spin")).unwrap();
+    std::fs::write(app.path().join(".spin/keep.txt"), "mine").unwrap();
+    let out = tessera().current_dir(app.path()).args(["up", "--listen", &taken.local_addr().unwrap().to_string(), "--cache-dir"]).arg(cache_dir()).output().unwrap();
+    assert!(!out.status.success());
+    let left: Vec<_> = std::fs::read_dir(app.path().join(".spin")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("keep.txt")]);
+}
