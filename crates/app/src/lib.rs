@@ -339,10 +339,13 @@ impl LoadedApp {
         };
         for id in runtime_config.component_limits.keys() {
             if !manifest.components.contains_key(id) {
-                anyhow::bail!(
-                    "the runtime config sets limits for component `{id}`, which the manifest does not define\n  hint: fix [component.{id}] in {}",
-                    options.runtime_config_file.as_deref().unwrap_or(Path::new("")).display()
-                );
+                let message = format!("the runtime config sets limits for component `{id}`, which the manifest does not define");
+                let known: Vec<&str> = manifest.components.keys().map(String::as_str).collect();
+                let hint = format!("rename [component.{id}] to one of the app's components ({}), or remove it", known.join(", "));
+                return Err(match (&options.runtime_config_file, runtime_config.component_locations.get(id)) {
+                    (Some(file), Some(at)) => ManifestError::at(file, *at, message, &hint).into(),
+                    _ => anyhow::anyhow!("{message}\n  hint: {hint}"),
+                });
             }
         }
         let state_dir = options

@@ -97,10 +97,12 @@ impl Variables {
                 .or_else(|| providers.iter().find_map(|p| p.get(name, &lookup)))
                 .or_else(|| var.default.clone());
             let Some(value) = value else {
-                anyhow::bail!(
-                    "{}: variable `{name}` is required but has no value\n  hint: set SPIN_VARIABLE_{upper} (or TESSERA_VARIABLE_{upper}) in the environment, add it to a [[variables_provider]] of the runtime config, or give [variables.{name}] a default",
-                    manifest.path.display()
-                );
+                return Err(crate::located(
+                    manifest,
+                    var.location,
+                    format!("variable `{name}` is required but has no value"),
+                    &format!("set SPIN_VARIABLE_{upper} (or TESSERA_VARIABLE_{upper}) in the environment, pass --variable {name}=VALUE, add it to a [[variables_provider]] of the runtime config, or give [variables.{name}] a default"),
+                ));
             };
             if var.secret {
                 secret.insert(name.clone());

@@ -796,3 +796,32 @@ sqlite_databases = ["default"]
     let left: Vec<_> = std::fs::read_dir(app.path().join(".spin")).unwrap().flatten().map(|e| e.file_name()).collect();
     assert_eq!(left, vec![std::ffi::OsString::from("keep.txt")]);
 }
+
+#[test]
+fn start_errors_name_file_line_and_column_before_the_hint() {
+    let app = App::new(
+        r#"spin_manifest_version = 2
+[application]
+name = "located"
+[variables]
+token = { required = true }
+[[trigger.http]]
+route = "/..."
+component = "guest"
+[component.guest]
+source = "{http_guest}"
+"#,
+    );
+    let up = |extra: &[&str]| {
+        let out = tessera().current_dir(app.path()).args(["up", "--listen", "127.0.0.1:0", "--cache-dir"]).arg(cache_dir()).args(extra).output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = up(&[]);
+    let cause = e.find("spin.toml:5:").unwrap_or_else(|| panic!("{e}"));
+    assert!(e[cause..].contains("variable `token` is required but has no value\n  hint: set SPIN_VARIABLE_TOKEN"), "{e}");
+    app.write("rc.toml", "max_queued_requests = 4\n\n[component.gust]\nmax_instance_memory = \"10MiB\"\n");
+    let e = up(&["--variable", "token=x", "--runtime-config-file", "rc.toml"]);
+    assert!(e.contains("rc.toml:3:1: the runtime config sets limits for component `gust`") && e.contains("hint: rename [component.gust] to one of the app's components (guest)"), "{e}");
+    assert!(!app.path().join(".spin").exists(), "a failed start left state behind");
+}

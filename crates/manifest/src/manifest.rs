@@ -77,6 +77,8 @@ pub struct Variable {
     pub secret: bool,
     /// `description`.
     pub description: Option<String>,
+    /// Where the variable is declared.
+    pub location: Location,
 }
 
 /// One `[[trigger.http]]`.
@@ -758,7 +760,7 @@ impl Validator<'_> {
                 (None, false) => return Err(self.err(span.clone(), format!("variable `{name}` has neither `default` nor `required = true`"), "add a default = \"...\" or required = true")),
                 _ => {}
             }
-            variables.insert(name, Variable { default: var.default, required: var.required, secret: var.secret, description: var.description });
+            variables.insert(name, Variable { default: var.default, required: var.required, secret: var.secret, description: var.description, location: self.loc(&span) });
         }
 
         let mut components = BTreeMap::new();

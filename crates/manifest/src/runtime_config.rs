@@ -141,6 +141,8 @@ pub struct RuntimeConfig {
     pub limits: ComponentLimits,
     /// `[component.<id>]` overrides, merged over `limits`.
     pub component_limits: BTreeMap<String, ComponentLimits>,
+    /// Where each `[component.<id>]` table is, for errors about it.
+    pub component_locations: BTreeMap<String, crate::Location>,
     /// Largest request header section (bytes).
     pub max_request_header_size: u64,
     /// Most header lines in a request.
@@ -185,6 +187,7 @@ impl Default for RuntimeConfig {
             log_dir: None,
             limits: ComponentLimits::default(),
             component_limits: BTreeMap::new(),
+            component_locations: BTreeMap::new(),
             max_request_header_size: 64 << 10,
             max_request_headers: 100,
             header_read_timeout: Duration::from_secs(10),
@@ -250,8 +253,11 @@ impl RuntimeConfig {
         };
         let limits = top.apply(&src, defaults.limits)?;
         let mut component_limits = BTreeMap::new();
+        let mut component_locations = BTreeMap::new();
         for (id, over) in raw.component {
-            component_limits.insert(id, over.apply(&src, limits)?);
+            let (line, column) = src.line_col(over.span().start);
+            component_locations.insert(id.clone(), crate::Location { line, column });
+            component_limits.insert(id, over.into_inner().apply(&src, limits)?);
         }
         let count = |v: Option<Spanned<i64>>, default: usize, key: &str| count(&src, v, default as u64, key).map(|n| n as usize);
         let backend = |t: Spanned<toml::Table>| {
@@ -272,6 +278,7 @@ impl RuntimeConfig {
             log_dir: raw.log_dir.map(|d| dir.join(d)),
             limits,
             component_limits,
+            component_locations,
             max_request_header_size: match raw.max_request_header_size {
                 None => defaults.max_request_header_size,
                 Some(v) => size(&src, &v, "max_request_header_size")?,
@@ -331,7 +338,7 @@ struct RawRuntimeConfig {
     max_chain_depth: Option<Spanned<i64>>,
     shutdown_timeout: Option<Spanned<toml::Value>>,
     #[serde(default)]
-    component: BTreeMap<String, RawLimits>,
+    component: BTreeMap<String, Spanned<RawLimits>>,
     #[serde(default)]
     key_value_store: BTreeMap<String, Spanned<toml::Table>>,
     #[serde(default)]
