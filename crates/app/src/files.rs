@@ -19,6 +19,17 @@ pub struct Mount {
     pub guest_path: String,
 }
 
+/// How `files` are mounted, as `spin up` chooses it.
+#[derive(Debug, Clone, Default)]
+pub struct FilesMounts {
+    /// Where copies of globbed and single files are staged (`--temp`); default: the
+    /// system's temporary directory.
+    pub staging_dir: Option<PathBuf>,
+    /// Only directory mappings, each mounted from its source, no copies
+    /// (`--direct-mounts`): globs, single files and `exclude_files` are refused.
+    pub direct: bool,
+}
+
 /// The files one component is given, as directories mounted read-only; files picked by
 /// globs are copied into a staging directory that lives as long as this value.
 pub struct ComponentFiles {
@@ -31,7 +42,7 @@ impl ComponentFiles {
     /// Resolves `component`'s `files` and `exclude_files` against the app directory.
     pub fn resolve(manifest: &Manifest, component: &Component) -> Result<Self> {
         let mut staging = None;
-        let mounts = mounts(manifest, component, &mut staging)?;
+        let mounts = mounts(manifest, component, &mut staging, &FilesMounts::default())?;
         Ok(Self { mounts, _staging: staging })
     }
 }
@@ -40,6 +51,7 @@ pub(crate) fn mounts(
     manifest: &Manifest,
     component: &Component,
     staging: &mut Option<tempfile::TempDir>,
+    how: &FilesMounts,
 ) -> Result<Vec<Mount>> {
     let app_dir = manifest
         .dir
@@ -54,8 +66,14 @@ pub(crate) fn mounts(
 
     let mut result = Vec::new();
     let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new(); // (host file, guest path relative to /)
+    if how.direct && !component.exclude_files.is_empty() && !component.files.is_empty() {
+        bail!("component `{}`: exclude_files cannot be used with --direct-mounts (nothing is copied, so nothing can be left out)\n  hint: drop --direct-mounts, or remove [component.{}] exclude_files in {}", component.id, component.id, manifest.path.display());
+    }
     for mount in &component.files {
         match mount {
+            FileMount::Glob { pattern, location } if how.direct => {
+                return Err(located(manifest, *location, format!("files pattern `{pattern}`: only directory mounts work with --direct-mounts"), "map a directory, e.g. { source = \"static\", destination = \"/static\" }, or drop --direct-mounts"));
+            }
             FileMount::Glob { pattern, location } => {
                 if Path::new(pattern).is_absolute() || pattern.split('/').any(|s| s == "..") {
                     return Err(located(manifest, *location, format!("files pattern `{pattern}` leaves the app directory"), "use a pattern relative to the manifest's directory"));
@@ -95,6 +113,8 @@ pub(crate) fn mounts(
                             staged.push((entry.clone(), Path::new(destination.trim_start_matches('/')).join(rel_in_src)));
                         }
                     }
+                } else if how.direct {
+                    return Err(located(manifest, *location, format!("files source `{}` is a file: only directory mounts work with --direct-mounts", source.display()), "map the directory that holds it, or drop --direct-mounts"));
                 } else {
                     staged.push((host, PathBuf::from(destination.trim_start_matches('/'))));
                 }
@@ -104,7 +124,14 @@ pub(crate) fn mounts(
     if !staged.is_empty() {
         let root = match staging {
             Some(dir) => dir.path().to_path_buf(),
-            None => staging.insert(tempfile::Builder::new().prefix("tessera-files-").tempdir()?).path().to_path_buf(),
+            None => {
+                let builder = tempfile::Builder::new().prefix("tessera-files-").clone();
+                let dir = match &how.staging_dir {
+                    Some(parent) => builder.tempdir_in(parent).with_context(|| format!("--temp: cannot stage files in {}", parent.display()))?,
+                    None => builder.tempdir()?,
+                };
+                staging.insert(dir).path().to_path_buf()
+            }
         };
         let root = root.join(&component.id);
         for (host, rel) in staged {

@@ -6,7 +6,7 @@
 mod files;
 mod variables;
 
-pub use files::{ComponentFiles, Mount, walk};
+pub use files::{ComponentFiles, FilesMounts, Mount, walk};
 
 /// Tessera's own cache directory (`$XDG_CACHE_HOME/tessera`, else `~/.cache/tessera`),
 /// shared by the compile cache and the registry cache.
@@ -154,6 +154,8 @@ pub struct LoadOptions {
     pub state_dir_override: Option<PathBuf>,
     /// Where guest output goes.
     pub guest_output: GuestOutput,
+    /// How `files` are mounted (`spin up --temp`, `--direct-mounts`).
+    pub files_mounts: files::FilesMounts,
 }
 
 impl std::fmt::Debug for LoadOptions {
@@ -170,6 +172,7 @@ impl std::fmt::Debug for LoadOptions {
             .field("environment", &self.environment.keys().collect::<Vec<_>>())
             .field("state_dir_override", &self.state_dir_override)
             .field("guest_output", &self.guest_output)
+            .field("files_mounts", &self.files_mounts)
             .finish()
     }
 }
@@ -400,7 +403,7 @@ impl LoadedApp {
                 let composed = compose_dependencies(&manifest, id, c, &bytes, options, trust.as_ref())?;
                 (composed.bytes, composed.denied)
             };
-            let mounts = files::mounts(&manifest, c, &mut staging)?;
+            let mounts = files::mounts(&manifest, c, &mut staging, &options.files_mounts)?;
             let mut rendered = Vec::new();
             for (template, at) in &c.allowed_outbound_hosts {
                 let host = template.render(variables.values()).map_err(|e| located(&manifest, *at, e, "give the variable a value"))?;

@@ -58,6 +58,14 @@ pub struct UpArgs {
     /// beside the manifest. Wins over the runtime config's state_dir.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Temporary directory for the static assets of the components: where copies of
+    /// `files` picked by globs or single files are staged (default: the system's).
+    #[arg(long = "temp", value_name = "TMP")]
+    pub temp: Option<PathBuf>,
+    /// Mount `files` directly from their source rather than copying them to a temporary
+    /// directory: directory mappings only (globs, single files and exclude_files are refused).
+    #[arg(long)]
+    pub direct_mounts: bool,
     /// Where guest output is logged (default: <state dir>/logs); "" logs to no file.
     #[arg(short = 'L', long, value_name = "DIR", env = "SPIN_LOG_DIR", value_parser = clap::builder::OsStringValueParser::new().map(PathBuf::from))]
     pub log_dir: Option<PathBuf>,
@@ -153,6 +161,7 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
             environment: args.env.iter().cloned().collect(),
             state_dir_override: args.state_dir.clone(),
             guest_output,
+            files_mounts: tessera_app::FilesMounts { staging_dir: args.temp.clone(), direct: args.direct_mounts },
         },
     )?;
     let stores: Vec<String> = app.components.values().flat_map(|c| c.key_value_stores.iter().map(|(label, _)| label.clone())).collect();

@@ -65,6 +65,19 @@ fn templates_make_apps_that_build_and_serve_and_add_puts_components_beside() {
     assert_eq!((r.status, r.body.as_str()), (200, "Hello from hello! You asked for /greet\n"));
     drop(server);
 
+    // The README's walk-through ends with a push: log in, push, and another machine serves it.
+    if let Some(registry) = Registry::start(Some(("me", "secret"))) {
+        let machine = Machine::new();
+        ok(&machine.run_with_stdin(&["registry", "login", &registry.host(), "-u", "me", "--password-stdin", "-k"], "secret\n"));
+        let reference = format!("{}/me/hello:v1", registry.host());
+        ok(&machine.run(&["registry", "push", &reference, "-f", app.to_str().unwrap(), "-k"]));
+        let elsewhere = Machine::new();
+        ok(&elsewhere.run_with_stdin(&["registry", "login", &registry.host(), "-u", "me", "--password-stdin", "-k"], "secret\n"));
+        let server = Server::start_with(elsewhere.command(), Path::new(&reference), &["-k"]);
+        let r = server.get("/pulled");
+        assert_eq!((r.status, r.body.as_str()), (200, "Hello from hello! You asked for /pulled\n"));
+    }
+
     // A Spin SDK component and a cron job added to the app: under their own folders,
     // the HTTP one under /api/.
     ok(&run_in(&app, &["add", "spin-sdk-rust", "api"]));

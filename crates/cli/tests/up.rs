@@ -825,3 +825,39 @@ source = "{http_guest}"
     assert!(e.contains("rc.toml:3:1: the runtime config sets limits for component `gust`") && e.contains("hint: rename [component.gust] to one of the app's components (guest)"), "{e}");
     assert!(!app.path().join(".spin").exists(), "a failed start left state behind");
 }
+
+#[test]
+fn temp_stages_copies_and_direct_mounts_take_directories_only() {
+    let app = App::new(
+        r#"spin_manifest_version = 2
+[application]
+name = "mounts"
+[[trigger.http]]
+route = "/..."
+component = "guest"
+[component.guest]
+source = "{http_guest}"
+files = ["static/*.txt", { source = "assets", destination = "/data" }]
+"#,
+    );
+    app.write("static/hello.txt", "hello file\n").write("assets/a.txt", "asset a\n");
+    let temp = tempfile::tempdir().unwrap();
+    let server = app.start(&["--temp", temp.path().to_str().unwrap()]);
+    assert_eq!(server.get("/read?path=/static/hello.txt").body, "hello file\n");
+    let staged: Vec<_> = std::fs::read_dir(temp.path()).unwrap().flatten().collect();
+    assert_eq!(staged.len(), 1, "the globbed file is staged under --temp");
+    drop(server);
+
+    let out = tessera().current_dir(app.path()).args(["up", "--direct-mounts", "--listen", "127.0.0.1:0", "--cache-dir"]).arg(cache_dir()).output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("spin.toml:9:") && e.contains("only directory mounts work with --direct-mounts"), "{e}");
+
+    // Directory mappings alone: mounted from their source, read-only, nothing copied.
+    std::fs::write(app.path().join("spin.toml"), std::fs::read_to_string(app.path().join("spin.toml")).unwrap().replace("\"static/*.txt\", ", "")).unwrap();
+    let temp = tempfile::tempdir().unwrap();
+    let server = app.start(&["--direct-mounts", "--temp", temp.path().to_str().unwrap()]);
+    std::fs::write(app.path().join("assets/a.txt"), "changed at the source\n").unwrap();
+    assert_eq!(server.get("/read?path=/data/a.txt").body, "changed at the source\n");
+    assert_eq!(server.get("/write?path=/data/a.txt").status, 403);
+    assert_eq!(std::fs::read_dir(temp.path()).unwrap().count(), 0, "nothing staged");
+}
