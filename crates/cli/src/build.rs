@@ -1,7 +1,7 @@
 //! `tessera build`: runs each component's `build.command` in its `workdir`.
 
 use anyhow::{Context as _, Result, bail};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use tessera_manifest::{Manifest, find_manifest};
 
@@ -55,6 +55,43 @@ pub fn build_all(manifest: &Manifest) -> Result<()> {
 /// Builds the components `wanted` names that have a build command, stopping at the first
 /// failure.
 pub fn build_components(manifest: &Manifest, wanted: impl Fn(&str) -> bool) -> Result<()> {
+    build_components_until(manifest, wanted, &|| false)
+}
+
+/// A build stopped because `cancelled` said so (watch: a newer change, or Ctrl+C).
+#[derive(Debug)]
+pub struct BuildCancelled;
+
+impl std::fmt::Display for BuildCancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the build was stopped")
+    }
+}
+
+impl std::error::Error for BuildCancelled {}
+
+/// Runs `command` in `workdir`, its output to the terminal; when `cancelled` turns true
+/// the command and everything it started are killed and [`BuildCancelled`] is returned.
+fn run_command(command: &str, workdir: &Path, cancelled: &dyn Fn() -> bool) -> Result<std::process::ExitStatus> {
+    use std::os::unix::process::CommandExt as _;
+    // Its own process group, so a kill reaches what the shell started (cargo, rustc, ...).
+    let mut child = Command::new("sh").arg("-c").arg(command).current_dir(workdir).process_group(0).spawn()?;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if cancelled() {
+            // SAFETY: kill(2) with the negated id of the group this child leads.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            let _ = child.wait();
+            return Err(BuildCancelled.into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// [`build_components`], stopping (with [`BuildCancelled`]) when `cancelled` turns true.
+pub fn build_components_until(manifest: &Manifest, wanted: impl Fn(&str) -> bool, cancelled: &dyn Fn() -> bool) -> Result<()> {
     let mut built = 0;
     for (id, component) in manifest.components.iter().filter(|(id, _)| wanted(id)) {
         let Some(build) = &component.build else {
@@ -70,13 +107,10 @@ pub fn build_components(manifest: &Manifest, wanted: impl Fn(&str) -> bool) -> R
             if !workdir.is_dir() {
                 bail!("component `{id}`: build.workdir {} is not a directory\n  hint: fix [component.{id}.build] workdir in {}", workdir.display(), manifest.path.display());
             }
-            // Output streams straight to the terminal, as the command prints it.
-            let status = Command::new("sh")
-                .arg("-c")
-                .arg(command)
-                .current_dir(&workdir)
-                .status()
-                .with_context(|| format!("cannot run the build command of component `{id}`"))?;
+            let status = run_command(command, &workdir, cancelled).map_err(|e| match e.downcast::<BuildCancelled>() {
+                Ok(cancelled) => cancelled.into(),
+                Err(e) => e.context(format!("cannot run the build command of component `{id}`")),
+            })?;
             if !status.success() {
                 let code = status.code().map_or("a signal".to_string(), |c| format!("exit code {c}"));
                 bail!(

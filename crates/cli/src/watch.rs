@@ -71,6 +71,13 @@ fn watched(manifest_path: &Path, skip_build: bool) -> Watched {
     out
 }
 
+/// The fingerprint of the files a user edits (the manifest and `build.watch` files, not
+/// the sources a build writes), to notice a change while a build runs.
+fn edited(manifest_path: &Path, skip_build: bool) -> Fingerprint {
+    let files: Watched = watched(manifest_path, skip_build).into_iter().filter(|(path, owner)| owner.is_some() || path == manifest_path).collect();
+    fingerprint(&files)
+}
+
 fn fingerprint(files: &Watched) -> Fingerprint {
     files
         .keys()
@@ -133,8 +140,11 @@ pub fn run(args: WatchArgs) -> Result<ExitCode> {
 
     let manifest = Manifest::from_file(&manifest_path)?;
     if !args.skip_build
-        && let Err(e) = crate::build::build_all(&manifest)
+        && let Err(e) = crate::build::build_components_until(&manifest, |_| true, &|| stopping.load(Ordering::Relaxed))
     {
+        if e.is::<crate::build::BuildCancelled>() {
+            return Ok(ExitCode::SUCCESS);
+        }
         eprintln!("Error: {e:#}\nWaiting for a change to build again.");
     }
     let shutdown_timeout = tessera_manifest::RuntimeConfig::default().shutdown_timeout;
@@ -156,6 +166,8 @@ pub fn run(args: WatchArgs) -> Result<ExitCode> {
     let mut files = watched(&manifest_path, args.skip_build);
     let mut seen = fingerprint(&files);
     let mut version = 1;
+    // Components whose build a newer change stopped: built with the next change's.
+    let mut unbuilt = BTreeSet::new();
     while !stopping.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(200));
         let mut latest = watched(&manifest_path, args.skip_build);
@@ -173,7 +185,8 @@ pub fn run(args: WatchArgs) -> Result<ExitCode> {
             }
             (latest, now) = (again_files, again);
         }
-        let (components, app_changed) = changed(&[&latest, &files], &seen, &now);
+        let (mut components, app_changed) = changed(&[&latest, &files], &seen, &now);
+        components.append(&mut unbuilt);
         (files, seen) = (latest, now);
         if args.clear {
             print!("\x1b[2J\x1b[H");
@@ -187,8 +200,16 @@ pub fn run(args: WatchArgs) -> Result<ExitCode> {
                 }
             };
             println!("Rebuilding {} after a change", components.iter().cloned().collect::<Vec<_>>().join(", "));
-            if let Err(e) = crate::build::build_components(&manifest, |id| components.contains(id)) {
-                eprintln!("Error: {e:#}\nThe previous version keeps serving.");
+            // A build that never ends must not hold the watch: a newer edit or Ctrl+C stops it.
+            let before = edited(&manifest_path, args.skip_build);
+            let cancelled = || stopping.load(Ordering::Relaxed) || edited(&manifest_path, args.skip_build) != before;
+            if let Err(e) = crate::build::build_components_until(&manifest, |id| components.contains(id), &cancelled) {
+                if e.is::<crate::build::BuildCancelled>() {
+                    println!("A change arrived during the build: stopped it, building again");
+                    unbuilt = components;
+                } else {
+                    eprintln!("Error: {e:#}\nThe previous version keeps serving.");
+                }
                 continue;
             }
         } else if !app_changed {

@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -71,4 +72,61 @@ fn a_change_rebuilds_and_reloads_without_a_failed_request() {
     assert!(answered.load(Ordering::Relaxed) > 20, "too few requests to tell");
     assert_eq!(failed.load(Ordering::Relaxed), 0, "requests failed during the reload");
     assert!(server.terminate().success());
+}
+
+#[test]
+fn a_build_that_never_ends_is_stopped_by_the_next_change_and_by_ctrl_c() {
+    let app = App::new(
+        r#"spin_manifest_version = 2
+[application]
+name = "stuck"
+[[trigger.http]]
+route = "/..."
+component = "guest"
+[component.guest]
+source = "{http_guest}"
+[component.guest.build]
+command = "if grep -q hang marker.txt; then echo $$ > build.pid; exec sleep 600; fi"
+watch = ["marker.txt"]
+"#,
+    );
+    app.write("marker.txt", "quick\n");
+    let mut cmd = tessera();
+    cmd.current_dir(app.path()).args(["watch", "--listen", "127.0.0.1:0", "--cache-dir"]).arg(cache_dir());
+    let mut server = Server::launch(cmd).unwrap();
+    assert_eq!(server.get("/hello").status, 200);
+
+    // The build hangs; the running version keeps serving.
+    app.write("marker.txt", "hang\n");
+    let pid_file = app.path().join("build.pid");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pid_file.exists() {
+        assert!(Instant::now() < deadline, "the hanging build never started: {}", server.stdout.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let hung = std::fs::read_to_string(&pid_file).unwrap().trim().to_string();
+    assert!(Path::new(&format!("/proc/{hung}")).exists());
+    assert_eq!(server.get("/hello").status, 200, "the old version serves during the build");
+
+    // The next edit stops it (the process is gone) and builds again, which reloads.
+    std::fs::remove_file(&pid_file).unwrap();
+    app.write("marker.txt", "quick again\n");
+    server.wait_for_stdout("A change arrived during the build: stopped it, building again");
+    server.wait_for_stdout("Reloaded: version 2");
+    assert!(!Path::new(&format!("/proc/{hung}")).exists(), "the stopped build's process {hung} still runs");
+
+    // Ctrl+C during a hanging build stops the watch at once, and the build with it.
+    app.write("marker.txt", "hang\n");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pid_file.exists() {
+        assert!(Instant::now() < deadline, "the second hanging build never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let hung = std::fs::read_to_string(&pid_file).unwrap().trim().to_string();
+    server.signal("INT");
+    let status = server.wait_exit(Duration::from_secs(10)).expect("watch did not stop during a hanging build");
+    assert!(status.success(), "{status:?}");
+    assert!(!Path::new(&format!("/proc/{hung}")).exists(), "the hanging build outlived the watch");
 }
