@@ -126,42 +126,18 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
     if !args.components.is_empty() {
         manifest.retain_components(&args.components)?;
     }
-    let log_dir = args.log_dir.clone().filter(|d| !d.as_os_str().is_empty());
-    let guest_output = tessera_app::GuestOutput {
-        to_files: args.log_dir.as_ref().is_none_or(|d| !d.as_os_str().is_empty()),
-        follow: if args.quiet {
-            tessera_app::Follow::Nothing
-        } else if args.follow.is_empty() {
-            tessera_app::Follow::All
-        } else {
-            tessera_app::Follow::Only(args.follow.iter().cloned().collect())
-        },
-    };
-    if let tessera_app::Follow::Only(ids) = &guest_output.follow
-        && let Some(unknown) = ids.iter().find(|id| !manifest.components.contains_key(*id))
-    {
-        anyhow::bail!("--follow {unknown}: the app has no component `{unknown}`\n  hint: name one of: {}", manifest.components.keys().cloned().collect::<Vec<_>>().join(", "));
-    }
+    let options = load_options(&args, &manifest)?;
     if args.build {
         crate::build::build_all(&manifest)?;
     }
     let app = LoadedApp::from_manifest(
         manifest,
         &LoadOptions {
-            runtime_config_file: args.runtime_config_file.clone(),
-            runtime_config: None,
-            log_dir,
             // A pulled app's directory is a shared, immutable cache entry: its state goes
             // to .spin in the current directory, as for an app run from there.
             state_dir: reference.as_ref().map(|_| PathBuf::from(".spin")),
-            fetcher: Some(Arc::new(tessera_registry::SourceCache::new(args.registry.options()))),
             artifact_signed_by,
-            variables: None,
-            variable_overrides: crate::up_flags::variables(&args.variable)?,
-            environment: args.env.iter().cloned().collect(),
-            state_dir_override: args.state_dir.clone(),
-            guest_output,
-            files_mounts: tessera_app::FilesMounts { staging_dir: args.temp.clone(), direct: args.direct_mounts },
+            ..options
         },
     )?;
     let stores: Vec<String> = app.components.values().flat_map(|c| c.key_value_stores.iter().map(|(label, _)| label.clone())).collect();
@@ -230,6 +206,36 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
         leftovers.remove();
     }
     result
+}
+
+/// How `args` asks for `manifest`'s app to be loaded (shared by `up` and `watch`).
+pub(crate) fn load_options(args: &UpArgs, manifest: &Manifest) -> Result<LoadOptions> {
+    let guest_output = tessera_app::GuestOutput {
+        to_files: args.log_dir.as_ref().is_none_or(|d| !d.as_os_str().is_empty()),
+        follow: if args.quiet {
+            tessera_app::Follow::Nothing
+        } else if args.follow.is_empty() {
+            tessera_app::Follow::All
+        } else {
+            tessera_app::Follow::Only(args.follow.iter().cloned().collect())
+        },
+    };
+    if let tessera_app::Follow::Only(ids) = &guest_output.follow
+        && let Some(unknown) = ids.iter().find(|id| !manifest.components.contains_key(*id))
+    {
+        anyhow::bail!("--follow {unknown}: the app has no component `{unknown}`\n  hint: name one of: {}", manifest.components.keys().cloned().collect::<Vec<_>>().join(", "));
+    }
+    Ok(LoadOptions {
+        runtime_config_file: args.runtime_config_file.clone(),
+        log_dir: args.log_dir.clone().filter(|d| !d.as_os_str().is_empty()),
+        fetcher: Some(Arc::new(tessera_registry::SourceCache::new(args.registry.options()))),
+        variable_overrides: crate::up_flags::variables(&args.variable)?,
+        environment: args.env.iter().cloned().collect(),
+        state_dir_override: args.state_dir.clone(),
+        guest_output,
+        files_mounts: tessera_app::FilesMounts { staging_dir: args.temp.clone(), direct: args.direct_mounts },
+        ..LoadOptions::default()
+    })
 }
 
 /// The files and directories a start adds under the state and log directories, so a start

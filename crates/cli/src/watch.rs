@@ -11,14 +11,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
-use tessera_app::{LoadOptions, LoadedApp};
+use clap::Parser as _;
+use tessera_app::LoadedApp;
 use tessera_engine::{CompileCache, Engine};
 use tessera_host::{AppHost, ReloadingApp};
 use tessera_manifest::{Manifest, find_manifest};
 
 /// Arguments of `tessera watch` (as `spin watch`).
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  tessera watch                         # build, serve, rebuild and reload on changes\n  tessera watch -f examples/hello-rust --listen 127.0.0.1:3001\n  tessera watch --skip-build            # reload when sources change, build nothing")]
+#[command(after_help = "Examples:\n  tessera watch                         # build, serve, rebuild and reload on changes\n  tessera watch -- --variable greeting=hi -e RUST_LOG=debug   # tessera up's flags after --\n  tessera watch -f examples/hello-rust --listen 127.0.0.1:3001\n  tessera watch --skip-build            # reload when sources change, build nothing")]
 pub struct WatchArgs {
     /// The app's manifest or its directory (default: spin.toml here or in a parent directory).
     #[arg(short = 'f', long = "from", value_name = "FILE_OR_DIR")]
@@ -41,6 +42,18 @@ pub struct WatchArgs {
     /// Where compiled components are cached (default: ~/.cache/tessera/components).
     #[arg(long, value_name = "DIR", env = "TESSERA_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// `tessera up`'s flags for each version (--variable, -e, --state-dir, -L, --follow,
+    /// -q, -c, --temp, --direct-mounts, ...), after `--`, as `spin watch` passes them on.
+    #[arg(last = true, value_name = "UP_ARGS")]
+    pub up_args: Vec<String>,
+}
+
+/// `tessera up`'s flags, parsed from what follows `--`.
+#[derive(clap::Parser)]
+#[command(name = "tessera watch --")]
+struct UpFlags {
+    #[command(flatten)]
+    up: crate::up::UpArgs,
 }
 
 /// The watched files, each with the component it belongs to (`None`: the whole app).
@@ -104,9 +117,15 @@ fn changed(owners: &[&Watched], before: &Fingerprint, now: &Fingerprint) -> (BTr
     (components, app)
 }
 
-fn load(manifest_path: &Path, args: &WatchArgs, engine: &mut Option<Engine>, cache_dir: &Option<PathBuf>) -> Result<AppHost> {
-    let manifest = Manifest::from_file(manifest_path)?;
-    let options = LoadOptions { runtime_config_file: args.runtime_config_file.clone(), ..Default::default() };
+fn load(manifest_path: &Path, args: &WatchArgs, up: &crate::up::UpArgs, engine: &mut Option<Engine>, cache_dir: &Option<PathBuf>) -> Result<AppHost> {
+    let mut manifest = Manifest::from_file(manifest_path)?;
+    if !up.components.is_empty() {
+        manifest.retain_components(&up.components)?;
+    }
+    let mut options = crate::up::load_options(up, &manifest)?;
+    if args.runtime_config_file.is_some() {
+        options.runtime_config_file = args.runtime_config_file.clone();
+    }
     let app = LoadedApp::from_manifest(manifest, &options)?;
     app.create_dirs()?;
     // The engine is made once, from the first version's runtime config.
@@ -122,6 +141,7 @@ pub fn run(args: WatchArgs) -> Result<ExitCode> {
         Some(from) => find_manifest(from)?,
         None => crate::up::manifest_here_or_above()?,
     };
+    let up = UpFlags::try_parse_from(std::iter::once("tessera watch --".to_string()).chain(args.up_args.iter().cloned()))?.up;
     let cache_dir = args.cache_dir.clone().or_else(CompileCache::default_dir);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("tessera-watch").build()?;
     let _tokio = runtime.enter();
@@ -150,7 +170,7 @@ pub fn run(args: WatchArgs) -> Result<ExitCode> {
     let shutdown_timeout = tessera_manifest::RuntimeConfig::default().shutdown_timeout;
     let app = ReloadingApp::new(shutdown_timeout);
     let mut engine = None;
-    match load(&manifest_path, &args, &mut engine, &cache_dir) {
+    match load(&manifest_path, &args, &up, &mut engine, &cache_dir) {
         Ok(host) => app.replace(host)?,
         Err(e) => eprintln!("Error: {e:#}\nWaiting for a change to load again."),
     }
@@ -215,7 +235,7 @@ pub fn run(args: WatchArgs) -> Result<ExitCode> {
         } else if !app_changed {
             continue;
         }
-        match load(&manifest_path, &args, &mut engine, &cache_dir).and_then(|host| app.replace(host)) {
+        match load(&manifest_path, &args, &up, &mut engine, &cache_dir).and_then(|host| app.replace(host)) {
             Ok(()) => {
                 version += 1;
                 println!("Reloaded: version {version} serves http://{addr}; requests in flight finish on the one before");

@@ -75,7 +75,7 @@ fn a_change_rebuilds_and_reloads_without_a_failed_request() {
 }
 
 #[test]
-fn a_build_that_never_ends_is_stopped_by_the_next_change_and_by_ctrl_c() {
+fn a_build_that_never_ends_is_stopped_by_the_next_change_and_by_ctrl_c_and_up_flags_apply() {
     let app = App::new(
         r#"spin_manifest_version = 2
 [application]
@@ -92,9 +92,13 @@ watch = ["marker.txt"]
     );
     app.write("marker.txt", "quick\n");
     let mut cmd = tessera();
-    cmd.current_dir(app.path()).args(["watch", "--listen", "127.0.0.1:0", "--cache-dir"]).arg(cache_dir());
+    cmd.current_dir(app.path()).args(["watch", "--listen", "127.0.0.1:0", "--cache-dir"]).arg(cache_dir()).args(["--", "-e", "FROM_WATCH=yes"]);
     let mut server = Server::launch(cmd).unwrap();
     assert_eq!(server.get("/hello").status, 200);
+    assert!(server.get("/env").body.contains("FROM_WATCH=yes"), "up's flags after -- reach each version");
+    let bad = tessera().current_dir(app.path()).args(["watch", "--listen", "127.0.0.1:0", "--", "--no-such-flag"]).output().unwrap();
+    let e = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && e.contains("--no-such-flag"), "{e}");
 
     // The build hangs; the running version keeps serving.
     app.write("marker.txt", "hang\n");
