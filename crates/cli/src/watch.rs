@@ -142,6 +142,10 @@ pub fn run(args: WatchArgs) -> Result<ExitCode> {
         None => crate::up::manifest_here_or_above()?,
     };
     let up = UpFlags::try_parse_from(std::iter::once("tessera watch --".to_string()).chain(args.up_args.iter().cloned()))?.up;
+    anyhow::ensure!(
+        up.key_values.is_empty() && up.sqlite.is_empty(),
+        "--key-value and --sqlite seed an app once, so watch (which loads it again on every change) does not take them\n  hint: seed with `tessera up --key-value ... --sqlite ...` once, with the same --state-dir, then watch"
+    );
     let cache_dir = args.cache_dir.clone().or_else(CompileCache::default_dir);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("tessera-watch").build()?;
     let _tokio = runtime.enter();
