@@ -61,7 +61,7 @@ fn toolchains() -> Vec<Finding> {
         Some(_) => Finding::Problem { what: format!("the Rust target wasm32-wasip2 is not installed ({rust_templates})"), fix: "rustup target add wasm32-wasip2".into() },
     };
     let c_tools = "cargo install --locked wasm-tools@1.263.0 wit-bindgen-cli@0.63.0";
-    let python = match output_of("python3", &["-c", "import sys, venv; print(sys.version.split()[0]); assert sys.version_info >= (3, 11)"]) {
+    let python = match output_of("python3", &["-c", "import sys, venv, ensurepip; print(sys.version.split()[0]); assert sys.version_info >= (3, 11)"]) {
         Some(version) => Finding::Ok(format!("Python {version} with venv (templates http-python, spin-sdk-python; http-c runs zig through it)")),
         None => Finding::Problem {
             what: "Python 3.11 or later with venv not found (templates http-python, spin-sdk-python, http-c)".into(),
