@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build-guests.sh --check "$@"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
