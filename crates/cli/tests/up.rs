@@ -783,7 +783,7 @@ sqlite_databases = ["default"]
 
     // The port is taken: the start fails after the stores were opened, and takes them away.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let out = tessera().current_dir(app.path()).args(["up", "--listen", &taken.local_addr().unwrap().to_string(), "--cache-dir"]).arg(cache_dir()).output().unwrap();
+    let out = app.up_to_end(&["--listen", &taken.local_addr().unwrap().to_string()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("cannot listen on"), "{stderr}");
     assert!(!app.path().join(".spin").exists(), "a failed start left {:?}", std::fs::read_dir(app.path().join(".spin")).map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>()));
@@ -791,7 +791,7 @@ sqlite_databases = ["default"]
     // A state directory that was there keeps what it had, and gains nothing.
     std::fs::create_dir(app.path().join(".spin")).unwrap();
     std::fs::write(app.path().join(".spin/keep.txt"), "mine").unwrap();
-    let out = tessera().current_dir(app.path()).args(["up", "--listen", &taken.local_addr().unwrap().to_string(), "--cache-dir"]).arg(cache_dir()).output().unwrap();
+    let out = app.up_to_end(&["--listen", &taken.local_addr().unwrap().to_string()]);
     assert!(!out.status.success());
     let left: Vec<_> = std::fs::read_dir(app.path().join(".spin")).unwrap().flatten().map(|e| e.file_name()).collect();
     assert_eq!(left, vec![std::ffi::OsString::from("keep.txt")]);
@@ -813,7 +813,7 @@ source = "{http_guest}"
 "#,
     );
     let up = |extra: &[&str]| {
-        let out = tessera().current_dir(app.path()).args(["up", "--listen", "127.0.0.1:0", "--cache-dir"]).arg(cache_dir()).args(extra).output().unwrap();
+        let out = app.up_to_end(extra);
         assert!(!out.status.success());
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
@@ -848,7 +848,7 @@ files = ["static/*.txt", { source = "assets", destination = "/data" }]
     assert_eq!(staged.len(), 1, "the globbed file is staged under --temp");
     drop(server);
 
-    let out = tessera().current_dir(app.path()).args(["up", "--direct-mounts", "--listen", "127.0.0.1:0", "--cache-dir"]).arg(cache_dir()).output().unwrap();
+    let out = app.up_to_end(&["--direct-mounts"]);
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && e.contains("spin.toml:9:") && e.contains("only directory mounts work with --direct-mounts"), "{e}");
 

@@ -99,6 +99,17 @@ impl App {
         Server::start(self.path(), extra)
     }
 
+    /// Runs `tessera up` in the app's directory to its end (a start expected to fail),
+    /// with `extra` flags and `--listen 127.0.0.1:0` unless `extra` gives one.
+    pub fn up_to_end(&self, extra: &[&str]) -> Output {
+        let mut cmd = tessera();
+        cmd.current_dir(self.path()).arg("up").args(extra).arg("--cache-dir").arg(cache_dir());
+        if !extra.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.output().unwrap()
+    }
+
     /// Writes `rc` as the app's runtime config (`rc.toml`) and returns its path.
     pub fn runtime_config(&self, rc: &str) -> PathBuf {
         self.write("rc.toml", rc);
