@@ -103,7 +103,8 @@ fn spec_for(based_route: &str) -> Result<RouteSpec, String> {
     for (i, segment) in segments.iter().enumerate() {
         let next = segments.get(i + 1);
         match segment {
-            Segment::Wildcard if next.is_some() => {
+            // routefinder drops a trailing `/`, so `/*/` would parse as a wildcard too.
+            Segment::Wildcard if next.is_some() || !pattern.ends_with('*') => {
                 return Err(format!(
                     "`{based_route}`: `*` may only end a route; write the wildcard as a trailing `/...`"
                 ));
@@ -294,6 +295,8 @@ mod tests {
     fn invalid_routes_are_reported() {
         assert!(validate_route("/a/.../b").is_err());
         assert!(validate_route("/a/*/b").is_err());
+        assert!(validate_route("*//").is_err(), "a `*` followed by `/` is not a trailing wildcard");
+        assert!(validate_route("/a/*/").is_ok(), "one trailing `/` is dropped, as in Spin");
         assert!(validate_route("/a/:").is_err());
         assert!(validate_route("/a/:id").is_ok());
         assert!(validate_route("/...").is_ok());
