@@ -47,6 +47,9 @@ fn apps_are_routed_by_host_header_and_path_prefix() {
     let server = Server::host(&apps, &["--state-dir", dir.path().join("state").to_str().unwrap()]).unwrap();
     let out = server.stdout.lock().unwrap().clone();
     assert!(out.contains("App web (any host, under /web):") && out.contains("App api (api.test, under /):"), "{out}");
+    // The two apps run the same bytes: the second shares the first one's compiled code.
+    let log = server.log();
+    assert!(log.contains("component `guest` (") && log.contains("shares the code of the same bytes already loaded"), "{log}");
 
     // Under its prefix the app is served as if alone at `/`: the prefix is stripped (as a
     // reverse proxy's strip-prefix does) and `x-forwarded-prefix` says where it is mounted.

@@ -16,6 +16,8 @@ pub enum CompiledFrom {
     Source,
     /// Loaded from the cache.
     Cache,
+    /// The code of the same bytes loaded earlier and still held (by another app).
+    Shared,
 }
 
 /// The on-disk cache of compiled components.
@@ -48,18 +50,21 @@ impl CompileCache {
 
     /// The file that holds (or will hold) the compiled form of `bytes`.
     pub fn path_for(&self, bytes: &[u8]) -> PathBuf {
-        let digest = hex::encode(Sha256::digest(bytes));
-        self.dir.join(format!("{digest}-{}.cwasm", self.engine_key))
+        self.path_for_digest(&Sha256::digest(bytes).into())
     }
 
-    /// Loads the compiled component for `bytes`, compiling and storing it on a miss.
-    /// A damaged entry is compiled again and replaced; a cache that cannot be written
-    /// only costs the next start a compile.
-    pub fn load(&self, engine: &wasmtime::Engine, bytes: &[u8]) -> Result<(Component, CompiledFrom)> {
+    fn path_for_digest(&self, digest: &[u8; 32]) -> PathBuf {
+        self.dir.join(format!("{}-{}.cwasm", hex::encode(digest), self.engine_key))
+    }
+
+    /// Loads the compiled component for `bytes` (whose SHA-256 is `digest`), compiling and
+    /// storing it on a miss. A damaged entry is compiled again and replaced; a cache that
+    /// cannot be written only costs the next start a compile.
+    pub fn load(&self, engine: &wasmtime::Engine, bytes: &[u8], digest: &[u8; 32]) -> Result<(Component, CompiledFrom)> {
         // SAFETY (both closures): the file was written by `serialize` for an engine with
         // the same compatibility hash, into a cache directory owned by this user.
         self.load_with(
-            bytes,
+            self.path_for_digest(digest),
             |path| unsafe { Component::deserialize_file(engine, path) },
             || Component::new(engine, bytes),
             Component::serialize,
@@ -69,7 +74,7 @@ impl CompileCache {
     /// [`CompileCache::load`] for a core module (a WASI preview 1 program).
     pub fn load_module(&self, engine: &wasmtime::Engine, bytes: &[u8]) -> Result<(Module, CompiledFrom)> {
         self.load_with(
-            bytes,
+            self.path_for(bytes),
             |path| unsafe { Module::deserialize_file(engine, path) },
             || Module::new(engine, bytes),
             Module::serialize,
@@ -78,12 +83,11 @@ impl CompileCache {
 
     fn load_with<T>(
         &self,
-        bytes: &[u8],
+        path: PathBuf,
         deserialize: impl FnOnce(&Path) -> wasmtime::Result<T>,
         compile: impl FnOnce() -> wasmtime::Result<T>,
         serialize: impl FnOnce(&T) -> wasmtime::Result<Vec<u8>>,
     ) -> Result<(T, CompiledFrom)> {
-        let path = self.path_for(bytes);
         if path.is_file() {
             match deserialize(&path) {
                 Ok(c) => return Ok((c, CompiledFrom::Cache)),

@@ -7,6 +7,7 @@ mod adapt;
 mod compile_cache;
 mod epoch;
 mod limiter;
+mod shared;
 
 pub use adapt::module_to_component;
 pub use compile_cache::{CompileCache, CompiledFrom};
@@ -14,7 +15,10 @@ pub use limiter::{InstanceLimiter, LimitHit};
 
 use anyhow::{Context as _, Result, bail};
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use sha2::{Digest as _, Sha256};
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use wasmtime::component::Component;
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -62,12 +66,15 @@ pub struct Engine {
     plain: Arc<Flavor>,
     concurrent: Arc<OnceLock<Arc<Flavor>>>,
     settings: EngineSettings,
+    /// What higher layers build once per engine rather than once per app, by type.
+    per_engine: Arc<Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>>,
 }
 
-/// One Wasmtime engine with its compile cache and epoch ticker.
+/// One Wasmtime engine with its compile cache, its loaded components and epoch ticker.
 struct Flavor {
     inner: wasmtime::Engine,
     cache: Option<CompileCache>,
+    loaded: shared::SharedLoads<Component>,
     _epoch: epoch::EpochTicker,
 }
 
@@ -90,16 +97,17 @@ impl Flavor {
             .context("cannot create the Wasmtime engine")?;
         let cache = settings.cache_dir.as_ref().map(|dir| CompileCache::new(dir.clone(), &inner));
         let epoch = epoch::EpochTicker::start(inner.clone(), EPOCH_TICK);
-        Ok(Self { inner, cache, _epoch: epoch })
+        Ok(Self { inner, cache, loaded: Default::default(), _epoch: epoch })
     }
 
-    fn load(&self, bytes: &[u8]) -> Result<(Component, CompiledFrom)> {
-        match &self.cache {
-            Some(cache) => cache.load(&self.inner, bytes),
+    fn load(&self, bytes: &[u8]) -> Result<(Arc<Component>, CompiledFrom)> {
+        let digest = Sha256::digest(bytes).into();
+        self.loaded.get_or_load(digest, || match &self.cache {
+            Some(cache) => cache.load(&self.inner, bytes, &digest),
             None => Component::new(&self.inner, bytes)
                 .map(|c| (c, CompiledFrom::Source))
                 .map_err(anyhow::Error::from),
-        }
+        })
     }
 
     fn load_module(&self, bytes: &[u8]) -> Result<(wasmtime::Module, CompiledFrom)> {
@@ -119,7 +127,16 @@ impl Engine {
             plain: Arc::new(Flavor::new(settings, false)?),
             concurrent: Arc::new(OnceLock::new()),
             settings: settings.clone(),
+            per_engine: Arc::default(),
         })
+    }
+
+    /// The one `T` of this engine, made on first use: state every app on the engine can
+    /// share (the executor's linkers, whose host functions are then the same for all).
+    pub fn per_engine<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        let mut map = self.per_engine.lock().unwrap_or_else(|e| e.into_inner());
+        let value = map.entry(TypeId::of::<T>()).or_insert_with(|| Arc::new(T::default()));
+        value.clone().downcast().expect("stored under its own type id")
     }
 
     fn concurrent(&self) -> Result<&Flavor> {
@@ -137,7 +154,8 @@ impl Engine {
         !wasmtime::Engine::same(component.engine(), &self.plain.inner)
     }
 
-    /// Compiles `bytes` (or loads them from the cache). `name` is used in errors. A WASI
+    /// Compiles `bytes` (or loads them from the cache); while any caller holds the result,
+    /// loading the same bytes again returns the same code. `name` is used in errors. A WASI
     /// preview 1 core module is made a component first (see `adapt`).
     /// `needs_concurrency` is asked about each top-level import and export name; a
     /// component with any such name, or one using component-model async itself, is
@@ -147,7 +165,7 @@ impl Engine {
         name: &str,
         bytes: &[u8],
         needs_concurrency: impl Fn(&str) -> bool,
-    ) -> Result<(Component, CompiledFrom)> {
+    ) -> Result<(Arc<Component>, CompiledFrom)> {
         let adapted;
         let bytes = if is_core_module(bytes) {
             adapted = adapt::module_to_component(name, bytes)?;
@@ -285,7 +303,7 @@ mod tests {
         Engine::new(&settings).unwrap()
     }
 
-    fn load(engine: &Engine, text: &str) -> Component {
+    fn load(engine: &Engine, text: &str) -> Arc<Component> {
         let bytes = wat::parse_str(text).unwrap();
         engine.load_component("test", &bytes, |name| name.ends_with("@0.3.0")).unwrap().0
     }
@@ -300,6 +318,20 @@ mod tests {
         // Only the component's own imports count, not those of components nested in it.
         let nested = load(&engine, r#"(component (component (import "wasi:cli/stdin@0.3.0" (instance))))"#);
         assert!(!engine.is_concurrent(&nested));
+    }
+
+    #[test]
+    fn the_same_bytes_share_one_compiled_component_while_held() {
+        let engine = engine();
+        let bytes = wat::parse_str(r#"(component (import "wasi:cli/stdin@0.2.0" (instance)))"#).unwrap();
+        let load = || engine.load_component("app", &bytes, |_| false).unwrap();
+        let (first, from) = load();
+        assert_eq!(from, CompiledFrom::Source);
+        let (second, from) = load();
+        assert_eq!(from, CompiledFrom::Shared);
+        assert!(Arc::ptr_eq(&first, &second), "a second app of the same bytes runs the same code");
+        drop((first, second));
+        assert_eq!(load().1, CompiledFrom::Source, "code nobody holds is freed, not kept");
     }
 
     #[test]

@@ -123,6 +123,7 @@ impl AppHost {
             let how = match load.from {
                 tessera_engine::CompiledFrom::Cache => "loaded from the compile cache",
                 tessera_engine::CompiledFrom::Source => "compiled",
+                tessera_engine::CompiledFrom::Shared => "shares the code of the same bytes already loaded",
             };
             tracing::info!("component `{}` ({:.1} MB) {how} in {:.1} ms", load.id, load.size as f64 / 1e6, load.elapsed.as_secs_f64() * 1000.0);
         }

@@ -252,6 +252,7 @@ impl ManyApps {
             components: host.executor.app().components.keys().cloned().collect(),
             deployed_at: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         };
+        host.log_loads();
         let serving = host.serve(None, 1)?;
         let old = apps.insert(name.clone(), Deployed { spec, from_file, files, fingerprint, status: status.clone(), http, serving, _unpacked: unpacked });
         self.publish_routes(apps);

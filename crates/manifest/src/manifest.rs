@@ -918,7 +918,7 @@ impl Validator<'_> {
                 let DependencySource::Component(other) = &dependency.source else { continue };
                 let Some(target) = components.get(other) else {
                     let known: Vec<&str> = components.keys().map(String::as_str).collect();
-                    return Err(ManifestError::at(self.src.path(), dependency.location, format!("{key}: the app has no component `{other}`"), &format!("name one of: {}", known.join(", "))));
+                    return Err(ManifestError::at(self.src.path(), dependency.location, format!("{key}: the app has no component `{other}`"), format!("name one of: {}", known.join(", "))));
                 };
                 let mut own = Vec::new();
                 for (has, key) in [
@@ -941,7 +941,7 @@ impl Validator<'_> {
                         self.src.path(),
                         dependency.location,
                         format!("{key}: component `{other}` cannot be a dependency of `{id}` because it has {} of its own", own.join(", ")),
-                        &format!("a dependency runs with what `{id}` lets it inherit (inherit_configuration); move those keys to `{id}` or drop them from `{other}`"),
+                        format!("a dependency runs with what `{id}` lets it inherit (inherit_configuration); move those keys to `{id}` or drop them from `{other}`"),
                     ));
                 }
             }
