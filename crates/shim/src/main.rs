@@ -76,15 +76,20 @@ impl Sandbox for TesseraSandbox {
                 unsafe { std::env::set_var(key, value) };
             }
         }
-        init_tracing();
-        match start(ctx) {
-            Ok(code) => Ok(code),
+        let traces = init_tracing();
+        let code = match start(ctx) {
+            Ok(code) => code,
             Err(Failure { stop, error }) => {
                 // The task's stderr is what `kubectl logs` and `ctr run` show.
                 eprintln!("Error: {error:#}");
-                Ok(stop as i32)
+                stop as i32
             }
+        };
+        // The spans of the last requests are still batched: send them before the task ends.
+        if let Some(traces) = traces {
+            traces.shutdown();
         }
+        Ok(code)
     }
 }
 
@@ -246,12 +251,20 @@ fn serve(app: AppSource, cache_dir: Option<PathBuf>) -> Result<i32, Failure> {
     Ok(i32::from(code))
 }
 
-/// Tessera's log lines on the container's stderr. Only the subscriber is set: the shim
-/// library owns the `log` logger of the process.
-fn init_tracing() {
+/// Tessera's log lines on the container's stderr, and its spans over OTLP when the
+/// container's environment names a collector (the `OTEL_*` variables `tessera up` reads).
+/// Only the subscriber is set: the shim library owns the `log` logger of the process.
+fn init_tracing() -> Option<tessera_host::telemetry::Traces> {
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,tessera=info,containerd_shim_tessera_v1=info,async_nats=off"));
-    let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).with_target(false).compact().finish();
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(false).with_target(false).compact().with_filter(filter);
+    let traces = tessera_host::telemetry::Traces::from_env().unwrap_or_else(|e| {
+        eprintln!("warning: {e:#}; traces are not exported");
+        None
+    });
+    let subscriber = tracing_subscriber::registry().with(fmt).with(traces.as_ref().map(|t| t.layer()));
     let _ = tracing::subscriber::set_global_default(subscriber);
+    traces
 }
 
 fn main() {

@@ -371,6 +371,71 @@ fn a_root_file_system_app_serves_under_ctr_run_and_drains_on_sigterm() {
     assert!(status.success(), "the task exits 0 after draining: {status:?}\n{printed}");
 }
 
+/// An OTLP/HTTP collector (POST /v1/traces, protobuf): the spans it received, by name
+/// and kind.
+fn otlp_collector() -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<(String, i32)>>>) {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost_otlp::Message as _;
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let spans = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let into = spans.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let into = into.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                loop {
+                    let mut length = 0;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':') && name.eq_ignore_ascii_case("content-length") {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    if let Ok(request) = ExportTraceServiceRequest::decode(body.as_slice()) {
+                        let found = request.resource_spans.into_iter().flat_map(|r| r.scope_spans).flat_map(|s| s.spans);
+                        into.lock().unwrap().extend(found.map(|span| (span.name, span.kind)));
+                    }
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n");
+                }
+            });
+        }
+    });
+    (addr, spans)
+}
+
+#[test]
+fn a_pod_sends_its_spans_to_the_collector_its_environment_names() {
+    use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+    let Some(containerd) = Containerd::start() else { return };
+    let (collector, spans) = otlp_collector();
+    let image = import_app(&containerd, &[("app.wasm", &std::fs::read(hello_wasm()).unwrap())], ONE_COMPONENT);
+    let endpoint = format!("OTEL_EXPORTER_OTLP_ENDPOINT=http://{collector}");
+    let task = Task::run(&containerd, &image, &["--env", &endpoint]).ready("/hello");
+    for _ in 0..3 {
+        assert_eq!(get(task.port, "/hello").map(|(status, _)| status), Some(200));
+    }
+    // SIGTERM ends the task; the spans still batched are sent before it exits.
+    let (status, printed) = task.terminate();
+    assert!(status.success(), "{printed}");
+    let spans = spans.lock().unwrap();
+    let served = spans.iter().filter(|(name, kind)| name == "tessera_trigger_http.handle_http_request" && *kind == SpanKind::Server as i32).count();
+    assert!(served >= 3, "a server span per request (the ready probes add more): {spans:?}\n{printed}");
+}
+
 #[test]
 fn a_shim_killed_with_sigkill_leaves_no_container_running_and_no_state_behind() {
     let Some(containerd) = Containerd::start() else { return };
