@@ -143,6 +143,11 @@ impl Executor {
         self.next_invocation.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Invocations started so far (of every entry point).
+    pub fn invocations_started(&self) -> u64 {
+        self.next_invocation.load(Ordering::Relaxed) - 1
+    }
+
     /// Compiles (or loads from the cache) and pre-instantiates component `id`, once; later
     /// calls return the same component.
     pub fn prepare(&self, id: &str) -> Result<Arc<PreparedComponent>> {

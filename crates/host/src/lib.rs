@@ -112,6 +112,11 @@ impl AppHost {
         Ok(Self { executor, http, redis, mqtt, messaging, cron, command, loads })
     }
 
+    /// The executor every entry point of the app runs on.
+    pub fn executor(&self) -> &Arc<Executor> {
+        &self.executor
+    }
+
     /// How each component was loaded.
     pub fn load_reports(&self) -> &[LoadReport] {
         &self.loads

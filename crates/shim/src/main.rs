@@ -53,6 +53,9 @@ impl Shim for TesseraShim {
     }
 
     async fn compiler() -> Option<impl containerd_shim_wasm::shim::Compiler> {
+        // The shim library asks once, in the shim daemon, as it creates its first container:
+        // the daemon's own start-up pages are dropped once that container is running.
+        startup_pages::release_after(DAEMON_SETTLED);
         Some(precompile::Precompiler)
     }
 
@@ -240,16 +243,25 @@ fn serve(app: AppSource, cache_dir: Option<PathBuf>) -> Result<i32, Failure> {
         None => None,
     };
     let addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+    let executor = host.executor().clone();
     let code = host
         .serve_until_signal(&runtime, listener, threads, shutdown_timeout, |_| {
             if let Some(addr) = addr {
                 println!("Serving http://{addr}");
             }
             startup_pages::release();
+            startup_pages::release_when_idle(move || executor.invocations_started(), TASK_IDLE);
         })
         .stops_with(Stop::LoadFailed)?;
     Ok(i32::from(code))
 }
+
+/// How long an app serves nothing before the task drops the pages serving touched.
+const TASK_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long after its first container is created the shim daemon has finished starting it
+/// (pulling layers, precompiling, creating the task), so its start-up pages can go.
+const DAEMON_SETTLED: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Tessera's log lines on the container's stderr, and its spans over OTLP when the
 /// container's environment names a collector (the `OTEL_*` variables `tessera up` reads).

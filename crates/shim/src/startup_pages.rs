@@ -1,4 +1,5 @@
-//! Hands back the pages of the shim binary that only starting the app touched.
+//! Hands back the pages of the shim binary that only starting touched: the app's, in the
+//! task, and the first container's, in the shim daemon.
 //!
 //! The task is cloned from a 50 MB binary (wasmtime, containerd's client, libcontainer).
 //! Loading an app runs code spread over half its text, and the kernel maps 64 KiB around
@@ -8,6 +9,7 @@
 //! mapped again on its first use, a minor fault each.
 
 use std::ops::Range;
+use std::time::{Duration, Instant};
 
 /// Drops this process's mappings of its own code and of the read-only data no one wrote.
 /// Written pages (relocations made read-only after start-up) are left alone: dropping them
@@ -27,6 +29,38 @@ pub fn release() {
         }
     }
     tracing::debug!("released {released} KiB of start-up code and read-only data");
+}
+
+/// [`release`] on a thread of its own after `delay`, for a process (the shim daemon) that
+/// has no point at which it knows it has finished starting.
+pub fn release_after(delay: Duration) {
+    let _ = std::thread::Builder::new().name("release-start-up-pages".into()).spawn(move || {
+        std::thread::sleep(delay);
+        release();
+    });
+}
+
+/// [`release`] each time the app has been idle for `idle` after doing something: `activity`
+/// counts what it did (invocations started). What serving touched is then dropped too, and
+/// the next request maps it again from the page cache (a minor fault per 64 KiB).
+pub fn release_when_idle(activity: impl Fn() -> u64 + Send + 'static, idle: Duration) {
+    let _ = std::thread::Builder::new().name("release-idle-pages".into()).spawn(move || each_idle_spell(activity, idle, release));
+}
+
+/// Runs `action` once per spell of `idle` without a change of `activity` that follows a
+/// change (the spell at start counts as following one); never returns.
+fn each_idle_spell(activity: impl Fn() -> u64, idle: Duration, mut action: impl FnMut()) {
+    let (mut seen, mut changed, mut acted) = (activity(), Instant::now(), false);
+    loop {
+        std::thread::sleep(idle / 4);
+        let now = activity();
+        if now != seen {
+            (seen, changed, acted) = (now, Instant::now(), false);
+        } else if !acted && changed.elapsed() >= idle {
+            action();
+            acted = true;
+        }
+    }
 }
 
 /// One mapping of `/proc/self/smaps`.
@@ -82,6 +116,30 @@ fn is_header(line: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_are_released_once_per_idle_spell_after_activity() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let (activity, released) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (count, done) = (activity.clone(), released.clone());
+        std::thread::spawn(move || {
+            each_idle_spell(move || count.load(Ordering::Relaxed), Duration::from_millis(200), move || {
+                done.fetch_add(1, Ordering::Relaxed);
+            })
+        });
+        // Busy: a request every 5 ms, never 200 ms apart.
+        for _ in 0..20 {
+            activity.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(released.load(Ordering::Relaxed), 0, "nothing is released while the app is busy");
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(released.load(Ordering::Relaxed), 1, "one release per idle spell, however long");
+        activity.fetch_add(1, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(released.load(Ordering::Relaxed), 2, "a request, then idle again: released again");
+    }
 
     #[test]
     fn only_the_binarys_unwritten_read_only_mappings_are_dropped() {
