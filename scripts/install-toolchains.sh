@@ -10,4 +10,5 @@ if ! command -v wasm-tools >/dev/null || ! command -v wit-bindgen >/dev/null; th
   cargo install --locked wasm-tools@1.263.0 wit-bindgen-cli@0.63.0
 fi
 python3 -m pip install -q ziglang==0.17.0 componentize-py==0.25.1
-(cd examples/hello-js && npm install --no-audit --no-fund)
+# npm ci installs exactly what package-lock.json pins (and leaves it as committed).
+(cd examples/hello-js && npm ci --no-audit --no-fund)
