@@ -818,7 +818,7 @@ source = "{http_guest}"
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
     let e = up(&[]);
-    let cause = e.find("spin.toml:5:").unwrap_or_else(|| panic!("{e}"));
+    let cause = e.find("spin.toml:5:1:").unwrap_or_else(|| panic!("{e}"));
     assert!(e[cause..].contains("variable `token` is required but has no value\n  hint: set SPIN_VARIABLE_TOKEN"), "{e}");
     app.write("rc.toml", "max_queued_requests = 4\n\n[component.gust]\nmax_instance_memory = \"10MiB\"\n");
     let e = up(&["--variable", "token=x", "--runtime-config-file", "rc.toml"]);

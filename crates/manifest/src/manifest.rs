@@ -339,8 +339,9 @@ type Unsupported = Option<Spanned<toml::Value>>;
 struct RawManifest {
     spin_manifest_version: Spanned<toml::Value>,
     application: Spanned<RawApplication>,
+    /// Keyed by the spanned name: errors point at the variable's name, not its value.
     #[serde(default)]
-    variables: BTreeMap<String, Spanned<RawVariable>>,
+    variables: BTreeMap<Spanned<String>, RawVariable>,
     #[serde(default)]
     trigger: Option<Spanned<RawTriggers>>,
     #[serde(default)]
@@ -750,8 +751,8 @@ impl Validator<'_> {
 
         let mut variables = BTreeMap::new();
         for (name, var) in raw.variables {
-            let span = var.span();
-            let var = var.into_inner();
+            let span = name.span();
+            let name = name.into_inner();
             if !is_variable_name(&name) {
                 return Err(self.err(span.clone(), format!("variable name `{name}` is not lower_snake_case"), "rename it, e.g. `api_key`"));
             }

@@ -260,9 +260,12 @@ fn references_must_resolve() {
 #[test]
 fn variables_need_default_or_required() {
     let text = "spin_manifest_version = 2\n[application]\nname = \"a\"\n[variables]\nv = { secret = true }\n[[trigger.http]]\nroute = \"/\"\nstatic_response = {}\n";
-    assert_error(text, 5, 5, &["neither `default` nor `required = true`"]);
+    assert_error(text, 5, 1, &["neither `default` nor `required = true`"]);
     let text = text.replace("{ secret = true }", "{ default = \"x\", required = true }");
-    assert_error(&text, 5, 5, &["both"]);
+    assert_error(&text, 5, 1, &["both"]);
+    // A variable given as a table of its own: the error points at its name in the header.
+    let text = text.replace("[variables]\nv = { default = \"x\", required = true }", "[variables.v]\nsecret = true");
+    assert_error(&text, 4, 12, &["neither `default` nor `required = true`"]);
 }
 
 #[test]
