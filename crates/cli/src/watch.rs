@@ -2,7 +2,8 @@
 //! `build.watch` files rebuilds that component and reloads the app without dropping a
 //! request (the new version loads in full, then takes new requests; requests in flight
 //! finish on the old one). A change to `spin.toml` or to a component's `source` reloads
-//! without building. A failed build or load keeps the previous version serving.
+//! without building. A failed build or load keeps the previous version serving. File
+//! events wake the loop; what changed is decided by comparing the files' metadata.
 
 use anyhow::Result;
 use std::collections::BTreeSet;
@@ -84,6 +85,112 @@ fn watched(manifest_path: &Path, skip_build: bool) -> Watched {
     out
 }
 
+/// The directories whose entries can change what [`watched`] finds, each with whether its
+/// subdirectories count: the manifest's, each source file's, and the fixed part of each
+/// `build.watch` glob (`src` of `src/**/*.rs`, watched with its subdirectories).
+fn directories(manifest_path: &Path, skip_build: bool) -> BTreeSet<(PathBuf, bool)> {
+    let mut out = BTreeSet::new();
+    let mut parent_of = |path: &Path| {
+        if let Some(dir) = path.parent() {
+            out.insert((dir.to_path_buf(), false));
+        }
+    };
+    parent_of(manifest_path);
+    let Ok(manifest) = Manifest::from_file(manifest_path) else { return out };
+    for component in manifest.components.values() {
+        if let Some(path) = component.source.file() {
+            parent_of(&manifest.dir.join(path));
+        }
+    }
+    for component in manifest.components.values() {
+        let Some(build) = component.build.as_ref().filter(|_| !skip_build) else { continue };
+        let base = build.workdir.as_ref().map_or(manifest.dir.clone(), |w| manifest.dir.join(w));
+        for pattern in &build.watch {
+            let parts: Vec<&std::ffi::OsStr> = Path::new(pattern).iter().collect();
+            let fixed = parts.iter().take_while(|p| !p.to_string_lossy().contains(['*', '?', '[', '{'])).count();
+            let (dir, recursive) = match parts.len() - fixed {
+                // A plain file: its directory.
+                0 => (base.join(pattern).parent().map(Path::to_path_buf).unwrap_or(base.clone()), false),
+                1 => (parts[..fixed].iter().fold(base.clone(), |d, p| d.join(p)), false),
+                _ => (parts[..fixed].iter().fold(base.clone(), |d, p| d.join(p)), true),
+            };
+            out.insert((dir, recursive));
+        }
+    }
+    // A directory watched with its subdirectories need not be watched without them too.
+    let deep: BTreeSet<PathBuf> = out.iter().filter(|(_, recursive)| *recursive).map(|(dir, _)| dir.clone()).collect();
+    out.retain(|(dir, recursive)| *recursive || !deep.contains(dir));
+    out
+}
+
+/// Wakes the watch loop when something changed in the watched directories (the fingerprint
+/// then says whether it matters), when the watch is stopping, and every few seconds anyway:
+/// a directory made after the watch began, or an event the kernel dropped, is seen then.
+struct Wakeups {
+    watcher: Option<notify::RecommendedWatcher>,
+    /// The directories watched successfully (one that failed, e.g. not made yet, is tried
+    /// again on the next round).
+    watching: BTreeSet<(PathBuf, bool)>,
+    sender: std::sync::mpsc::Sender<()>,
+    receiver: std::sync::mpsc::Receiver<()>,
+    last_round: std::time::Instant,
+}
+
+impl Wakeups {
+    /// How often the loop looks without being woken.
+    const FALLBACK: Duration = Duration::from_secs(2);
+    /// How long the writes of one save take to land before the loop looks.
+    const SETTLE: Duration = Duration::from_millis(20);
+    /// The shortest time between two looks while events keep coming (a build writing into
+    /// a watched tree): each look globs and reads every watched file's metadata.
+    const SPACING: Duration = Duration::from_millis(200);
+
+    fn new() -> Self {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let wake = sender.clone();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            // Reads (the loop's own globbing opens directories) change nothing.
+            if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
+                let _ = wake.send(());
+            }
+        });
+        let watcher = watcher.map_err(|e| eprintln!("Cannot watch for file events ({e}); looking for changes every {} s instead", Self::FALLBACK.as_secs())).ok();
+        Self { watcher, watching: BTreeSet::new(), sender, receiver, last_round: std::time::Instant::now() }
+    }
+
+    /// Something that wakes the loop from another thread.
+    fn sender(&self) -> std::sync::mpsc::Sender<()> {
+        self.sender.clone()
+    }
+
+    /// Watches exactly `directories` (those that exist; the fallback covers the rest).
+    fn watch(&mut self, directories: BTreeSet<(PathBuf, bool)>) {
+        let Some(watcher) = self.watcher.as_mut() else { return };
+        if directories == self.watching {
+            return;
+        }
+        use notify::Watcher as _;
+        for gone in self.watching.difference(&directories).cloned().collect::<Vec<_>>() {
+            let _ = watcher.unwatch(&gone.0);
+            self.watching.remove(&gone);
+        }
+        for (dir, recursive) in directories {
+            let mode = if recursive { notify::RecursiveMode::Recursive } else { notify::RecursiveMode::NonRecursive };
+            if !self.watching.contains(&(dir.clone(), recursive)) && watcher.watch(&dir, mode).is_ok() {
+                self.watching.insert((dir, recursive));
+            }
+        }
+    }
+
+    /// Returns after an event (with those that follow it at once) or the fallback delay.
+    fn wait(&mut self) {
+        let _ = self.receiver.recv_timeout(Self::FALLBACK);
+        std::thread::sleep(Self::SETTLE.max(Self::SPACING.saturating_sub(self.last_round.elapsed())));
+        while self.receiver.try_recv().is_ok() {}
+        self.last_round = std::time::Instant::now();
+    }
+}
+
 /// The fingerprint of the files a user edits (the manifest and `build.watch` files, not
 /// the sources a build writes), to notice a change while a build runs.
 fn edited(manifest_path: &Path, skip_build: bool) -> Fingerprint {
@@ -150,8 +257,9 @@ pub fn run(args: WatchArgs) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("tessera-watch").build()?;
     let _tokio = runtime.enter();
     let stopping = Arc::new(AtomicBool::new(false));
+    let mut wakeups = Wakeups::new();
     {
-        let stopping = stopping.clone();
+        let (stopping, wake) = (stopping.clone(), wakeups.sender());
         runtime.spawn(async move {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
             tokio::select! {
@@ -159,6 +267,7 @@ pub fn run(args: WatchArgs) -> Result<ExitCode> {
                 _ = term.recv() => {}
             }
             stopping.store(true, Ordering::Relaxed);
+            let _ = wake.send(());
         });
     }
 
@@ -193,7 +302,8 @@ pub fn run(args: WatchArgs) -> Result<ExitCode> {
     // Components whose build a newer change stopped: built with the next change's.
     let mut unbuilt = BTreeSet::new();
     while !stopping.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(200));
+        wakeups.watch(directories(&manifest_path, args.skip_build));
+        wakeups.wait();
         let mut latest = watched(&manifest_path, args.skip_build);
         let mut now = fingerprint(&latest);
         if now == seen {
@@ -254,4 +364,66 @@ pub fn run(args: WatchArgs) -> Result<ExitCode> {
     let _ = stop.send(true);
     runtime.block_on(app.drain());
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fixed_part_of_each_glob_is_watched_and_deep_globs_with_subdirectories() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = dir.path();
+        std::fs::write(
+            app.join("spin.toml"),
+            r#"spin_manifest_version = 2
+[application]
+name = "w"
+[[trigger.http]]
+route = "/..."
+component = "c"
+[component.c]
+source = "target/out/c.wasm"
+[component.c.build]
+command = "make"
+workdir = "guest"
+watch = ["src/**/*.rs", "Cargo.toml", "lib/*.c", "**/*.h"]
+"#,
+        )
+        .unwrap();
+        let manifest = app.join("spin.toml");
+        let guest = app.join("guest");
+        let expected: BTreeSet<(PathBuf, bool)> = [
+            (app.to_path_buf(), false),
+            (app.join("target/out"), false),
+            (guest.join("src"), true),
+            (guest.clone(), true),
+            (guest.join("lib"), false),
+        ]
+        .into_iter()
+        .collect();
+        // `guest` is watched once, with its subdirectories (for `**/*.h`), not also for `Cargo.toml`.
+        assert_eq!(directories(&manifest, false), expected);
+        let without_build: BTreeSet<_> = [(app.to_path_buf(), false), (app.join("target/out"), false)].into_iter().collect();
+        assert_eq!(directories(&manifest, true), without_build, "--skip-build watches the sources only");
+    }
+
+    #[test]
+    fn a_write_in_a_watched_directory_wakes_the_loop_and_reading_it_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wakeups = Wakeups::new();
+        wakeups.watch([(dir.path().to_path_buf(), false)].into_iter().collect());
+        assert!(!wakeups.watching.is_empty(), "the directory is watched");
+        let _ = std::fs::read_dir(dir.path()).unwrap().count();
+        assert!(wakeups.receiver.recv_timeout(Duration::from_millis(500)).is_err(), "reading a directory is not a change");
+        std::fs::write(dir.path().join("lib.rs"), "fn main() {}").unwrap();
+        assert!(wakeups.receiver.recv_timeout(Wakeups::FALLBACK * 5).is_ok(), "a write is an event, not a wait for the fallback");
+        // A directory that does not exist yet is tried again on the next round.
+        let later = dir.path().join("later");
+        wakeups.watch([(later.clone(), true)].into_iter().collect());
+        assert!(wakeups.watching.is_empty());
+        std::fs::create_dir(&later).unwrap();
+        wakeups.watch([(later.clone(), true)].into_iter().collect());
+        assert_eq!(wakeups.watching, [(later, true)].into_iter().collect());
+    }
 }
