@@ -9,8 +9,11 @@ use crate::{Manifest, RuntimeConfig};
 use std::net::IpAddr;
 use std::path::Path;
 
+/// A fuzz target: it panics on an input that shows a bug.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets, by name (a `fuzz/fuzz_targets/<name>.rs` each).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("manifest", manifest),
     ("runtime_config", runtime_config),
     ("route_matcher", route_matcher),

@@ -371,9 +371,11 @@ fn a_root_file_system_app_serves_under_ctr_run_and_drains_on_sigterm() {
     assert!(status.success(), "the task exits 0 after draining: {status:?}\n{printed}");
 }
 
-/// An OTLP/HTTP collector (POST /v1/traces, protobuf): the spans it received, by name
-/// and kind.
-fn otlp_collector() -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<(String, i32)>>>) {
+/// Spans a collector received: name and kind.
+type ReceivedSpans = std::sync::Arc<std::sync::Mutex<Vec<(String, i32)>>>;
+
+/// An OTLP/HTTP collector (POST /v1/traces, protobuf) and the spans it receives.
+fn otlp_collector() -> (std::net::SocketAddr, ReceivedSpans) {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use prost_otlp::Message as _;
     use std::io::{BufRead as _, BufReader, Read as _, Write as _};
