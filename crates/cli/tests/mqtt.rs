@@ -8,26 +8,7 @@ use std::time::{Duration, Instant};
 use support::*;
 
 fn spin_app(broker: &Mosquitto) -> App {
-    App::new(&format!(
-        r#"
-spin_manifest_version = 2
-[application]
-name = "mqtt-out"
-[[trigger.http]]
-route = "/..."
-component = "v2"
-[[trigger.http]]
-route = "/v3/..."
-component = "v3"
-[component.v2]
-source = "{{spin_guest}}"
-allowed_outbound_hosts = ["mqtt://127.0.0.1:{port}"]
-[component.v3]
-source = "{{spin3_guest}}"
-allowed_outbound_hosts = ["mqtt://127.0.0.1:{port}"]
-"#,
-        port = broker.port
-    ))
+    App::spin_sdks("mqtt-out", &format!("mqtt://127.0.0.1:{}", broker.port))
 }
 
 /// POSTs `payload` to the guest's `/mqtt` route with the broker address and login.

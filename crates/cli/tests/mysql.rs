@@ -8,26 +8,7 @@ use std::time::{Duration, Instant};
 use support::*;
 
 fn app(db: &Mariadb) -> App {
-    App::new(&format!(
-        r#"
-spin_manifest_version = 2
-[application]
-name = "mysql"
-[[trigger.http]]
-route = "/..."
-component = "v2"
-[[trigger.http]]
-route = "/v3/..."
-component = "v3"
-[component.v2]
-source = "{{spin_guest}}"
-allowed_outbound_hosts = ["mysql://127.0.0.1:{port}"]
-[component.v3]
-source = "{{spin3_guest}}"
-allowed_outbound_hosts = ["mysql://127.0.0.1:{port}"]
-"#,
-        port = db.port
-    ))
+    App::spin_sdks("mysql", &format!("mysql://127.0.0.1:{}", db.port))
 }
 
 /// Runs `statement` through the guest at `route` (`/mysql` for SDK 5.2, `/v3/mysql` for 7).

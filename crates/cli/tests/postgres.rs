@@ -14,26 +14,7 @@ fn pg(server: &Server, addr: &str, mode: &str, statement: &str, params: &str) ->
 #[test]
 fn queries_run_against_allowed_addresses_and_survive_an_outage() {
     let Some(mut postgres) = Postgres::start() else { return };
-    let app = App::new(&format!(
-        r#"
-spin_manifest_version = 2
-[application]
-name = "pg"
-[[trigger.http]]
-route = "/v3/..."
-component = "spin3"
-[[trigger.http]]
-route = "/..."
-component = "spin"
-[component.spin3]
-source = "{{spin3_guest}}"
-allowed_outbound_hosts = ["postgres://127.0.0.1:{port}"]
-[component.spin]
-source = "{{spin_guest}}"
-allowed_outbound_hosts = ["postgres://127.0.0.1:{port}"]
-"#,
-        port = postgres.port
-    ));
+    let app = App::spin_sdks("pg", &format!("postgres://127.0.0.1:{}", postgres.port));
     let server = app.start(&[]);
     let addr = postgres.url();
     let r = pg(&server, &addr, "execute", "CREATE TABLE pets (id BIGINT PRIMARY KEY, name TEXT, age INT)", "");
@@ -61,7 +42,7 @@ allowed_outbound_hosts = ["postgres://127.0.0.1:{port}"]
     let r = pg(&server, &other, "query", "SELECT 1", "");
     assert_eq!(r.status, 502);
     assert!(r.body.contains("not permitted"), "{}", r.body);
-    assert!(server.wait_for_log("allowed_outbound_hosts in [component.spin3]").contains("add \"postgres://127.0.0.1:"));
+    assert!(server.wait_for_log("allowed_outbound_hosts in [component.v3]").contains("add \"postgres://127.0.0.1:"));
 
     // Down: an error value, quickly; back: the host reconnects by itself.
     postgres.stop();

@@ -62,6 +62,30 @@ pub struct App {
 }
 
 impl App {
+    /// An app `name` serving the Spin SDK guests, SDK 5.2's (`fermyon:spin@2.0.0`) as
+    /// component `v2` on `/...` and SDK 7's (`spin:*@3.0.0`) as `v3` on `/v3/...`, each
+    /// allowed to call `allowed` (an `allowed_outbound_hosts` entry).
+    pub fn spin_sdks(name: &str, allowed: &str) -> Self {
+        Self::new(&format!(
+            r#"spin_manifest_version = 2
+[application]
+name = "{name}"
+[[trigger.http]]
+route = "/..."
+component = "v2"
+[[trigger.http]]
+route = "/v3/..."
+component = "v3"
+[component.v2]
+source = "{{spin_guest}}"
+allowed_outbound_hosts = ["{allowed}"]
+[component.v3]
+source = "{{spin3_guest}}"
+allowed_outbound_hosts = ["{allowed}"]
+"#
+        ))
+    }
+
     pub fn new(manifest: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let manifest = manifest
