@@ -63,23 +63,44 @@ type Watched = std::collections::BTreeMap<PathBuf, Option<String>>;
 /// What the watched files looked like.
 type Fingerprint = std::collections::BTreeMap<PathBuf, (Option<SystemTime>, u64)>;
 
+/// What a manifest asks to watch: each component's source file, and each `build.watch`
+/// glob with its component and the directory it is relative to (`build.workdir`).
+struct Watchlist {
+    sources: Vec<PathBuf>,
+    globs: Vec<(String, PathBuf, String)>,
+}
+
+impl Watchlist {
+    fn of(manifest: &Manifest, skip_build: bool) -> Self {
+        let mut list = Self { sources: Vec::new(), globs: Vec::new() };
+        for (id, component) in &manifest.components {
+            if let Some(path) = component.source.file() {
+                list.sources.push(manifest.dir.join(path));
+            }
+            let Some(build) = component.build.as_ref().filter(|_| !skip_build) else { continue };
+            let base = build.workdir.as_ref().map_or(manifest.dir.clone(), |w| manifest.dir.join(w));
+            for pattern in &build.watch {
+                list.globs.push((id.clone(), base.clone(), pattern.clone()));
+            }
+        }
+        list
+    }
+}
+
 /// The files whose change means something: the manifest and each component's source
 /// (a reload), and each component's `build.watch` files (a rebuild of it).
 fn watched(manifest_path: &Path, skip_build: bool) -> Watched {
     let mut out = Watched::new();
     out.insert(manifest_path.to_path_buf(), None);
     let Ok(manifest) = Manifest::from_file(manifest_path) else { return out };
-    for (id, component) in &manifest.components {
-        if let Some(path) = component.source.file() {
-            out.insert(manifest.dir.join(path), None);
-        }
-        let Some(build) = component.build.as_ref().filter(|_| !skip_build) else { continue };
-        let base = build.workdir.as_ref().map_or(manifest.dir.clone(), |w| manifest.dir.join(w));
-        for pattern in &build.watch {
-            let Ok(paths) = glob::glob(&base.join(pattern).to_string_lossy()) else { continue };
-            for path in paths.flatten() {
-                out.entry(path).or_insert_with(|| Some(id.clone()));
-            }
+    let list = Watchlist::of(&manifest, skip_build);
+    for source in list.sources {
+        out.insert(source, None);
+    }
+    for (id, base, pattern) in list.globs {
+        let Ok(paths) = glob::glob(&base.join(pattern).to_string_lossy()) else { continue };
+        for path in paths.flatten() {
+            out.entry(path).or_insert_with(|| Some(id.clone()));
         }
     }
     out
@@ -90,32 +111,21 @@ fn watched(manifest_path: &Path, skip_build: bool) -> Watched {
 /// `build.watch` glob (`src` of `src/**/*.rs`, watched with its subdirectories).
 fn directories(manifest_path: &Path, skip_build: bool) -> BTreeSet<(PathBuf, bool)> {
     let mut out = BTreeSet::new();
-    let mut parent_of = |path: &Path| {
-        if let Some(dir) = path.parent() {
-            out.insert((dir.to_path_buf(), false));
-        }
-    };
-    parent_of(manifest_path);
+    let parent = |path: &Path| path.parent().map(|dir| (dir.to_path_buf(), false));
+    out.extend(parent(manifest_path));
     let Ok(manifest) = Manifest::from_file(manifest_path) else { return out };
-    for component in manifest.components.values() {
-        if let Some(path) = component.source.file() {
-            parent_of(&manifest.dir.join(path));
-        }
-    }
-    for component in manifest.components.values() {
-        let Some(build) = component.build.as_ref().filter(|_| !skip_build) else { continue };
-        let base = build.workdir.as_ref().map_or(manifest.dir.clone(), |w| manifest.dir.join(w));
-        for pattern in &build.watch {
-            let parts: Vec<&std::ffi::OsStr> = Path::new(pattern).iter().collect();
-            let fixed = parts.iter().take_while(|p| !p.to_string_lossy().contains(['*', '?', '[', '{'])).count();
-            let (dir, recursive) = match parts.len() - fixed {
-                // A plain file: its directory.
-                0 => (base.join(pattern).parent().map(Path::to_path_buf).unwrap_or(base.clone()), false),
-                1 => (parts[..fixed].iter().fold(base.clone(), |d, p| d.join(p)), false),
-                _ => (parts[..fixed].iter().fold(base.clone(), |d, p| d.join(p)), true),
-            };
-            out.insert((dir, recursive));
-        }
+    let list = Watchlist::of(&manifest, skip_build);
+    out.extend(list.sources.iter().filter_map(|source| parent(source)));
+    for (_, base, pattern) in &list.globs {
+        let parts: Vec<&std::ffi::OsStr> = Path::new(pattern).iter().collect();
+        let fixed = parts.iter().take_while(|p| !p.to_string_lossy().contains(['*', '?', '[', '{'])).count();
+        let (dir, recursive) = match parts.len() - fixed {
+            // A plain file: its directory.
+            0 => (base.join(pattern).parent().map(Path::to_path_buf).unwrap_or(base.clone()), false),
+            1 => (parts[..fixed].iter().fold(base.clone(), |d, p| d.join(p)), false),
+            _ => (parts[..fixed].iter().fold(base.clone(), |d, p| d.join(p)), true),
+        };
+        out.insert((dir, recursive));
     }
     // A directory watched with its subdirectories need not be watched without them too.
     let deep: BTreeSet<PathBuf> = out.iter().filter(|(_, recursive)| *recursive).map(|(dir, _)| dir.clone()).collect();
